@@ -1,0 +1,31 @@
+# Two commands a newcomer needs: `make run` (service on the embedded SQLite default)
+# and `make test` (the whole suite against real PostgreSQL and SQLite).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+HOST   ?= 127.0.0.1
+PORT   ?= 8080
+
+.PHONY: run test lint bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/agentledger serve --host $(HOST) --port $(PORT)
+
+test: lint
+	$(BIN)/python -m pytest -q
+
+# ruff everywhere, mypy --strict on domain/ and application/: cheap guards, part of `make test`.
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) .agentledger .pytest_cache

@@ -1,0 +1,92 @@
+"""Access tokens: issue (the secret is shown once), revoke, list, and authenticate a request."""
+
+from __future__ import annotations
+
+import builtins
+import secrets
+from dataclasses import dataclass
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError
+
+from application.commands import CommandRunner, Outcome, UnitOfWork
+from application.consistency import Consistency
+from application.context import Principal, RequestContext
+from application.errors import Unauthenticated
+from application.ledger import Ledger
+from application.readmodels import Read, TokenRow, TokensReader
+from domain.access import AccessToken, Role, hash_secret, token_id_for_hash
+from domain.events import EventContext
+
+TOKEN_PREFIX = "alt_"
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    token_id: UUID
+    principal: str
+    roles: list[str]
+    secret: str
+
+
+class AccessService:
+    def __init__(
+        self,
+        ledger: Ledger,
+        commands: CommandRunner,
+        view: TokensReader,
+        consistency: Consistency,
+    ) -> None:
+        self._ledger = ledger
+        self._commands = commands
+        self._view = view
+        self._consistency = consistency
+
+    def issue(
+        self, request: RequestContext, principal: str, roles: list[str], label: str | None = None
+    ) -> Outcome[IssuedToken]:
+        request.principal.require_any_role(Role.ADMIN)
+        secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+        def decide(uow: UnitOfWork, ctx: EventContext) -> IssuedToken:
+            token = AccessToken.issue(
+                ctx, principal=principal, roles=roles, secret_hash=hash_secret(secret), label=label
+            )
+            uow.add(token)
+            return IssuedToken(token.id, token.principal, list(token.roles), secret)
+
+        return self._commands.run(request, "tokens.issue", decide)
+
+    def revoke(
+        self, request: RequestContext, token_id: UUID, reason: str | None = None
+    ) -> Outcome[UUID]:
+        request.principal.require_any_role(Role.ADMIN)
+
+        def decide(uow: UnitOfWork, ctx: EventContext) -> UUID:
+            uow.get(AccessToken, token_id, "token").revoke(ctx, reason)
+            return token_id
+
+        return self._commands.run(request, "tokens.revoke", decide)
+
+    def authenticate(self, secret: str) -> Principal:
+        """Look the token up in the event store itself: a revocation takes effect at once."""
+        if not secret.startswith(TOKEN_PREFIX):
+            raise Unauthenticated("malformed token")
+        token_id = token_id_for_hash(hash_secret(secret))
+        try:
+            token: object = self._ledger.repository.get(token_id)
+        except AggregateNotFoundError:
+            raise Unauthenticated("unknown token") from None
+        if not isinstance(token, AccessToken) or token.revoked:
+            raise Unauthenticated("token revoked")
+        return Principal(token.principal, frozenset(token.roles), token.id)
+
+    def list(
+        self, include_revoked: bool = False, consistent_with: int | None = None
+    ) -> Read[builtins.list[TokenRow]]:
+        position = self._consistency.wait(self._view, consistent_with)
+        return Read(self._view.list(include_revoked=include_revoked), position)
+
+    def has_active_admin(self) -> bool:
+        """Whether anyone can administer the service over HTTP (an unrevoked admin token)."""
+        return any(Role.ADMIN in t.roles for t in self._view.list(include_revoked=False))

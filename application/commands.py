@@ -1,0 +1,151 @@
+"""The one path every command takes: load, decide, save atomically, retry on conflict.
+
+Cross-cutting behaviour (event context, optimistic concurrency, positions, commit listeners)
+lives here once, so use cases stay a few lines and later concerns (idempotency records, group
+commit) have one place to go.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+from uuid import UUID, uuid4
+
+from eventsourcing.application import AggregateNotFoundError
+from eventsourcing.persistence import IntegrityError, Tracking
+
+from application.clock import Clock
+from application.context import RequestContext
+from application.errors import ConcurrencyConflict, NotFound
+from application.ledger import Ledger
+from domain.events import EventContext, LedgerAggregate
+
+T = TypeVar("T")
+A = TypeVar("A", bound=LedgerAggregate)
+
+MAX_ATTEMPTS = 20
+
+
+@dataclass(frozen=True)
+class Outcome(Generic[T]):
+    """What a command produced, and the log position a reader must reach to see it."""
+
+    value: T
+    position: int
+    events_written: int
+
+
+class UnitOfWork:
+    """The aggregates one attempt of a command touched; saved together or not at all."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self._ledger = ledger
+        self._aggregates: dict[UUID, LedgerAggregate] = {}
+
+    def get(self, kind: type[A], aggregate_id: UUID, label: str) -> A:
+        if aggregate_id in self._aggregates:
+            found = self._aggregates[aggregate_id]
+        else:
+            try:
+                found = self._ledger.repository.get(aggregate_id)
+            except AggregateNotFoundError:
+                raise NotFound(label, str(aggregate_id)) from None
+        if not isinstance(found, kind):
+            raise NotFound(label, str(aggregate_id))
+        self._aggregates[aggregate_id] = found
+        return found
+
+    def find(self, kind: type[A], aggregate_id: UUID) -> A | None:
+        """Like `get`, but None when the aggregate does not exist (yet)."""
+        try:
+            return self.get(kind, aggregate_id, kind.__name__)
+        except NotFound:
+            return None
+
+    def add(self, aggregate: LedgerAggregate) -> None:
+        self._aggregates[aggregate.id] = aggregate
+
+    def changed(self) -> list[LedgerAggregate]:
+        return [a for a in self._aggregates.values() if a.pending_events]
+
+
+Decision = Callable[[UnitOfWork, EventContext], T]
+CommitListener = Callable[[int], None]
+
+
+class CommandRunner:
+    def __init__(self, ledger: Ledger, clock: Clock) -> None:
+        self._ledger = ledger
+        self._clock = clock
+        self._listeners: list[CommitListener] = []
+        self.conflicts = 0  # version conflicts met (and retried or reported): a race indicator
+
+    def _committed_already(self, first: tuple[UUID, int], command_id: str) -> bool:
+        aggregate_id, version = first
+        stored = list(self._ledger.events.get(aggregate_id, gt=version - 1, lte=version))
+        return bool(stored) and getattr(stored[0], "command_id", None) == command_id
+
+    def on_commit(self, listener: CommitListener) -> None:
+        """Be told the position after each commit (lets in-process projections wake at once)."""
+        self._listeners.append(listener)
+
+    def run(
+        self,
+        request: RequestContext,
+        command: str,
+        decide: Decision[T],
+        *,
+        retry_on_conflict: bool = True,
+        tracking: Tracking | None = None,
+    ) -> Outcome[T]:
+        """Run `decide` against fresh state and save what it changed in one transaction.
+
+        On a version conflict the whole decision is re-run against reloaded state, so domain
+        rules are always checked against what was actually committed; a command that must not
+        be retried reports the conflict instead. A policy passes the `tracking` position of
+        the event it reacts to, recorded in the same transaction (so it reacts exactly once).
+        """
+        command_id = uuid4().hex
+        for attempt in range(MAX_ATTEMPTS):
+            ctx = EventContext(
+                actor=request.principal.name,
+                trace_id=request.trace_id,
+                causation=command,
+                command_id=command_id,
+                occurred_at=self._clock.now(),
+            )
+            uow = UnitOfWork(self._ledger)
+            value = decide(uow, ctx)
+            changed = uow.changed()
+            if not changed:
+                return Outcome(value, self._ledger.head_position(), 0)
+            first = (changed[0].id, changed[0].pending_events[0].originator_version)
+            written = sum(len(a.pending_events) for a in changed)
+            try:
+                recordings = self._ledger.save_tracked(changed, tracking)
+            except IntegrityError:
+                self.conflicts += 1
+                if self._committed_already(first, command_id):
+                    # The library retried a commit whose acknowledgement was lost, and the
+                    # retry collided with our own events: the command did succeed.
+                    return Outcome(value, self._ledger.head_position(), written)
+                if not retry_on_conflict:
+                    raise ConcurrencyConflict(f"{command}: a concurrent write won") from None
+                _back_off(attempt)
+                continue
+            position = max(r.notification.id for r in recordings)
+            for listener in self._listeners:
+                listener(position)
+            return Outcome(value, position, len(recordings))
+        raise ConcurrencyConflict(f"{command}: gave up after {MAX_ATTEMPTS} conflicting attempts")
+
+
+def _back_off(attempt: int) -> None:
+    # Jitter spreads retrying writers apart; the cap keeps a request's worst case small.
+    time.sleep(random.uniform(0, min(0.05, 0.001 * 2**attempt)))
+
+
+__all__ = ["CommandRunner", "Outcome", "UnitOfWork"]

@@ -1,0 +1,162 @@
+"""The progress log: agents append entries to a project (or to their selected one); queries."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from application.commands import CommandRunner, Outcome, UnitOfWork
+from application.consistency import Consistency
+from application.context import RequestContext
+from application.errors import Forbidden, NoProjectSelected, NotFound
+from application.projects import load_project
+from application.readmodels import (
+    MAX_PAGE,
+    Cursor,
+    EntriesReader,
+    EntryFilter,
+    EntryRow,
+    Page,
+    ProjectsReader,
+    paged,
+)
+from domain.access import Role
+from domain.entries import LogEntry
+from domain.events import EventContext
+from domain.selections import ProjectSelection, selection_id
+from domain.sessions import AgentSession
+
+
+@dataclass(frozen=True)
+class EntryView:
+    position: int  # the entry's place in the log (0 until saved)
+    id: UUID
+    project: str
+    agent_id: str
+    session_id: UUID
+    status: str
+    message: str
+    metadata: dict[str, Any]
+    created_at: datetime
+
+    @classmethod
+    def of_aggregate(cls, entry: LogEntry, position: int = 0) -> EntryView:
+        return cls(
+            position,
+            entry.id,
+            entry.project,
+            entry.agent_id,
+            entry.session_id,
+            entry.status,
+            entry.message,
+            dict(entry.metadata),
+            entry.created_on,
+        )
+
+    @classmethod
+    def of_row(cls, row: EntryRow) -> EntryView:
+        return cls(
+            row.position,
+            row.id,
+            row.project,
+            row.agent_id,
+            row.session_id,
+            row.status,
+            row.message,
+            dict(row.metadata),
+            row.created_at,
+        )
+
+
+@dataclass(frozen=True)
+class NewEntry:
+    message: str
+    session_id: UUID
+    status: str = "info"
+    metadata: dict[str, Any] | None = None
+
+
+class EntryService:
+    def __init__(
+        self,
+        commands: CommandRunner,
+        view: EntriesReader,
+        projects: ProjectsReader,
+        consistency: Consistency,
+    ) -> None:
+        self._commands = commands
+        self._view = view
+        self._projects = projects
+        self._consistency = consistency
+
+    def append(
+        self, request: RequestContext, project: str | None, entry: NewEntry
+    ) -> Outcome[EntryView]:
+        """Append to `project`, or (None) to the caller's selected project. Each entry is its
+        own aggregate: appends never load or contend on a growing per-project stream."""
+        request.principal.require_any_role(Role.AGENT)
+        agent_id = request.principal.agent_id
+        if agent_id is None:
+            raise Forbidden("only agents (agent:NAME principals) write progress entries")
+
+        def decide(uow: UnitOfWork, ctx: EventContext) -> EntryView:
+            target = project if project is not None else _selected_project(uow, agent_id)
+            session = uow.get(AgentSession, entry.session_id, "session")
+            session.ensure_active_for(agent_id, ctx.occurred_at)
+            load_project(uow, target).ensure_open()
+            appended = LogEntry.append(
+                ctx,
+                project=target,
+                agent_id=agent_id,
+                session_id=entry.session_id,
+                message=entry.message,
+                status=entry.status,
+                metadata=entry.metadata,
+            )
+            uow.add(appended)
+            return EntryView.of_aggregate(appended)
+
+        outcome = self._commands.run(request, "entries.append", decide)
+        # The entry is the only event written, so its position is the command's position.
+        return replace(outcome, value=replace(outcome.value, position=outcome.position))
+
+    def list(
+        self,
+        where: EntryFilter,
+        *,
+        limit: int = 50,
+        cursor: str | None = None,
+        consistent_with: int | None = None,
+    ) -> Page[EntryView]:
+        """Newest first. Keyset pages by log position: entries appended while paging land
+        before the first page and never shift, duplicate or skip the later ones."""
+        filters = _filter_key(where)
+        before = Cursor.decode(cursor, filters).position() if cursor else None
+        limit = max(1, min(MAX_PAGE, limit))
+        position = self._consistency.wait(self._view, consistent_with)
+        self._consistency.wait(self._projects, consistent_with)
+        if self._projects.get(where.project) is None:
+            raise NotFound("project", where.project)
+        rows = self._view.list(where, limit=limit + 1, before_position=before)
+        return paged(rows, limit, filters, position, lambda r: r.position, EntryView.of_row)
+
+
+def _selected_project(uow: UnitOfWork, agent_id: str) -> str:
+    selection = uow.find(ProjectSelection, selection_id(agent_id))
+    if selection is None or selection.project is None:
+        raise NoProjectSelected(agent_id)
+    return selection.project
+
+
+def _filter_key(where: EntryFilter) -> dict[str, Any]:
+    return {
+        "project": where.project,
+        "agent_id": where.agent_id,
+        "status": where.status,
+        "since": where.since.isoformat() if where.since else None,
+        "until": where.until.isoformat() if where.until else None,
+        "q": where.text,
+        "meta": [list(pair) for pair in where.metadata],
+    }

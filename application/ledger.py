@@ -1,0 +1,87 @@
+"""The event-sourced application: one event log for every aggregate, one global position order.
+
+Persistence (PostgreSQL or SQLite) is chosen by the environment the infrastructure passes in,
+as the `eventsourcing` library intends; nothing here knows which store it is.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.application import Application, ProcessingEvent
+from eventsourcing.persistence import Notification, ProcessRecorder, Tracking
+from eventsourcing.utils import Environment, EnvType
+
+from domain.selections import ProjectSelection
+from domain.sessions import AgentSession
+
+log = logging.getLogger("agentledger.ledger")
+
+# Pinned: the PostgreSQL table names derive from it, and renaming would orphan the log.
+APPLICATION_NAME = "agentledger"
+
+
+class Ledger(Application[UUID]):
+    name = APPLICATION_NAME
+    recorder: ProcessRecorder
+    # Long-lived sessions gather a renewal every few minutes, and an agent's selection a switch
+    # each time it changes project; a snapshot every 20 events keeps loading either O(1)
+    # instead of replaying its whole history on each command.
+    snapshotting_intervals = {AgentSession: 20, ProjectSelection: 20}  # noqa: RUF012 - the library reads a class dict
+
+    def construct_env(self, name: str, env: EnvType | None = None) -> Environment:
+        """Configuration comes only from what the caller passes (built from the one settings
+        object). The library would also read the process environment, where its prefixed keys
+        (AGENTLEDGER_POSTGRES_*) would silently override our settings."""
+        merged: dict[str, str] = {}
+        if self.snapshotting_intervals:
+            merged["IS_SNAPSHOTTING_ENABLED"] = "y"
+        merged.update(env or {})
+        return Environment(name, merged)
+
+    def _take_snapshots(self, processing_event: ProcessingEvent[UUID]) -> None:
+        # Snapshots are written after the events' transaction has committed. They only speed
+        # up loading, so failing to write one must not turn a committed command into an error.
+        try:
+            super()._take_snapshots(processing_event)
+        except Exception:
+            log.warning("could not write a snapshot; the log is intact", exc_info=True)
+
+    def construct_recorder(self) -> ProcessRecorder:
+        """A process recorder: policies record their events together with the position of
+        the event that caused them, in one transaction (exactly-once reactions)."""
+        return self.factory.process_recorder()
+
+    def save_tracked(self, aggregates: Sequence[Any], tracking: Tracking | None) -> list[Any]:
+        """Save like `save()`, plus (for policies) the tracking position, atomically."""
+        if tracking is None:
+            return self.save(*aggregates)
+        processing_event: ProcessingEvent[UUID] = ProcessingEvent(tracking=tracking)
+        processing_event.collect_events(*aggregates)
+        recordings = self._record(processing_event)
+        self._take_snapshots(processing_event)
+        self._notify(recordings)
+        return recordings
+
+    def tracked_position(self, name: str) -> int:
+        return self.recorder.max_tracking_id(name) or 0
+
+    def record_position(self, tracking: Tracking) -> None:
+        self.recorder.insert_tracking(tracking)
+
+    def head_position(self) -> int:
+        """The position of the newest event in the log (0 for an empty log)."""
+        return self.recorder.max_notification_id() or 0
+
+    def read_log(self, after: int, limit: int, topics: Sequence[str] = ()) -> list[Notification]:
+        return list(
+            self.recorder.select_notifications(
+                start=after, limit=limit, topics=topics, inclusive_of_start=False
+            )
+        )
+
+    def to_event(self, notification: Notification) -> Any:
+        return self.mapper.to_domain_event(notification)

@@ -1,0 +1,112 @@
+"""Project use cases: create (names unique even under racing creates), archive; queries."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from application.commands import CommandRunner, Outcome, UnitOfWork
+from application.consistency import Consistency
+from application.context import RequestContext
+from application.errors import NotFound, ProjectExists
+from application.readmodels import MAX_PAGE, Cursor, Page, ProjectRow, ProjectsReader, Read, paged
+from domain.access import Role
+from domain.errors import InvalidValue
+from domain.events import EventContext
+from domain.projects import Project, project_id, validate_project_name
+
+
+@dataclass(frozen=True)
+class ProjectView:
+    name: str
+    description: str | None
+    archived: bool
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of_aggregate(cls, project: Project) -> ProjectView:
+        return cls(
+            project.name,
+            project.description,
+            project.archived,
+            project.version,
+            project.created_on,
+            project.modified_on,
+        )
+
+    @classmethod
+    def of_row(cls, row: ProjectRow) -> ProjectView:
+        return cls(
+            row.name, row.description, row.archived, row.version, row.created_at, row.updated_at
+        )
+
+
+class ProjectService:
+    def __init__(
+        self, commands: CommandRunner, view: ProjectsReader, consistency: Consistency
+    ) -> None:
+        self._commands = commands
+        self._view = view
+        self._consistency = consistency
+
+    def create(
+        self, request: RequestContext, name: str, description: str | None = None
+    ) -> Outcome[ProjectView]:
+        request.principal.require_any_role(Role.AGENT, Role.COORDINATOR)
+        name = validate_project_name(name)
+
+        def decide(uow: UnitOfWork, ctx: EventContext) -> ProjectView:
+            # Two racing creates build the same aggregate id: one save wins, the other
+            # conflicts, re-runs, and finds the project here.
+            if uow.find(Project, project_id(name)) is not None:
+                raise ProjectExists(name)
+            project = Project.create(ctx, name, description)
+            uow.add(project)
+            return ProjectView.of_aggregate(project)
+
+        return self._commands.run(request, "projects.create", decide)
+
+    def archive(
+        self, request: RequestContext, name: str, reason: str | None = None
+    ) -> Outcome[ProjectView]:
+        request.principal.require_any_role(Role.COORDINATOR)
+
+        def decide(uow: UnitOfWork, ctx: EventContext) -> ProjectView:
+            project = load_project(uow, name)
+            project.archive(ctx, reason)
+            return ProjectView.of_aggregate(project)
+
+        return self._commands.run(request, "projects.archive", decide)
+
+    def get(self, name: str, consistent_with: int | None = None) -> Read[ProjectView]:
+        position = self._consistency.wait(self._view, consistent_with)
+        row = self._view.get(name)
+        if row is None:
+            raise NotFound("project", name)
+        return Read(ProjectView.of_row(row), position)
+
+    def list(
+        self,
+        *,
+        archived: bool | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+        consistent_with: int | None = None,
+    ) -> Page[ProjectView]:
+        filters = {"archived": archived}
+        after = Cursor.decode(cursor, filters).text() if cursor else None
+        limit = max(1, min(MAX_PAGE, limit))
+        position = self._consistency.wait(self._view, consistent_with)
+        rows = self._view.list(archived=archived, limit=limit + 1, after_name=after)
+        return paged(rows, limit, filters, position, lambda r: r.name, ProjectView.of_row)
+
+
+def load_project(uow: UnitOfWork, name: str) -> Project:
+    """The project of that name, or NotFound (a malformed name cannot exist either)."""
+    try:
+        validate_project_name(name)
+        return uow.get(Project, project_id(name), "project")
+    except (InvalidValue, NotFound):
+        raise NotFound("project", name) from None

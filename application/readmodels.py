@@ -1,0 +1,237 @@
+"""Read-model rows and the ports projections write through and queries read through.
+
+Infrastructure implements these ports for PostgreSQL and SQLite; the application never sees SQL.
+"""
+
+from __future__ import annotations
+
+import base64
+import builtins
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Generic, Protocol, TypeVar
+from uuid import UUID
+
+from application.errors import InvalidCursor
+from domain.sessions import effective_status
+
+T = TypeVar("T")
+R = TypeVar("R")
+MAX_PAGE = 500  # the largest page any list returns
+W = TypeVar("W", contravariant=True)
+
+
+@dataclass(frozen=True)
+class SessionRow:
+    id: UUID
+    agent_id: str
+    status: str
+    ttl_seconds: int
+    lease_expires_at: datetime
+    metadata: dict[str, Any]
+    version: int
+    created_at: datetime
+    updated_at: datetime
+    ended_at: datetime | None
+    end_reason: str | None
+    created_position: int
+    position: int
+
+    def status_at(self, now: datetime) -> str:
+        """Expiry is computed on read: a lapsed lease is expired before the sweeper says so."""
+        return effective_status(self.status, self.lease_expires_at, now).value
+
+
+@dataclass(frozen=True)
+class TokenRow:
+    id: UUID
+    principal: str
+    roles: list[str]
+    label: str | None
+    issued_at: datetime
+    issued_by: str
+    revoked_at: datetime | None
+    revoked_by: str | None
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    items: list[T]
+    next_cursor: str | None
+    position: int
+
+
+def paged(
+    rows: Sequence[R],
+    limit: int,
+    filters: dict[str, Any],
+    position: int,
+    key: Callable[[R], int | str],
+    view: Callable[[R], T],
+) -> Page[T]:
+    """A page from rows fetched with `limit + 1`: the extra row only says a next page exists,
+    and the cursor points after the last row shown."""
+    shown = rows[:limit]
+    next_cursor = Cursor(key(shown[-1]), filters).encode() if len(rows) > limit else None
+    return Page([view(r) for r in shown], next_cursor, position)
+
+
+@dataclass(frozen=True)
+class Read(Generic[T]):
+    """A query answer and the log position the read model reflected when it was read."""
+
+    value: T
+    position: int
+
+
+class TrackedView(Protocol):
+    """A read model with a tracking position recorded atomically with its rows."""
+
+    name: str
+
+    def position(self) -> int: ...
+
+    def process(self, batch: Sequence[tuple[Any, int]], last_position: int) -> None:
+        """Apply a batch of (event, position) and record `last_position`, in one transaction."""
+
+    def reset(self) -> None:
+        """Empty the rows and the tracking position, in one transaction (for a rebuild)."""
+
+
+class Rows(Protocol):
+    """What a projection writes through: rows of named tables, inside the view's transaction."""
+
+    def insert(self, table: str, values: Mapping[str, Any]) -> None: ...
+    def update(self, table: str, key: Mapping[str, Any], changes: Mapping[str, Any]) -> None: ...
+    def delete(self, table: str, key: Mapping[str, Any]) -> None: ...
+
+
+class SessionsReader(Protocol):
+    def position(self) -> int: ...
+    def get(self, session_id: UUID) -> SessionRow | None: ...
+    def list(
+        self,
+        *,
+        agent_id: str | None,
+        status: str | None,
+        now: datetime,
+        limit: int,
+        before_position: int | None,
+    ) -> list[SessionRow]: ...
+    def lapsed(self, now: datetime, limit: int) -> builtins.list[UUID]: ...
+
+
+@dataclass(frozen=True)
+class ProjectRow:
+    id: UUID
+    name: str
+    description: str | None
+    archived: bool
+    version: int
+    created_at: datetime
+    created_by: str
+    updated_at: datetime
+    archived_at: datetime | None
+    archived_position: int | None
+    position: int
+
+
+@dataclass(frozen=True)
+class SelectionRow:
+    selection_id: UUID
+    agent_id: str
+    project: str | None
+    version: int
+    session_id: UUID | None
+    updated_at: datetime
+    cleared_reason: str | None
+    position: int
+
+
+@dataclass(frozen=True)
+class EntryRow:
+    position: int
+    id: UUID
+    project: str
+    agent_id: str
+    session_id: UUID
+    status: str
+    message: str
+    metadata: dict[str, Any]
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class EntryFilter:
+    project: str
+    agent_id: str | None = None
+    status: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    text: str | None = None
+    metadata: tuple[tuple[str, str], ...] = ()
+
+
+class ProjectsReader(Protocol):
+    def position(self) -> int: ...
+    def get(self, name: str) -> ProjectRow | None: ...
+    def list(
+        self, *, archived: bool | None, limit: int, after_name: str | None
+    ) -> builtins.list[ProjectRow]: ...
+
+
+class SelectionsReader(Protocol):
+    def position(self) -> int: ...
+    def get(self, agent_id: str) -> SelectionRow | None: ...
+    def agents_on(self, project: str) -> builtins.list[str]: ...
+
+
+class EntriesReader(Protocol):
+    def position(self) -> int: ...
+    def list(
+        self, where: EntryFilter, *, limit: int, before_position: int | None
+    ) -> builtins.list[EntryRow]: ...
+
+
+class TokensReader(Protocol):
+    def position(self) -> int: ...
+    def list(self, *, include_revoked: bool) -> builtins.list[TokenRow]: ...
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """Opaque keyset cursor: the sort key where the previous page stopped, and the filters it
+    was issued for (a cursor is refused with other filters)."""
+
+    key: int | str
+    filters: dict[str, Any] = field(default_factory=dict)
+
+    def encode(self) -> str:
+        raw = json.dumps({"k": self.key, "f": self.filters}, sort_keys=True, default=str)
+        return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, token: str, filters: dict[str, Any]) -> Cursor:
+        try:
+            padded = token + "=" * (-len(token) % 4)
+            data = json.loads(base64.urlsafe_b64decode(padded.encode()))
+            cursor = cls(key=data["k"], filters=dict(data["f"]))
+        except (ValueError, KeyError, TypeError, OverflowError) as exc:
+            raise InvalidCursor("cursor is not one this server issued") from exc
+        if cursor.filters != json.loads(json.dumps(filters, sort_keys=True, default=str)):
+            raise InvalidCursor("cursor was issued for different filters")
+        return cursor
+
+    def position(self) -> int:
+        """The key as a log position (for lists ordered by position)."""
+        if isinstance(self.key, bool) or not isinstance(self.key, int) or not 0 < self.key < 2**63:
+            raise InvalidCursor("cursor is not one this server issued")
+        return self.key
+
+    def text(self) -> str:
+        """The key as text (for lists ordered by name)."""
+        if not isinstance(self.key, str) or len(self.key) > 256:
+            raise InvalidCursor("cursor is not one this server issued")
+        return self.key

@@ -1,0 +1,153 @@
+"""Each agent's current project: read, switch (with a version precondition), clear."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID
+
+from application.commands import CommandRunner, Outcome, UnitOfWork
+from application.consistency import Consistency
+from application.context import Principal, RequestContext
+from application.errors import Forbidden, NotFound, PreconditionFailed, PreconditionRequired
+from application.projects import load_project
+from application.readmodels import Read, SelectionRow, SelectionsReader
+from domain.access import Role
+from domain.errors import InvalidValue
+from domain.events import EventContext
+from domain.names import validate_agent_id
+from domain.selections import CLEARED_BY_AGENT, ProjectSelection, selection_id
+from domain.sessions import AgentSession
+
+
+@dataclass(frozen=True)
+class Precondition:
+    """What the writer believes the selection's version is: `If-Match: "<version>"`, or
+    `If-None-Match: *` (no selection yet)."""
+
+    version: int | None = None
+    absent: bool = False
+
+
+@dataclass(frozen=True)
+class SelectionView:
+    agent_id: str
+    project: str | None
+    version: int
+    session_id: UUID | None
+    updated_at: datetime
+    cleared_reason: str | None
+
+    @classmethod
+    def of_aggregate(cls, selection: ProjectSelection) -> SelectionView:
+        return cls(
+            selection.agent_id,
+            selection.project,
+            selection.version,
+            selection.session_id,
+            selection.modified_on,
+            selection.cleared_reason,
+        )
+
+    @classmethod
+    def of_row(cls, row: SelectionRow) -> SelectionView:
+        return cls(
+            row.agent_id,
+            row.project,
+            row.version,
+            row.session_id,
+            row.updated_at,
+            row.cleared_reason,
+        )
+
+
+class SelectionService:
+    def __init__(
+        self, commands: CommandRunner, view: SelectionsReader, consistency: Consistency
+    ) -> None:
+        self._commands = commands
+        self._view = view
+        self._consistency = consistency
+
+    def get(self, agent_id: str, consistent_with: int | None = None) -> Read[SelectionView]:
+        position = self._consistency.wait(self._view, consistent_with)
+        row = self._view.get(agent_id)
+        if row is None:
+            raise NotFound("selection", agent_id)
+        return Read(SelectionView.of_row(row), position)
+
+    def select(
+        self,
+        request: RequestContext,
+        agent_id: str,
+        project: str,
+        session_id: UUID,
+        precondition: Precondition | None,
+    ) -> Outcome[SelectionView]:
+        """Switch the agent's project. Refused unless the expected version matches, the session
+        is the agent's own active lease, and the project exists and is not archived."""
+        _authorise(request.principal, agent_id)
+        expected = _required(precondition)
+
+        def decide(uow: UnitOfWork, ctx: EventContext) -> SelectionView:
+            selection = uow.find(ProjectSelection, selection_id(agent_id))
+            _check(selection, expected)
+            session = uow.get(AgentSession, session_id, "session")
+            session.ensure_active_for(agent_id, ctx.occurred_at)
+            load_project(uow, project).ensure_open()
+            if selection is None:
+                selection = ProjectSelection.start(ctx, agent_id, project, session_id)
+                uow.add(selection)
+            else:
+                selection.select(ctx, project, session_id)
+            return SelectionView.of_aggregate(selection)
+
+        return self._commands.run(request, "selections.select", decide)
+
+    def clear(
+        self, request: RequestContext, agent_id: str, precondition: Precondition | None
+    ) -> Outcome[SelectionView]:
+        _authorise(request.principal, agent_id)
+        expected = _required(precondition)
+
+        def decide(uow: UnitOfWork, ctx: EventContext) -> SelectionView:
+            selection = uow.find(ProjectSelection, selection_id(agent_id))
+            _check(selection, expected)
+            if selection is None:
+                raise NotFound("selection", agent_id)
+            selection.clear(ctx, CLEARED_BY_AGENT)
+            return SelectionView.of_aggregate(selection)
+
+        return self._commands.run(request, "selections.clear", decide)
+
+
+def _authorise(principal: Principal, agent_id: str) -> None:
+    """An agent changes only its own selection; coordinators may change anyone's."""
+    principal.require_any_role(Role.AGENT, Role.COORDINATOR)
+    try:
+        validate_agent_id(agent_id)
+    except InvalidValue:
+        raise NotFound("selection", agent_id) from None
+    if principal.agent_id != agent_id and not principal.may_act_for_other_agents:
+        raise Forbidden(f"{principal.name} may not change the selection of agent '{agent_id}'")
+
+
+def _required(precondition: Precondition | None) -> Precondition:
+    if precondition is None or (precondition.version is None and not precondition.absent):
+        raise PreconditionRequired(
+            'send If-Match: "<version>" (or If-None-Match: * for a first selection)'
+        )
+    return precondition
+
+
+def _check(selection: ProjectSelection | None, expected: Precondition) -> None:
+    current_version = selection.version if selection else 0
+    current_project = selection.project if selection else None
+    if expected.absent:
+        if selection is not None:
+            raise PreconditionFailed(
+                PreconditionFailed.ABSENT, current_version, current_project=current_project
+            )
+    elif expected.version != current_version or selection is None:
+        assert expected.version is not None
+        raise PreconditionFailed(expected.version, current_version, current_project=current_project)

@@ -1,0 +1,301 @@
+"""Agent session use cases: start, heartbeat, activate, update, complete, fail, expire; queries."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID, uuid4
+
+from application.clock import Clock
+from application.commands import CommandRunner, Outcome, UnitOfWork
+from application.consistency import Consistency
+from application.context import SYSTEM_SWEEPER, Principal, RequestContext
+from application.errors import Forbidden, NotFound, PreconditionFailed
+from application.readmodels import MAX_PAGE, Cursor, Page, Read, SessionRow, SessionsReader, paged
+from domain.access import Role
+from domain.errors import InvalidValue
+from domain.events import EventContext
+from domain.sessions import AgentSession, heartbeat_interval
+
+
+@dataclass(frozen=True)
+class SessionView:
+    """A session as clients see it, with its status as of the moment of reading."""
+
+    id: UUID
+    agent_id: str
+    status: str
+    ttl_seconds: int
+    lease_expires_at: datetime
+    metadata: dict[str, Any]
+    version: int
+    created_at: datetime
+    updated_at: datetime
+    ended_at: datetime | None
+    end_reason: str | None
+    heartbeat_interval_seconds: int
+
+    @classmethod
+    def of_aggregate(cls, session: AgentSession, now: datetime) -> SessionView:
+        return cls(
+            id=session.id,
+            agent_id=session.agent_id,
+            status=session.effective_status(now).value,
+            ttl_seconds=session.ttl_seconds,
+            lease_expires_at=session.lease_expires_at,
+            metadata=dict(session.metadata),
+            version=session.version,
+            created_at=session.created_on,
+            updated_at=session.modified_on,
+            ended_at=session.ended_at,
+            end_reason=session.end_reason,
+            heartbeat_interval_seconds=session.heartbeat_interval_seconds(),
+        )
+
+    @classmethod
+    def of_row(cls, row: SessionRow, now: datetime) -> SessionView:
+        return cls(
+            id=row.id,
+            agent_id=row.agent_id,
+            status=row.status_at(now),
+            ttl_seconds=row.ttl_seconds,
+            lease_expires_at=row.lease_expires_at,
+            metadata=dict(row.metadata),
+            version=row.version,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+            ended_at=row.ended_at,
+            end_reason=row.end_reason,
+            heartbeat_interval_seconds=heartbeat_interval(row.ttl_seconds),
+        )
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    session: SessionView
+    renewed: bool
+
+
+class SessionService:
+    def __init__(
+        self,
+        commands: CommandRunner,
+        view: SessionsReader,
+        clock: Clock,
+        consistency: Consistency,
+    ) -> None:
+        self._commands = commands
+        self._view = view
+        self._clock = clock
+        self._consistency = consistency
+
+    # --- commands -------------------------------------------------------------------------
+
+    def start(
+        self,
+        request: RequestContext,
+        *,
+        agent_id: str | None = None,
+        ttl_seconds: int | None = None,
+        pending: bool = False,
+        metadata: dict[str, Any] | None = None,
+    ) -> Outcome[SessionView]:
+        principal = request.principal
+        principal.require_any_role(Role.AGENT, Role.COORDINATOR)
+        target = _target_agent(principal, agent_id)
+        session_id = uuid4()
+
+        def decide(uow: UnitOfWork, ctx: EventContext) -> SessionView:
+            session = AgentSession.start(
+                ctx,
+                agent_id=target,
+                ttl_seconds=ttl_seconds,
+                pending=pending,
+                metadata=metadata,
+                session_id=session_id,
+            )
+            uow.add(session)
+            return SessionView.of_aggregate(session, ctx.occurred_at)
+
+        return self._commands.run(request, "sessions.start", decide)
+
+    def heartbeat(
+        self, request: RequestContext, session_id: UUID, expected_version: int | None = None
+    ) -> Outcome[Heartbeat]:
+        def decide(uow: UnitOfWork, ctx: EventContext) -> Heartbeat:
+            session = self._load(uow, session_id, request.principal, own_only=True)
+            _check_version(session, expected_version)
+            renewed = session.renew_lease(ctx)
+            return Heartbeat(SessionView.of_aggregate(session, ctx.occurred_at), renewed)
+
+        return self._commands.run(request, "sessions.heartbeat", decide)
+
+    def activate(
+        self, request: RequestContext, session_id: UUID, expected_version: int | None = None
+    ) -> Outcome[SessionView]:
+        return self._change(
+            request,
+            "sessions.activate",
+            session_id,
+            expected_version,
+            True,
+            lambda s, ctx: s.activate(ctx),
+        )
+
+    def complete(
+        self,
+        request: RequestContext,
+        session_id: UUID,
+        reason: str | None = None,
+        expected_version: int | None = None,
+    ) -> Outcome[SessionView]:
+        return self._change(
+            request,
+            "sessions.complete",
+            session_id,
+            expected_version,
+            False,
+            lambda s, ctx: s.complete(ctx, reason),
+        )
+
+    def fail(
+        self,
+        request: RequestContext,
+        session_id: UUID,
+        reason: str | None = None,
+        expected_version: int | None = None,
+    ) -> Outcome[SessionView]:
+        return self._change(
+            request,
+            "sessions.fail",
+            session_id,
+            expected_version,
+            False,
+            lambda s, ctx: s.fail(ctx, reason),
+        )
+
+    def update_metadata(
+        self,
+        request: RequestContext,
+        session_id: UUID,
+        patch: dict[str, Any],
+        expected_version: int | None = None,
+    ) -> Outcome[SessionView]:
+        return self._change(
+            request,
+            "sessions.update_metadata",
+            session_id,
+            expected_version,
+            False,
+            lambda s, ctx: s.update_metadata(ctx, patch),
+        )
+
+    def expire(
+        self, session_id: UUID, trace_id: str, request: RequestContext | None = None
+    ) -> Outcome[bool]:
+        """Record a lapsed lease. Decided against the version it loads, so a heartbeat that
+        commits first makes this attempt conflict, reload, and find nothing to expire."""
+        request = request or RequestContext(SYSTEM_SWEEPER, trace_id)
+        request.principal.require_any_role(Role.ADMIN)  # the sweeper and operators only
+
+        def decide(uow: UnitOfWork, ctx: EventContext) -> bool:
+            session = uow.get(AgentSession, session_id, "session")
+            return session.expire(ctx)
+
+        return self._commands.run(request, "sessions.expire", decide)
+
+    def sweep(self, request: RequestContext | None = None, limit: int = 500) -> int:
+        """Expire every lapsed session the read model knows of; returns how many were expired.
+        Recorded as the background sweeper unless an operator's request is given."""
+        trace_id = request.trace_id if request else f"sweep-{uuid4().hex}"
+        expired = 0
+        for session_id in self._view.lapsed(self._clock.now(), limit):
+            if self.expire(session_id, trace_id, request).value:
+                expired += 1
+        return expired
+
+    # --- queries --------------------------------------------------------------------------
+
+    def get(self, session_id: UUID, consistent_with: int | None = None) -> Read[SessionView]:
+        position = self._consistency.wait(self._view, consistent_with)
+        row = self._view.get(session_id)
+        if row is None:
+            raise NotFound("session", str(session_id))
+        return Read(SessionView.of_row(row, self._clock.now()), position)
+
+    def list(
+        self,
+        *,
+        agent_id: str | None = None,
+        status: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+        consistent_with: int | None = None,
+    ) -> Page[SessionView]:
+        filters = {"agent_id": agent_id, "status": status}
+        before = Cursor.decode(cursor, filters).position() if cursor else None
+        limit = max(1, min(MAX_PAGE, limit))
+        position = self._consistency.wait(self._view, consistent_with)
+        now = self._clock.now()
+        rows = self._view.list(
+            agent_id=agent_id, status=status, now=now, limit=limit + 1, before_position=before
+        )
+        return paged(
+            rows,
+            limit,
+            filters,
+            position,
+            lambda r: r.created_position,
+            lambda r: SessionView.of_row(r, now),
+        )
+
+    # --- helpers --------------------------------------------------------------------------
+
+    def _change(
+        self,
+        request: RequestContext,
+        command: str,
+        session_id: UUID,
+        expected_version: int | None,
+        own_only: bool,
+        act: Any,
+    ) -> Outcome[SessionView]:
+        def decide(uow: UnitOfWork, ctx: EventContext) -> SessionView:
+            session = self._load(uow, session_id, request.principal, own_only=own_only)
+            _check_version(session, expected_version)
+            act(session, ctx)
+            return SessionView.of_aggregate(session, ctx.occurred_at)
+
+        return self._commands.run(request, command, decide)
+
+    @staticmethod
+    def _load(
+        uow: UnitOfWork, session_id: UUID, principal: Principal, *, own_only: bool
+    ) -> AgentSession:
+        principal.require_any_role(Role.AGENT, Role.COORDINATOR)  # auditors only read
+        session = uow.get(AgentSession, session_id, "session")
+        if principal.agent_id == session.agent_id:
+            return session
+        if own_only:
+            raise Forbidden(f"only agent '{session.agent_id}' may do this with its session")
+        if not principal.may_act_for_other_agents:
+            raise Forbidden(f"{principal.name} may not act on a session of '{session.agent_id}'")
+        return session
+
+
+def _target_agent(principal: Principal, requested: str | None) -> str:
+    """An agent opens sessions for itself; coordinators may open them for any agent."""
+    own = principal.agent_id
+    if requested is None or requested == own:
+        if own is None:
+            raise InvalidValue("agent_id is required when the caller is not an agent", "agent_id")
+        return own
+    if not principal.may_act_for_other_agents:
+        raise Forbidden(f"{principal.name} may not open a session for agent '{requested}'")
+    return requested
+
+
+def _check_version(session: AgentSession, expected_version: int | None) -> None:
+    if expected_version is not None and expected_version != session.version:
+        raise PreconditionFailed(expected_version, session.version)

@@ -1,0 +1,103 @@
+"""Shared bench plumbing: a real `agentledger serve` on loopback, tokens, timing summaries."""
+
+from __future__ import annotations
+
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx2 as httpx
+import psycopg
+
+ROOT = Path(__file__).resolve().parents[1]
+CLI = str(Path(sys.executable).with_name("agentledger"))
+DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+
+def summarise(timings: dict[str, list[float]]) -> dict[str, dict[str, float]]:
+    return {
+        name: {
+            "calls": len(values),
+            "p50_ms": round(percentile(values, 0.50) * 1000, 2),
+            "p99_ms": round(percentile(values, 0.99) * 1000, 2),
+            "max_ms": round(max(values) * 1000, 2),
+            "mean_ms": round(statistics.fmean(values) * 1000, 2),
+        }
+        for name, values in timings.items()
+        if values
+    }
+
+
+@contextmanager
+def store_environments(database_url: str, data_dir: Path) -> Iterator[dict[str, dict[str, str]]]:
+    """Environments for one server on SQLite and one on PostgreSQL (a throwaway schema)."""
+    base = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    schema = f"bench_{uuid.uuid4().hex[:8]}"
+    try:
+        yield {
+            "sqlite": {**base, "AGENTLEDGER_DATA_DIR": str(data_dir)},
+            "postgres": {
+                **base,
+                "DATABASE_URL": database_url,
+                "AGENTLEDGER_POSTGRES_SCHEMA": schema,
+            },
+        }
+    finally:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+@contextmanager
+def served(env: dict[str, str]) -> Iterator[str]:
+    """Run `agentledger serve` with this environment; yield its base URL."""
+    port = free_port()
+    server = subprocess.Popen(
+        [CLI, "serve", "--port", str(port)],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(f"{base}/healthz", timeout=1)
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        yield base
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def issue_token(env: dict[str, str], principal: str, role: str) -> str:
+    return subprocess.run(
+        [CLI, "tokens", "issue", "--principal", principal, "--role", role],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()

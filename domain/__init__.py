@@ -1,0 +1,1 @@
+"""The business of AgentLedger: aggregates, their events and invariants. No I/O here."""

@@ -1,0 +1,82 @@
+"""Progress-log entries: what agents write as they work. One small aggregate per entry, so
+appends never contend with each other (no ever-growing per-project stream to load)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+from uuid import UUID, uuid4
+
+from domain.errors import InvalidValue
+from domain.events import EventContext, LedgerAggregate
+from domain.metadata import validate_metadata
+from domain.text import clean_text
+
+MAX_MESSAGE = 4000
+
+
+class EntryStatus(StrEnum):
+    INFO = "info"
+    SUCCESS = "success"
+    WARN = "warn"
+    ERROR = "error"
+    BUG = "bug"
+    PLAN = "plan"
+
+
+class LogEntry(LedgerAggregate):
+    if TYPE_CHECKING:  # set by events' apply(); not constructor arguments
+        project: str
+        agent_id: str
+        session_id: UUID
+        status: str
+        message: str
+        metadata: dict[str, Any]
+
+    class EntryAppended(LedgerAggregate.Created):
+        project: str
+        agent_id: str
+        session_id: UUID
+        status: str
+        message: str
+        metadata: dict[str, Any]
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.project = self.project
+            aggregate.agent_id = self.agent_id
+            aggregate.session_id = self.session_id
+            aggregate.status = self.status
+            aggregate.message = self.message
+            aggregate.metadata = dict(self.metadata)
+
+    @classmethod
+    def append(
+        cls,
+        ctx: EventContext,
+        *,
+        project: str,
+        agent_id: str,
+        session_id: UUID,
+        message: str,
+        status: str = EntryStatus.INFO.value,
+        metadata: dict[str, Any] | None = None,
+    ) -> LogEntry:
+        if not message.strip():
+            raise InvalidValue("message must not be empty", field="message")
+        clean_text(message, "message", MAX_MESSAGE)
+        try:
+            status = EntryStatus(status).value
+        except ValueError:
+            allowed = ", ".join(s.value for s in EntryStatus)
+            raise InvalidValue(f"status must be one of {allowed}", field="status") from None
+        return cls._begin(
+            cls.EntryAppended,
+            ctx,
+            uuid4(),
+            project=project,
+            agent_id=agent_id,
+            session_id=session_id,
+            status=status,
+            message=message,
+            metadata=validate_metadata(metadata or {}),
+        )

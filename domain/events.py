@@ -1,0 +1,73 @@
+"""The base of every aggregate and event: each event carries who, why and when.
+
+The context fields are declared once on the base event classes without defaults, so an event
+constructed without them fails at once; aggregates emit events only through `_begin`/`_record`,
+which fill them from an `EventContext`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Self
+from uuid import UUID
+
+from eventsourcing.domain import Aggregate
+
+
+@dataclass(frozen=True)
+class EventContext:
+    """Why an event happens: the principal acting, the request's trace, the command, the time."""
+
+    actor: str
+    trace_id: str
+    causation: str
+    command_id: str
+    occurred_at: datetime
+
+    def __post_init__(self) -> None:
+        if self.occurred_at.tzinfo is None:
+            raise ValueError("occurred_at must be timezone-aware")
+
+
+class LedgerAggregate(Aggregate):
+    """Base aggregate: events record their context; state changes go through `apply`."""
+
+    class Event(Aggregate.Event):
+        actor: str
+        trace_id: str
+        causation: str
+        command_id: str
+
+    class Created(Event, Aggregate.Created):
+        pass
+
+    @classmethod
+    def _begin(
+        cls,
+        event_class: type[LedgerAggregate.Created],
+        ctx: EventContext,
+        aggregate_id: UUID,
+        **fields: Any,
+    ) -> Self:
+        return cls._create(
+            event_class,
+            id=aggregate_id,
+            timestamp=ctx.occurred_at,
+            **_context_fields(ctx),
+            **fields,
+        )
+
+    def _record(
+        self, event_class: type[LedgerAggregate.Event], ctx: EventContext, **fields: Any
+    ) -> None:
+        self.trigger_event(event_class, timestamp=ctx.occurred_at, **_context_fields(ctx), **fields)
+
+
+def _context_fields(ctx: EventContext) -> dict[str, str]:
+    return {
+        "actor": ctx.actor,
+        "trace_id": ctx.trace_id,
+        "causation": ctx.causation,
+        "command_id": ctx.command_id,
+    }

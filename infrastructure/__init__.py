@@ -1,0 +1,1 @@
+"""How AgentLedger is stored and configured: event store wiring, read-model tables, settings."""

@@ -1,0 +1,207 @@
+"""The composition root: build the ledger, read models, runners and use cases from settings."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from application.access import AccessService
+from application.clock import Clock, SystemClock
+from application.commands import CommandRunner
+from application.consistency import Consistency
+from application.entries import EntryService
+from application.ledger import Ledger
+from application.policies import ArchivedProjectClearsSelections
+from application.projections import (
+    EntriesProjection,
+    ProjectsProjection,
+    SelectionsProjection,
+    SessionsProjection,
+    TokensProjection,
+)
+from application.projects import ProjectService
+from application.selections import SelectionService
+from application.sessions import SessionService
+from infrastructure.locks import AdvisoryLock, FileLock, RunnerLock
+from infrastructure.readmodels.entries import PostgresEntriesView, SQLiteEntriesView
+from infrastructure.readmodels.projects import PostgresProjectsView, SQLiteProjectsView
+from infrastructure.readmodels.selections import PostgresSelectionsView, SQLiteSelectionsView
+from infrastructure.readmodels.sessions import PostgresSessionsView, SQLiteSessionsView
+from infrastructure.readmodels.tokens import PostgresTokensView, SQLiteTokensView
+from infrastructure.runners import LiveView, PolicyWorker, ProjectionWorker, Runner, RunnerSet
+from infrastructure.settings import Settings
+from infrastructure.storage import (
+    apply_connection_environment,
+    open_ledger,
+    open_views,
+    postgres_conninfo,
+    probe_store,
+)
+from infrastructure.wakeups import CommitListener
+
+log = logging.getLogger("agentledger")
+
+# Policies wait this long for the read models they consult before failing (and retrying).
+POLICY_READ_TIMEOUT_SECONDS = 30.0
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    clock: Clock
+    ledger: Ledger
+    commands: CommandRunner
+    consistency: Consistency
+    sessions: SessionService
+    access: AccessService
+    projects: ProjectService
+    selections: SelectionService
+    entries: EntryService
+    runners: RunnerSet
+    views: dict[str, Any]
+    listener: CommitListener | None = None
+    _sweeper_stop: threading.Event = field(default_factory=threading.Event)
+    _sweeper: threading.Thread | None = None
+
+    def start_background(self) -> None:
+        """Run projections, policies and the lease sweeper here (what `serve` does)."""
+        self.start_runners()
+        self._sweeper_stop.clear()
+        self._sweeper = threading.Thread(target=self._sweep_forever, name="sweeper", daemon=True)
+        self._sweeper.start()
+
+    def start_runners(self) -> None:
+        """Run projections and policies here (standing by where another process runs them)."""
+        self.runners.start()
+        if self.listener is not None:
+            self.listener.start()
+
+    def catch_up(self) -> None:
+        """Bring every read model to the head of the log (for one-shot CLI commands)."""
+        for name in self.views:
+            self.runners.runners[name].catch_up(self.consistency)
+
+    def is_store_reachable(self) -> bool:
+        return probe_store(self.settings)
+
+    def close(self) -> None:
+        self._sweeper_stop.set()
+        if self._sweeper is not None:
+            self._sweeper.join(5)
+        if self.listener is not None:
+            self.listener.stop()
+        self.runners.stop()
+        for datastore in {id(v.datastore): v.datastore for v in self.views.values()}.values():
+            datastore.close()
+        self.ledger.close()
+
+    def _sweep_forever(self) -> None:
+        while not self._sweeper_stop.wait(self.settings.sweep_interval_seconds):
+            try:
+                expired = self.sessions.sweep()
+                if expired:
+                    log.info("sweeper recorded %d expired session(s)", expired)
+            except Exception:
+                log.exception("sweep failed; will try again")
+
+
+def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
+    clock = clock or SystemClock()
+    if settings.uses_postgres:
+        apply_connection_environment(settings)
+        _ensure_schema(settings)
+    ledger = open_ledger(settings)
+    commands = CommandRunner(ledger, clock)
+    consistency = Consistency(
+        timeout=settings.consistency_timeout_seconds, head=ledger.head_position
+    )
+    views = open_views(
+        settings,
+        [
+            (PostgresSessionsView, SQLiteSessionsView),
+            (PostgresTokensView, SQLiteTokensView),
+            (PostgresProjectsView, SQLiteProjectsView),
+            (PostgresSelectionsView, SQLiteSelectionsView),
+            (PostgresEntriesView, SQLiteEntriesView),
+        ],
+    )
+    projections = {
+        "sessions_v1": SessionsProjection(),
+        "tokens_v1": TokensProjection(),
+        "projects_v1": ProjectsProjection(),
+        "selections_v1": SelectionsProjection(),
+        "entries_v1": EntriesProjection(),
+    }
+    projection_runners = [
+        Runner(
+            ledger,
+            ProjectionWorker(ledger, views[name], projection),
+            runner_lock(settings, name),
+            settings.projection_poll_seconds,
+        )
+        for name, projection in projections.items()
+    ]
+    # Readers see a read model as this process does: past events it does not follow at once.
+    live = {r.name: LiveView(views[r.name], r) for r in projection_runners}
+    policy = ArchivedProjectClearsSelections(
+        live["selections_v1"],
+        live["projects_v1"],
+        Consistency(timeout=POLICY_READ_TIMEOUT_SECONDS, head=ledger.head_position),
+    )
+    policy_runner = Runner(
+        ledger,
+        PolicyWorker(ledger, commands, policy),
+        runner_lock(settings, policy.name),
+        settings.projection_poll_seconds,
+    )
+    runners = RunnerSet([*projection_runners, policy_runner])
+    commands.on_commit(runners.nudge)
+    listener = None
+    if settings.uses_postgres:
+        channel = ledger.recorder.channel_name  # type: ignore[attr-defined]
+        listener = CommitListener(
+            postgres_conninfo(settings), channel, runners.nudge, settings.connect_timeout_seconds
+        )
+    return Runtime(
+        settings=settings,
+        clock=clock,
+        ledger=ledger,
+        commands=commands,
+        consistency=consistency,
+        sessions=SessionService(commands, live["sessions_v1"], clock, consistency),
+        access=AccessService(ledger, commands, live["tokens_v1"], consistency),
+        projects=ProjectService(commands, live["projects_v1"], consistency),
+        selections=SelectionService(commands, live["selections_v1"], consistency),
+        entries=EntryService(commands, live["entries_v1"], live["projects_v1"], consistency),
+        runners=runners,
+        views=views,
+        listener=listener,
+    )
+
+
+def runner_lock(settings: Settings, name: str) -> RunnerLock:
+    if settings.uses_postgres:
+        return AdvisoryLock(
+            postgres_conninfo(settings),
+            f"agentledger:runner:{settings.postgres_schema}.{name}",
+            settings.connect_timeout_seconds,
+        )
+    return FileLock(settings.data_dir / f"{name}.lock")
+
+
+def _ensure_schema(settings: Settings) -> None:
+    with psycopg.connect(
+        postgres_conninfo(settings),
+        autocommit=True,
+        connect_timeout=settings.connect_timeout_seconds,
+    ) as conn:
+        conn.execute(
+            sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
+                sql.Identifier(settings.postgres_schema)
+            )
+        )

@@ -1,0 +1,1 @@
+"""Read-model tables, one module per read model, each on PostgreSQL and SQLite."""

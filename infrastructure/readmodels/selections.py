@@ -1,0 +1,52 @@
+"""The selections read model: each agent's current project (the policy asks who is on one)."""
+
+from __future__ import annotations
+
+from application.readmodels import SelectionRow
+from infrastructure.readmodels.base import PostgresSqlView, SQLiteSqlView, SqlView, Table
+
+SELECTIONS = Table(
+    name="selections",
+    columns={
+        "selection_id": "uuid",
+        "agent_id": "text",
+        "project": "text",
+        "version": "int",
+        "session_id": "uuid",
+        "updated_at": "time",
+        "cleared_reason": "text",
+        "position": "int",
+    },
+    key=("agent_id",),
+    indexes=(("selection_id",), ("project",)),
+    not_null=("selection_id", "version"),
+)
+
+
+class SelectionsTable(SqlView):
+    name = "selections_v1"
+    tables = (SELECTIONS,)
+
+    def get(self, agent_id: str) -> SelectionRow | None:
+        row = self.select_one(
+            "selections",
+            "SELECT * FROM {selections} WHERE agent_id = %(agent)s",
+            {"agent": agent_id},
+        )
+        return None if row is None else SelectionRow(**row)
+
+    def agents_on(self, project: str) -> list[str]:
+        rows = self.select(
+            "selections",
+            "SELECT * FROM {selections} WHERE project = %(project)s ORDER BY agent_id",
+            {"project": project},
+        )
+        return [r["agent_id"] for r in rows]
+
+
+class PostgresSelectionsView(SelectionsTable, PostgresSqlView):
+    pass
+
+
+class SQLiteSelectionsView(SelectionsTable, SQLiteSqlView):
+    pass

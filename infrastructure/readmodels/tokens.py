@@ -1,0 +1,39 @@
+"""The tokens read model: who holds access, granted by whom, revoked when. Never the secret."""
+
+from __future__ import annotations
+
+from application.readmodels import TokenRow
+from infrastructure.readmodels.base import PostgresSqlView, SQLiteSqlView, SqlView, Table
+
+TOKENS = Table(
+    name="tokens",
+    columns={
+        "id": "uuid",
+        "principal": "text",
+        "roles": "json",
+        "label": "text",
+        "issued_at": "time",
+        "issued_by": "text",
+        "revoked_at": "time",
+        "revoked_by": "text",
+    },
+    key=("id",),
+)
+
+
+class TokensTable(SqlView):
+    name = "tokens_v1"
+    tables = (TOKENS,)
+
+    def list(self, *, include_revoked: bool) -> list[TokenRow]:
+        where = "" if include_revoked else "WHERE revoked_at IS NULL"
+        statement = f"SELECT * FROM {{tokens}} {where} ORDER BY issued_at, id"
+        return [TokenRow(**r) for r in self.select("tokens", statement, {})]
+
+
+class PostgresTokensView(TokensTable, PostgresSqlView):
+    pass
+
+
+class SQLiteTokensView(TokensTable, SQLiteSqlView):
+    pass

@@ -1,0 +1,41 @@
+"""The one settings object. Every knob is an environment variable; defaults run out of the box."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="AGENTLEDGER_", extra="ignore", frozen=True)
+
+    database_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("DATABASE_URL", "AGENTLEDGER_DATABASE_URL"),
+        description="postgresql://... selects PostgreSQL; unset means embedded SQLite files.",
+    )
+    data_dir: Path = Field(default=Path(".agentledger"), description="Where SQLite files live.")
+    postgres_schema: str = "public"
+    # The library waits forever for its table lock by default and retries timeouts ten times:
+    # small values keep a request's worst case to seconds, not minutes.
+    lock_timeout_seconds: int = Field(default=2, ge=1)
+    connect_timeout_seconds: int = Field(default=2, ge=1)
+    statement_timeout_seconds: int = Field(default=30, ge=1)
+    pool_size: int = Field(default=5, ge=1)
+    pool_max_overflow: int = Field(default=20, ge=0)
+    consistency_timeout_seconds: float = Field(default=2.0, ge=0)
+    projection_poll_seconds: float = Field(default=0.05, gt=0)
+    sweep_interval_seconds: float = Field(default=5.0, gt=0)
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+
+    @property
+    def uses_postgres(self) -> bool:
+        return bool(self.database_url)
+
+    @property
+    def store_description(self) -> str:
+        if self.uses_postgres:
+            return f"PostgreSQL (schema {self.postgres_schema})"
+        return f"SQLite in {self.data_dir.resolve()}"

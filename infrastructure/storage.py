@@ -1,0 +1,167 @@
+"""Translate settings into the `eventsourcing` library's configuration, for the log and the
+read models, and into the connection environment every PostgreSQL session of the process uses.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import re
+import sqlite3
+from typing import Any
+
+import psycopg
+from eventsourcing.persistence import InfrastructureFactory
+from eventsourcing.utils import Environment
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from application.ledger import Ledger
+from infrastructure.readmodels.base import SqlView
+from infrastructure.settings import Settings
+
+_CORE = ("dbname", "host", "port", "user", "password")
+# DATABASE_URL parameters the library cannot take directly travel through libpq's own
+# environment variables, which every connection of the process reads.
+_LIBPQ_ENVIRONMENT = {
+    "sslmode": "PGSSLMODE",
+    "sslrootcert": "PGSSLROOTCERT",
+    "sslcert": "PGSSLCERT",
+    "sslkey": "PGSSLKEY",
+    "sslcrl": "PGSSLCRL",
+    "gssencmode": "PGGSSENCMODE",
+    "channel_binding": "PGCHANNELBINDING",
+    "application_name": "PGAPPNAME",
+    "target_session_attrs": "PGTARGETSESSIONATTRS",
+}
+_TIMEOUT_OPTION = re.compile(r"(-c\s*|--)(lock_timeout|statement_timeout)=\S+")
+
+
+def open_ledger(settings: Settings) -> Ledger:
+    return Ledger(env=ledger_environment(settings))
+
+
+def ledger_environment(settings: Settings) -> dict[str, str]:
+    if settings.uses_postgres:
+        return _postgres_environment(settings)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return {
+        "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+        "SQLITE_DBNAME": str(settings.data_dir / "events.sqlite"),
+        "SQLITE_LOCK_TIMEOUT": str(settings.lock_timeout_seconds),
+        "CREATE_TABLE": "y",
+    }
+
+
+def open_views(settings: Settings, classes: list[tuple[type[Any], type[Any]]]) -> dict[str, Any]:
+    """Construct the read-model views: on PostgreSQL all share one connection pool; on SQLite
+    each has its own file (the library's SQLite recorders use fixed table names)."""
+    if settings.uses_postgres:
+        env = {**ledger_environment(settings), "POSTGRES_POOL_SIZE": "2"}
+        factory: Any = InfrastructureFactory.construct(env=Environment("readmodels", env))
+        views: dict[str, Any] = {}
+        for postgres_class, _ in classes:
+            view = postgres_class(
+                datastore=factory.datastore, tracking_table_name=f"{postgres_class.name}_tracking"
+            )
+            view.create_table()
+            views[view.name] = view
+        return views
+    opened = {}
+    for _, sqlite_class in classes:
+        view_class: type[SqlView] = sqlite_class
+        env = ledger_environment(settings)
+        env["SQLITE_DBNAME"] = str(settings.data_dir / f"{view_class.name}.sqlite")
+        sqlite_factory = InfrastructureFactory.construct(env=Environment(view_class.name, env))
+        opened[view_class.name] = sqlite_factory.tracking_recorder(view_class)  # type: ignore[arg-type]
+    return opened
+
+
+def probe_store(settings: Settings) -> bool:
+    """Can the store answer right now? A direct, bounded check (no library retries)."""
+    try:
+        if settings.uses_postgres:
+            with psycopg.connect(
+                postgres_conninfo(settings), connect_timeout=settings.connect_timeout_seconds
+            ) as conn:
+                conn.execute("SELECT 1")
+        else:
+            path = settings.data_dir / "events.sqlite"
+            with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1) as conn:
+                conn.execute("SELECT 1 FROM stored_events LIMIT 1")
+    except (psycopg.Error, sqlite3.Error):
+        return False
+    return True
+
+
+def postgres_parameters(settings: Settings) -> dict[str, str]:
+    """The connection parts of DATABASE_URL (the library takes only these five), with the same
+    defaults everywhere, so locks, listeners and the log reach the same server."""
+    params = _url_parameters(settings)
+    return {
+        "dbname": str(params.get("dbname") or getpass.getuser()),
+        "host": str(params.get("host") or "127.0.0.1"),
+        "port": str(params.get("port") or 5432),
+        "user": str(params.get("user") or getpass.getuser()),
+        "password": str(params.get("password") or ""),
+    }
+
+
+def postgres_conninfo(settings: Settings) -> str:
+    return make_conninfo(**postgres_parameters(settings))
+
+
+def apply_connection_environment(settings: Settings) -> None:
+    """Set what every PostgreSQL session of this process must carry, through libpq's
+    environment (the library passes no connection options through):
+
+    - lock_timeout and statement_timeout: the library sets a lock timeout only around its
+      inserts, so a read queued behind ALTER TABLE or VACUUM FULL would wait for ever;
+    - TLS and other DATABASE_URL parameters (sslmode=verify-full must not quietly become
+      libpq's default).
+    """
+    params = _url_parameters(settings)
+    for name, variable in _LIBPQ_ENVIRONMENT.items():
+        if name in params:
+            os.environ[variable] = str(params[name])
+    options = _TIMEOUT_OPTION.sub("", os.environ.get("PGOPTIONS", "")).split()
+    options += str(params.get("options", "")).split()
+    options += [
+        f"-c lock_timeout={settings.lock_timeout_seconds}s",
+        f"-c statement_timeout={settings.statement_timeout_seconds}s",
+    ]
+    os.environ["PGOPTIONS"] = " ".join(options)
+
+
+def _url_parameters(settings: Settings) -> dict[str, Any]:
+    assert settings.database_url is not None
+    params = conninfo_to_dict(settings.database_url)
+    unsupported = (
+        set(params) - set(_CORE) - set(_LIBPQ_ENVIRONMENT) - {"options", "connect_timeout"}
+    )
+    if unsupported:
+        raise ValueError(
+            f"DATABASE_URL parameter(s) not supported: {', '.join(sorted(unsupported))}"
+        )
+    return params
+
+
+def _postgres_environment(settings: Settings) -> dict[str, str]:
+    params = postgres_parameters(settings)
+    return {
+        "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        "POSTGRES_DBNAME": params["dbname"],
+        "POSTGRES_HOST": params["host"],
+        "POSTGRES_PORT": params["port"],
+        "POSTGRES_USER": params["user"],
+        "POSTGRES_PASSWORD": params["password"],
+        "POSTGRES_SCHEMA": settings.postgres_schema,
+        "POSTGRES_LOCK_TIMEOUT": str(settings.lock_timeout_seconds),
+        "POSTGRES_CONNECT_TIMEOUT": str(settings.connect_timeout_seconds),
+        "POSTGRES_POOL_SIZE": str(settings.pool_size),
+        "POSTGRES_MAX_OVERFLOW": str(settings.pool_max_overflow),
+        "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT": "5",
+        # The library's database-functions insert path skips the table lock and lets tailing
+        # readers miss events under concurrent writers: keep it off, explicitly.
+        "POSTGRES_ENABLE_DB_FUNCTIONS": "n",
+        "CREATE_TABLE": "y",
+    }

@@ -1,0 +1,61 @@
+"""Wake projection runners the moment any process commits events (PostgreSQL LISTEN).
+
+The event store's recorder sends NOTIFY on its channel inside every insert transaction; this
+listener turns those into nudges, so runners need not wait for their next poll when another
+process (a second `serve`, the CLI) wrote. Polling remains the fallback if the connection drops.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+import psycopg
+from psycopg import sql
+
+log = logging.getLogger("agentledger.wakeups")
+
+
+class CommitListener:
+    def __init__(
+        self, conninfo: str, channel: str, on_commit: Callable[[], None], connect_timeout: int
+    ) -> None:
+        self._conninfo = conninfo
+        self._channel = channel
+        self._on_commit = on_commit
+        self._connect_timeout = connect_timeout
+        self._stop = threading.Event()
+        self.listening = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._listen_forever, name="listen", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+            self._thread = None
+
+    def _listen_forever(self) -> None:
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(
+                    self._conninfo, autocommit=True, connect_timeout=self._connect_timeout
+                ) as conn:
+                    conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self._channel)))
+                    self.listening.set()
+                    # Commits made before LISTEN took effect are found by the next poll.
+                    self._on_commit()
+                    while not self._stop.is_set():
+                        # A short timeout keeps the stop flag checked; one nudge per wake-up
+                        # is enough, runners read everything new in batches.
+                        for _ in conn.notifies(timeout=0.1, stop_after=1):
+                            self._on_commit()
+            except Exception:  # keep listening whatever happened; polling covers the gap
+                self.listening.clear()
+                log.warning("commit listener failed; reconnecting", exc_info=True)
+                self._stop.wait(1.0)

@@ -1,0 +1,1 @@
+"""The `agentledger` command line: serve, tokens, sessions, projections."""

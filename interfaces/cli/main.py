@@ -1,0 +1,376 @@
+"""`agentledger`: run the service and administer it from the machine that holds the store.
+
+Commands run with the store's own credentials, so the operator acts as `system:cli:<os user>`
+and is recorded as such on every event they cause.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import logging
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
+from uuid import UUID
+
+import click
+import psycopg
+from eventsourcing.persistence import PersistenceError
+from pydantic import ValidationError
+
+from application.context import RequestContext, local_operator
+from application.entries import EntryView
+from application.errors import ApplicationError, NotFound
+from application.readmodels import EntryFilter
+from domain.errors import DomainError
+from infrastructure.bootstrap import Runtime, build_runtime
+from infrastructure.settings import Settings
+from interfaces.cli.output import emit
+
+EXIT_REFUSED = 1
+EXIT_BUSY = 3
+
+
+@contextmanager
+def runtime() -> Iterator[Runtime]:
+    rt = open_runtime()
+    try:
+        yield rt
+    except (ApplicationError, DomainError) as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        rt.close()
+
+
+def open_runtime() -> Runtime:
+    """Open the configured store, turning configuration and connection failures into one
+    clear line (exit 1) rather than a traceback."""
+    try:
+        return build_runtime(Settings())
+    except (ValidationError, OSError, psycopg.Error, PersistenceError) as exc:
+        raise click.ClickException(f"cannot open the store: {exc}") from None
+
+
+def operator(trace: str) -> RequestContext:
+    return RequestContext(local_operator(getpass.getuser()), f"cli-{trace}-{uuid.uuid4().hex[:16]}")
+
+
+@click.group()
+def cli() -> None:
+    """AgentLedger: event-sourced coordination for multi-agent AI systems."""
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
+# --- serve ---------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, show_default=True, type=int)
+def serve(host: str, port: int) -> None:
+    """Run the HTTP API, the projections and the lease sweeper in this process."""
+    import uvicorn
+
+    from interfaces.http.app import create_app
+
+    rt = open_runtime()
+    settings = rt.settings
+    click.echo(f"AgentLedger on {settings.store_description}, http://{host}:{port}")
+    rt.catch_up()
+    if not rt.access.has_active_admin():
+        click.echo(
+            "No admin token yet: create one with "
+            "`agentledger tokens issue --principal user:admin --role admin`"
+        )
+    uvicorn.run(create_app(rt, manage_runtime=True), host=host, port=port, log_level="info")
+
+
+# --- tokens --------------------------------------------------------------------------------
+
+
+@cli.group()
+def tokens() -> None:
+    """Issue, revoke and list bearer tokens (each is an audited event)."""
+
+
+@tokens.command("issue")
+@click.option("--principal", required=True, help="agent:NAME, user:NAME or service:NAME")
+@click.option(
+    "--role",
+    "roles",
+    multiple=True,
+    required=True,
+    help="agent, coordinator, auditor, admin or approver:NAME (repeatable)",
+)
+@click.option("--label", default=None, help="A note for `tokens list`.")
+@click.option("--json", "as_json", is_flag=True)
+def tokens_issue(principal: str, roles: tuple[str, ...], label: str | None, as_json: bool) -> None:
+    """Issue a token. The secret is printed once and never stored."""
+    with runtime() as rt:
+        issued = rt.access.issue(operator("tokens-issue"), principal, list(roles), label).value
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "token_id": str(issued.token_id),
+                    "principal": issued.principal,
+                    "roles": issued.roles,
+                    "token": issued.secret,
+                }
+            )
+        )
+        return
+    click.echo(f"token_id:  {issued.token_id}", err=True)
+    click.echo(f"principal: {issued.principal} ({', '.join(issued.roles)})", err=True)
+    click.echo("token (shown once, keep it safe):", err=True)
+    click.echo(issued.secret)
+
+
+@tokens.command("revoke")
+@click.argument("token_id", type=click.UUID)
+@click.option("--reason", default=None)
+def tokens_revoke(token_id: UUID, reason: str | None) -> None:
+    """Revoke a token by its id; it stops working at once."""
+    with runtime() as rt:
+        try:
+            rt.access.revoke(operator("tokens-revoke"), token_id, reason)
+        except NotFound:
+            raise click.ClickException(f"no token with id {token_id}") from None
+    click.echo(f"revoked {token_id}")
+
+
+@tokens.command("list")
+@click.option("--all", "include_revoked", is_flag=True, help="Include revoked tokens.")
+@click.option("--json", "as_json", is_flag=True)
+def tokens_list(include_revoked: bool, as_json: bool) -> None:
+    """List tokens (never their secrets)."""
+    with runtime() as rt:
+        rt.catch_up()
+        rows = rt.access.list(include_revoked=include_revoked).value
+    emit(
+        [
+            {
+                "id": str(r.id),
+                "principal": r.principal,
+                "roles": r.roles,
+                "label": r.label,
+                "issued_at": r.issued_at.isoformat(),
+                "issued_by": r.issued_by,
+                "revoked_at": r.revoked_at.isoformat() if r.revoked_at else None,
+            }
+            for r in rows
+        ],
+        ["id", "principal", "roles", "label", "issued_at", "issued_by", "revoked_at"],
+        as_json,
+    )
+
+
+# --- sessions ------------------------------------------------------------------------------
+
+
+@cli.group()
+def sessions() -> None:
+    """Agent sessions."""
+
+
+@sessions.command("sweep")
+@click.option("--json", "as_json", is_flag=True)
+def sessions_sweep(as_json: bool) -> None:
+    """Record `SessionExpired` for every session whose lease has lapsed."""
+    with runtime() as rt:
+        rt.catch_up()
+        expired = rt.sessions.sweep(operator("sessions-sweep"))
+    click.echo(json.dumps({"expired": expired}) if as_json else f"expired {expired} session(s)")
+
+
+# --- projects and the progress log ---------------------------------------------------------
+
+
+@cli.group()
+def projects() -> None:
+    """Projects: named bodies of work agents select and log progress to."""
+
+
+@projects.command("create")
+@click.argument("name")
+@click.option("--description", default=None)
+def projects_create(name: str, description: str | None) -> None:
+    """Create a project (names are unique, case-sensitive slugs)."""
+    with runtime() as rt:
+        project = rt.projects.create(operator("projects-create"), name, description).value
+    click.echo(f"created {project.name}")
+
+
+@projects.command("archive")
+@click.argument("name")
+@click.option("--reason", default=None)
+def projects_archive(name: str, reason: str | None) -> None:
+    """Archive a project: no new entries or selections; current selections are cleared."""
+    with runtime() as rt:
+        rt.projects.archive(operator("projects-archive"), name, reason)
+    click.echo(f"archived {name}")
+
+
+@projects.command("list")
+@click.option("--archived/--active", "archived", default=None, help="Only archived / active.")
+@click.option("--json", "as_json", is_flag=True)
+def projects_list(archived: bool | None, as_json: bool) -> None:
+    """List projects by name."""
+    with runtime() as rt:
+        rt.catch_up()
+        found, cursor = [], None
+        while True:
+            page = rt.projects.list(archived=archived, limit=500, cursor=cursor)
+            found += page.items
+            if not (cursor := page.next_cursor):
+                break
+    emit(
+        [
+            {
+                "name": p.name,
+                "archived": p.archived,
+                "version": p.version,
+                "created_at": p.created_at.isoformat(),
+                "description": p.description,
+            }
+            for p in found
+        ],
+        ["name", "archived", "version", "created_at", "description"],
+        as_json,
+    )
+
+
+@cli.group()
+def entries() -> None:
+    """The progress log."""
+
+
+@entries.command("tail")
+@click.option("--project", required=True)
+@click.option("--lines", "-n", default=20, show_default=True, type=click.IntRange(1, 500))
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new entries as they arrive.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+def entries_tail(project: str, lines: int, follow: bool, as_json: bool) -> None:
+    """Print a project's latest entries, oldest first; with --follow, keep going."""
+    with runtime() as rt:
+        rt.catch_up()
+        newest = rt.entries.list(EntryFilter(project=project), limit=lines).items
+        last = _print_entries(list(reversed(newest)), as_json, 0)
+        try:
+            while follow:
+                time.sleep(1.0)
+                rt.catch_up()
+                last = _print_entries(_entries_after(rt, project, last), as_json, last)
+        except KeyboardInterrupt:
+            pass
+
+
+def _entries_after(rt: Runtime, project: str, last: int) -> list[EntryView]:
+    """Every entry newer than `last`, oldest first (paging back as far as needed)."""
+    fresh: list[EntryView] = []
+    cursor = None
+    while True:
+        page = rt.entries.list(EntryFilter(project=project), limit=500, cursor=cursor)
+        newer = [e for e in page.items if e.position > last]
+        fresh += newer
+        if len(newer) < len(page.items) or not (cursor := page.next_cursor):
+            return list(reversed(fresh))
+
+
+def _print_entries(found: list[EntryView], as_json: bool, last: int) -> int:
+    for e in found:
+        if as_json:
+            click.echo(
+                json.dumps(
+                    {
+                        **asdict(e),
+                        "id": str(e.id),
+                        "session_id": str(e.session_id),
+                        "created_at": e.created_at.isoformat(),
+                    }
+                )
+            )
+        else:
+            meta = " ".join(f"{k}={v}" for k, v in e.metadata.items())
+            click.echo(
+                f"{e.created_at:%Y-%m-%d %H:%M:%S} {e.agent_id:<16} {e.status:<7} "
+                f"{e.message}{'  [' + meta + ']' if meta else ''}"
+            )
+        last = max(last, e.position)
+    return last
+
+
+# --- projections ---------------------------------------------------------------------------
+
+
+@cli.group()
+def projections() -> None:
+    """Read-model projections: run, inspect, rebuild."""
+
+
+@projections.command("run")
+def projections_run() -> None:
+    """Run every projection in this process until interrupted (one runner per projection
+    across processes: others stand by)."""
+    with runtime() as rt:
+        rt.start_runners()
+        click.echo("projections running; Ctrl-C to stop")
+        try:
+            while True:
+                time.sleep(5)
+                for s in rt.runners.statuses():
+                    if s.state == "failed":
+                        click.echo(f"{s.name}: failed ({s.last_error}); restarting", err=True)
+        except KeyboardInterrupt:
+            click.echo("stopping")
+
+
+@projections.command("status")
+@click.option("--json", "as_json", is_flag=True)
+def projections_status(as_json: bool) -> None:
+    """Position and lag of each read model and policy (as recorded in the store)."""
+    with runtime() as rt:
+        head = rt.ledger.head_position()
+        rows = []
+        for r in rt.runners.runners.values():
+            position = r.worker.position()
+            kind = "projection" if r.name in rt.views else "policy"
+            rows.append(
+                {
+                    "name": r.name,
+                    "kind": kind,
+                    "position": position,
+                    "head": head,
+                    "lag": head - position,
+                }
+            )
+    emit(rows, ["name", "kind", "position", "head", "lag"], as_json)
+
+
+@projections.command("rebuild")
+@click.argument("name")
+def projections_rebuild(name: str) -> None:
+    """Empty a read model and rebuild it from the whole log."""
+    with runtime() as rt:
+        runner = rt.runners.runners.get(name) if name in rt.views else None
+        if runner is None:
+            raise click.ClickException(f"unknown projection {name}; known: {', '.join(rt.views)}")
+        report = runner.rebuild(
+            progress=lambda done, total: click.echo(
+                f"\r{name}: {done}/{total} events", nl=False, err=True
+            )
+        )
+        click.echo("", err=True)
+        if report is None:
+            click.echo(f"{name} is being run by another process; stop it first", err=True)
+            sys.exit(EXIT_BUSY)
+        click.echo(
+            f"rebuilt {name}: {report.events} events in {report.seconds:.2f}s "
+            f"({report.events_per_second:,.0f} events/s)"
+        )

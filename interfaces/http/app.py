@@ -1,0 +1,107 @@
+"""The Starlette application: route tables, trace ids, problem details, lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib.metadata import PackageNotFoundError, version
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Match, Route
+from starlette.types import Receive, Scope, Send
+
+from infrastructure.bootstrap import Runtime
+from interfaces.http.call import TRACE_HEADER, trace_id_of
+from interfaces.http.openapi import build_openapi
+from interfaces.http.problems import problem_response, to_problem
+from interfaces.http.routes import entries, health, projects, selections, sessions
+from interfaces.http.routing import Operation, to_route
+
+OPERATIONS: list[Operation] = [
+    *health.OPERATIONS,
+    *sessions.OPERATIONS,
+    *projects.OPERATIONS,
+    *selections.OPERATIONS,
+    *entries.OPERATIONS,
+]
+
+
+def create_app(runtime: Runtime, *, manage_runtime: bool = False) -> Starlette:
+    """Build the app. With `manage_runtime`, the lifespan starts the projections and sweeper
+    and closes the runtime on shutdown (what `serve` does); tests manage it themselves."""
+
+    @asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        if manage_runtime:
+            runtime.start_background()
+        try:
+            yield
+        finally:
+            if manage_runtime:
+                runtime.close()
+
+    app = Starlette(
+        routes=[to_route(op, runtime.settings.max_body_bytes) for op in OPERATIONS],
+        exception_handlers={404: _not_found, 405: _method_not_allowed, Exception: to_problem},
+        lifespan=lifespan,
+    )
+    app.state.runtime = runtime
+    app.state.openapi = build_openapi(OPERATIONS, _version())
+    return TraceMiddleware(app)  # type: ignore[return-value]
+
+
+class TraceMiddleware:
+    """Give every request a trace id (for events and problems) and echo it back."""
+
+    def __init__(self, app: Starlette) -> None:
+        self.app = app
+        self.state = app.state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope)
+        trace_id = trace_id_of(request)
+        scope.setdefault("state", {})["trace_id"] = trace_id
+
+        async def send_with_trace(message: dict) -> None:  # type: ignore[type-arg]
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", []).append(
+                    (TRACE_HEADER.lower().encode(), trace_id.encode())
+                )
+            await send(message)
+
+        await self.app(scope, receive, send_with_trace)
+
+
+async def _not_found(request: Request, exc: Exception) -> Response:
+    return problem_response(
+        404, "not-found", "No such route", f"no route for {request.url.path}", request
+    )
+
+
+async def _method_not_allowed(request: Request, exc: Exception) -> Response:
+    # Each operation is its own Route, so collect the methods of every route on this path.
+    allowed: set[str] = set()
+    for route in request.app.routes:
+        match, _ = route.matches(request.scope)
+        if match is not Match.NONE and isinstance(route, Route) and route.methods:
+            allowed |= route.methods
+    return problem_response(
+        405,
+        "method-not-allowed",
+        "Method not allowed",
+        f"{request.method} is not allowed on {request.url.path}",
+        request,
+        headers={"Allow": ", ".join(sorted(allowed))},
+    )
+
+
+def _version() -> str:
+    try:
+        return version("agentledger")
+    except PackageNotFoundError:
+        return "0.0.0"

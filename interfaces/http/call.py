@@ -1,0 +1,231 @@
+"""One HTTP call as the handlers see it: body, query, headers and principal, parsed strictly."""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from typing import Any, TypeVar
+from uuid import UUID
+
+from pydantic import BaseModel, ValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from application.commands import Outcome
+from application.context import Principal, RequestContext
+from application.errors import NotFound, PreconditionFailed, Unauthenticated
+from application.selections import Precondition
+from infrastructure.bootstrap import Runtime
+from interfaces.http.problems import HttpProblem
+
+M = TypeVar("M", bound=BaseModel)
+
+POSITION_HEADER = "AgentLedger-Position"
+CONSISTENT_WITH_HEADER = "AgentLedger-Consistent-With"
+TRACE_HEADER = "AgentLedger-Trace-Id"
+_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
+_STRONG_ETAG = re.compile(r'^"([0-9]{1,18})"$')
+_POSITION = re.compile(r"^[0-9]{1,18}$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def trace_id_of(request: Request) -> str:
+    """W3C traceparent's trace id, else X-Request-ID, else a fresh id."""
+    match = _TRACEPARENT.match(request.headers.get("traceparent", "").strip().lower())
+    if match and match.group(1) != "0" * 32:
+        return match.group(1)
+    request_id = request.headers.get("x-request-id", "").strip()
+    if _REQUEST_ID.match(request_id):
+        return request_id
+    return uuid.uuid4().hex
+
+
+class HttpCall:
+    def __init__(self, request: Request, body: bytes, runtime: Runtime) -> None:
+        self.request = request
+        self.raw_body = body
+        self.runtime = runtime
+        self.trace_id: str = request.state.trace_id
+        self._principal: Principal | None = None
+
+    # --- identity -------------------------------------------------------------------------
+
+    @property
+    def principal(self) -> Principal:
+        if self._principal is None:
+            scheme, _, secret = self.request.headers.get("authorization", "").partition(" ")
+            if scheme.lower() != "bearer" or not secret.strip():
+                raise Unauthenticated("send 'Authorization: Bearer <token>'")
+            self._principal = self.runtime.access.authenticate(secret.strip())
+        return self._principal
+
+    def context(self) -> RequestContext:
+        return RequestContext(self.principal, self.trace_id)
+
+    # --- input ----------------------------------------------------------------------------
+
+    def body(self, model: type[M]) -> M:
+        if not self.raw_body.strip():
+            data: Any = {}
+        else:
+            content_type = self.request.headers.get("content-type", "").split(";")[0].strip()
+            if content_type != "application/json" and not content_type.endswith("+json"):
+                raise HttpProblem(
+                    415,
+                    "unsupported-media-type",
+                    "Unsupported media type",
+                    "send the body as application/json",
+                )
+            try:
+                data = json.loads(self.raw_body)
+                # Lone surrogates (e.g. "\ud800") parse, but no UTF-8 store can hold them.
+                json.dumps(data, ensure_ascii=False).encode()
+            except (ValueError, RecursionError) as exc:
+                raise HttpProblem(400, "malformed-json", "Malformed JSON", str(exc)) from None
+        if not isinstance(data, dict):
+            raise HttpProblem(
+                422,
+                "validation-error",
+                "Invalid request",
+                "the body must be a JSON object",
+                errors=[{"loc": ["body"], "msg": "must be a JSON object", "type": "object_type"}],
+            )
+        return _validate(model, data, "body")
+
+    def query(self, model: type[M], extra_prefix: str | None = None) -> M:
+        """Validate the query string; parameters starting with `extra_prefix` are left to the
+        handler (e.g. `meta.` filters)."""
+        params = self.request.query_params
+        repeated = sorted({k for k in params if len(params.getlist(k)) > 1})
+        if repeated:
+            raise HttpProblem(
+                422,
+                "validation-error",
+                "Invalid request",
+                f"repeated query parameter: {repeated}",
+                errors=[
+                    {"loc": ["query", k], "msg": "given more than once", "type": "repeated"}
+                    for k in repeated
+                ],
+            )
+        bad = sorted(k for k, v in params.items() if _CONTROL.search(k) or _CONTROL.search(v))
+        if bad:
+            raise HttpProblem(
+                422,
+                "validation-error",
+                "Invalid request",
+                "query parameters must not contain control characters",
+                errors=[
+                    {"loc": ["query", k], "msg": "control character", "type": "value_error"}
+                    for k in bad
+                ],
+            )
+        known = {
+            k: v for k, v in params.items() if not (extra_prefix and k.startswith(extra_prefix))
+        }
+        return _validate(model, known, "query")
+
+    def path_uuid(self, name: str, kind: str) -> UUID:
+        raw = self.request.path_params[name]
+        try:
+            return UUID(raw)
+        except ValueError:
+            raise NotFound(kind, raw) from None
+
+    def expected_version(self) -> int | None:
+        """`If-Match: "<version>"`; `*` or absent means any. A weak tag never matches."""
+        header = self.request.headers.get("if-match")
+        if header is None or header.strip() == "*":
+            return None
+        value = header.strip()
+        if value.startswith("W/"):
+            return PreconditionFailed.WEAK
+        match = _STRONG_ETAG.match(value)
+        if not match:
+            raise HttpProblem(
+                400,
+                "invalid-precondition",
+                "Invalid If-Match",
+                'If-Match must be one strong ETag such as "3", or *',
+            )
+        return int(match.group(1))
+
+    def precondition(self) -> Precondition | None:
+        """`If-Match: "<version>"` or `If-None-Match: *` (create only); None when neither."""
+        if_none_match = self.request.headers.get("if-none-match")
+        if if_none_match is not None:
+            if self.request.headers.get("if-match") is not None or if_none_match.strip() != "*":
+                raise HttpProblem(
+                    400,
+                    "invalid-precondition",
+                    "Invalid If-None-Match",
+                    "send either If-None-Match: * (first selection) or If-Match, not both",
+                )
+            return Precondition(absent=True)
+        # `If-Match: *` ("whatever is there") would be the unconditional write that loses
+        # updates: it counts as no precondition.
+        version = self.expected_version()
+        return None if version is None else Precondition(version=version)
+
+    def meta_filters(self) -> tuple[tuple[str, str], ...]:
+        """`meta.<key>=<value>` query parameters, in a stable order."""
+        return tuple(
+            sorted(
+                (key.removeprefix("meta."), value)
+                for key, value in self.request.query_params.items()
+                if key.startswith("meta.") and len(key) > len("meta.")
+            )
+        )
+
+    def consistent_with(self) -> int | None:
+        header = self.request.headers.get(CONSISTENT_WITH_HEADER)
+        if header is None:
+            return None
+        if not _POSITION.match(header.strip()):
+            raise HttpProblem(
+                400,
+                "invalid-position",
+                "Invalid position",
+                f"{CONSISTENT_WITH_HEADER} must be a non-negative integer log position",
+            )
+        return int(header.strip())
+
+    # --- output ---------------------------------------------------------------------------
+
+    def written(
+        self,
+        outcome: Outcome[Any],
+        body: BaseModel,
+        version: int,
+        status: int = 200,
+        location: str | None = None,
+    ) -> JSONResponse:
+        headers = {POSITION_HEADER: str(outcome.position), "ETag": f'"{version}"'}
+        if location:
+            headers["Location"] = location
+        return JSONResponse(body.model_dump(mode="json"), status_code=status, headers=headers)
+
+    def read(self, body: BaseModel, position: int, version: int | None = None) -> JSONResponse:
+        headers = {POSITION_HEADER: str(position)}
+        if version is not None:
+            headers["ETag"] = f'"{version}"'
+        return JSONResponse(body.model_dump(mode="json"), headers=headers)
+
+
+def _validate(model: type[M], data: dict[str, Any], where: str) -> M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        errors = [
+            {"loc": [where, *err["loc"]], "msg": err["msg"], "type": err["type"]}
+            for err in exc.errors(include_url=False, include_context=False, include_input=False)
+        ]
+        raise HttpProblem(
+            422,
+            "validation-error",
+            "Invalid request",
+            f"{len(errors)} invalid field(s) in the {where}",
+            errors=errors,
+        ) from None

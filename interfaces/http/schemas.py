@@ -1,0 +1,239 @@
+"""Request and response shapes of the HTTP API. Unknown fields are refused everywhere."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import datetime
+from typing import Annotated, Literal, TypeVar
+from uuid import UUID
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from application.entries import EntryView
+from application.projects import ProjectView
+from application.selections import SelectionView
+from application.sessions import SessionView
+from domain.names import AGENT_ID_PATTERN
+
+MetadataValue = str | int | float | bool | None
+W = TypeVar("W", bound=BaseModel)
+
+
+class Strict(BaseModel):
+    """Bodies and responses: no unknown fields, no coercion (`true` is not a number)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class Query(BaseModel):
+    """Query strings arrive as text: values are converted, but unknown parameters refused."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+def with_position(written: type[W], resource: BaseModel, position: int) -> W:
+    """What a write returns: the resource's fields plus the log position of the write."""
+    return written(**resource.model_dump(), position=position)
+
+
+# --- requests --------------------------------------------------------------------------------
+
+
+class StartSession(Strict):
+    agent_id: str | None = Field(
+        default=None, description="Defaults to the calling agent; coordinators may name another."
+    )
+    ttl_seconds: int | None = Field(
+        default=None, ge=1, description="Lease length; default 900, clamped to 60-3600."
+    )
+    status: Literal["active", "pending"] = "active"
+    metadata: dict[str, MetadataValue] = Field(default_factory=dict)
+
+
+class PatchSession(Strict):
+    metadata: dict[str, MetadataValue] = Field(
+        description="JSON merge patch of the session's metadata: null removes a key."
+    )
+
+
+class EndSession(Strict):
+    reason: str | None = Field(default=None, max_length=1000)
+
+
+class EmptyBody(Strict):
+    pass
+
+
+class ListSessionsQuery(Query):
+    agent_id: str | None = Field(default=None, pattern=AGENT_ID_PATTERN.pattern)
+    status: Literal["pending", "active", "completed", "failed", "expired"] | None = None
+    limit: int = Field(default=50, ge=1, le=500)
+    cursor: str | None = None
+
+
+# --- responses -------------------------------------------------------------------------------
+
+
+class SessionOut(Strict):
+    id: UUID
+    agent_id: str
+    status: str
+    ttl_seconds: int
+    lease_expires_at: datetime
+    heartbeat_interval_seconds: int
+    metadata: dict[str, MetadataValue]
+    version: int
+    created_at: datetime
+    updated_at: datetime
+    ended_at: datetime | None
+    end_reason: str | None
+
+    @classmethod
+    def of(cls, view: SessionView) -> SessionOut:
+        return cls(
+            id=view.id,
+            agent_id=view.agent_id,
+            status=view.status,
+            ttl_seconds=view.ttl_seconds,
+            lease_expires_at=view.lease_expires_at,
+            heartbeat_interval_seconds=view.heartbeat_interval_seconds,
+            metadata=view.metadata,
+            version=view.version,
+            created_at=view.created_at,
+            updated_at=view.updated_at,
+            ended_at=view.ended_at,
+            end_reason=view.end_reason,
+        )
+
+
+class SessionWritten(SessionOut):
+    position: int = Field(description="Log position of the last event written (or current head).")
+
+
+class HeartbeatOut(SessionWritten):
+    expires_at: datetime = Field(description="When the lease lapses unless renewed again.")
+    renewed: bool = Field(description="False when the renewal was too small to be written.")
+
+
+class SessionPage(Strict):
+    items: list[SessionOut]
+    next_cursor: str | None
+    position: int
+
+
+class ProblemOut(BaseModel):
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str | None = None
+    trace_id: str | None = None
+
+
+# --- projects, selections, entries -----------------------------------------------------------
+
+LooseUUID = Annotated[UUID, Field(strict=False)]  # JSON carries ids as strings
+EntryStatusName = Literal["info", "success", "warn", "error", "bug", "plan"]
+
+
+class CreateProject(Strict):
+    name: str = Field(description="Unique, case-sensitive slug (letters, digits, . _ -).")
+    description: str | None = Field(default=None, max_length=2000)
+
+
+class ArchiveProject(Strict):
+    reason: str | None = Field(default=None, max_length=1000)
+
+
+class ListProjectsQuery(Query):
+    archived: bool | None = None
+    limit: int = Field(default=50, ge=1, le=500)
+    cursor: str | None = None
+
+
+class ProjectOut(Strict):
+    name: str
+    description: str | None
+    archived: bool
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, view: ProjectView) -> ProjectOut:
+        return cls(**asdict(view))
+
+
+class ProjectWritten(ProjectOut):
+    position: int
+
+
+class ProjectPage(Strict):
+    items: list[ProjectOut]
+    next_cursor: str | None
+    position: int
+
+
+class SelectProject(Strict):
+    project: str
+    session_id: LooseUUID = Field(description="An active session of this agent.")
+
+
+class SelectionOut(Strict):
+    agent_id: str
+    project: str | None
+    version: int
+    session_id: UUID | None
+    updated_at: datetime
+    cleared_reason: str | None = Field(
+        description="Why the selection is empty: 'cleared' or 'project_archived'."
+    )
+
+    @classmethod
+    def of(cls, view: SelectionView) -> SelectionOut:
+        return cls(**asdict(view))
+
+
+class SelectionWritten(SelectionOut):
+    position: int
+
+
+class AppendEntry(Strict):
+    message: str = Field(min_length=1, max_length=4000)
+    status: EntryStatusName = "info"
+    metadata: dict[str, MetadataValue] = Field(default_factory=dict)
+    session_id: LooseUUID
+
+
+class ListEntriesQuery(Query):
+    """Plus any number of `meta.<key>=<value>` parameters (exact match on a metadata value)."""
+
+    agent_id: str | None = Field(default=None, pattern=AGENT_ID_PATTERN.pattern)
+    status: EntryStatusName | None = None
+    since: AwareDatetime | None = Field(default=None, description="Inclusive, ISO 8601 with zone.")
+    until: AwareDatetime | None = Field(default=None, description="Exclusive, ISO 8601 with zone.")
+    q: str | None = Field(default=None, max_length=200, description="Substring, any case.")
+    limit: int = Field(default=50, ge=1, le=500)
+    cursor: str | None = None
+
+
+class EntryOut(Strict):
+    position: int = Field(description="The entry's position in the log.")
+    id: UUID
+    project: str
+    agent_id: str
+    session_id: UUID
+    status: str
+    message: str
+    metadata: dict[str, MetadataValue]
+    created_at: datetime
+
+    @classmethod
+    def of(cls, view: EntryView) -> EntryOut:
+        return cls(**asdict(view))
+
+
+class EntryPage(Strict):
+    items: list[EntryOut]
+    next_cursor: str | None
+    position: int

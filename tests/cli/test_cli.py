@@ -1,0 +1,155 @@
+"""The `agentledger` CLI on both stores: tokens, sweeping, projection status and rebuild."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from application.context import RequestContext, local_operator
+from application.entries import NewEntry
+from infrastructure.bootstrap import build_runtime
+from infrastructure.settings import Settings
+from interfaces.cli.main import cli
+
+CLI = str(Path(sys.executable).with_name("agentledger"))
+
+
+@pytest.fixture
+def run(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
+    """Invoke the CLI with the environment pointing at this test's store."""
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.setenv("AGENTLEDGER_DATA_DIR", str(settings.data_dir))
+    if settings.database_url:
+        monkeypatch.setenv("DATABASE_URL", settings.database_url)
+        monkeypatch.setenv("AGENTLEDGER_POSTGRES_SCHEMA", settings.postgres_schema)
+
+    def invoke(*args: str) -> Result:
+        return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+    yield invoke
+
+
+def test_tokens_issue_list_revoke(run, settings: Settings) -> None:  # type: ignore[no-untyped-def]
+    issued = run("tokens", "issue", "--principal", "agent:alice", "--role", "agent", "--json")
+    assert issued.exit_code == 0, issued.output
+    token = json.loads(issued.output)
+    assert token["token"].startswith("alt_") and token["principal"] == "agent:alice"
+
+    listed = json.loads(run("tokens", "list", "--json").output)
+    assert [(t["id"], t["principal"]) for t in listed] == [(token["token_id"], "agent:alice")]
+    assert token["token"] not in run("tokens", "list").output  # secrets are never shown again
+
+    rt = build_runtime(settings)
+    try:
+        principal = rt.access.authenticate(token["token"])
+        assert principal.name == "agent:alice"
+        events = list(rt.ledger.events.get(principal.token_id))  # type: ignore[arg-type]
+        assert events[0].actor.startswith("system:cli:")  # who granted access is audited
+    finally:
+        rt.close()
+
+    revoked = run("tokens", "revoke", token["token_id"], "--reason", "rotated")
+    assert revoked.exit_code == 0
+    assert json.loads(run("tokens", "list", "--json").output) == []
+    assert len(json.loads(run("tokens", "list", "--all", "--json").output)) == 1
+    again = CliRunner().invoke(cli, ["tokens", "revoke", token["token_id"]])
+    assert again.exit_code == 1 and "already revoked" in again.output
+
+
+def test_tokens_issue_refuses_bad_roles(run) -> None:  # type: ignore[no-untyped-def]
+    result = CliRunner().invoke(
+        cli, ["tokens", "issue", "--principal", "user:bob", "--role", "agent"]
+    )
+    assert result.exit_code == 1
+    assert "only for agent:NAME principals" in result.output
+
+
+def test_sweep_and_projection_commands(run) -> None:  # type: ignore[no-untyped-def]
+    run("tokens", "issue", "--principal", "user:admin", "--role", "admin")
+    assert json.loads(run("sessions", "sweep", "--json").output) == {"expired": 0}
+    status = json.loads(run("projections", "status", "--json").output)
+    assert {s["name"] for s in status if s["kind"] == "projection"} == {
+        "sessions_v1",
+        "tokens_v1",
+        "projects_v1",
+        "selections_v1",
+        "entries_v1",
+    }
+    assert {s["name"] for s in status if s["kind"] == "policy"} == {
+        "policy_archived_project_clears_selections"
+    }
+    # the sweep caught the read models up
+    assert all(s["lag"] == 0 for s in status if s["kind"] == "projection")
+    rebuilt = run("projections", "rebuild", "tokens_v1")
+    assert rebuilt.exit_code == 0 and "rebuilt tokens_v1: 1 events" in rebuilt.output
+    unknown = CliRunner().invoke(cli, ["projections", "rebuild", "nope"])
+    assert unknown.exit_code == 1 and "unknown projection" in unknown.output
+
+
+def test_projects_commands(run) -> None:  # type: ignore[no-untyped-def]
+    assert run("projects", "create", "alpha", "--description", "first").exit_code == 0
+    assert run("projects", "create", "beta").exit_code == 0
+    again = CliRunner().invoke(cli, ["projects", "create", "alpha"])
+    assert again.exit_code == 1 and "already exists" in again.output
+    assert run("projects", "archive", "beta", "--reason", "done").exit_code == 0
+    listed = json.loads(run("projects", "list", "--json").output)
+    assert [(p["name"], p["archived"]) for p in listed] == [("alpha", False), ("beta", True)]
+    active = json.loads(run("projects", "list", "--active", "--json").output)
+    assert [p["name"] for p in active] == ["alpha"]
+
+
+def test_entries_tail_prints_oldest_first_and_follows(run, settings: Settings) -> None:  # type: ignore[no-untyped-def]
+    rt = build_runtime(settings)
+    try:
+        operator = RequestContext(local_operator("tester"), "t")
+        rt.projects.create(operator, "alpha")
+        token = rt.access.issue(operator, "agent:alice", ["agent"]).value.secret
+        alice = RequestContext(rt.access.authenticate(token), "t")
+        session = rt.sessions.start(alice).value.id
+        for i in range(3):
+            rt.entries.append(alice, "alpha", NewEntry(message=f"step {i}", session_id=session))
+        tail = run("entries", "tail", "--project", "alpha", "-n", "2", "--json")
+        assert [json.loads(line)["message"] for line in tail.output.splitlines()] == [
+            "step 1",
+            "step 2",
+        ]
+        env = {**os.environ}
+        follower = subprocess.Popen(
+            [CLI, "entries", "tail", "--project", "alpha", "-n", "1", "--follow"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        try:
+            lines = lines_of(follower)
+            assert "step 2" in lines.get(timeout=30)
+            rt.entries.append(alice, "alpha", NewEntry(message="live one", session_id=session))
+            assert "live one" in lines.get(timeout=30)  # printed as it arrives
+        finally:
+            follower.terminate()
+            follower.wait(10)
+    finally:
+        rt.close()
+
+
+def lines_of(process: subprocess.Popen[str]) -> queue.Queue[str]:
+    """Lines a process prints, readable with a timeout (a hung follower fails, not hangs)."""
+    found: queue.Queue[str] = queue.Queue()
+
+    def pump() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            found.put(line)
+
+    threading.Thread(target=pump, daemon=True).start()
+    return found

@@ -1,0 +1,121 @@
+"""The one command path: conflicts are retried against fresh state, and a commit whose
+acknowledgement was lost is reported as the success it was."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+from eventsourcing.persistence import IntegrityError
+
+from application.clock import ManualClock
+from domain.sessions import AgentSession
+from infrastructure.bootstrap import Runtime
+from tests.support.helpers import agent_context
+
+
+def test_a_lost_acknowledgement_is_not_reported_as_a_conflict(
+    runtime: Runtime, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alice = agent_context(runtime, "alice")
+    sid = runtime.sessions.start(alice, ttl_seconds=600).value.id
+    real_save = runtime.ledger.save_tracked
+
+    def commit_then_lose_the_answer(aggregates: Any, tracking: Any) -> Any:
+        # What the library's retry after a dropped connection looks like: the first attempt
+        # committed, the retried insert collides with it.
+        real_save(aggregates, tracking)
+        raise IntegrityError("duplicate key value violates unique constraint")
+
+    monkeypatch.setattr(runtime.ledger, "save_tracked", commit_then_lose_the_answer)
+    outcome = runtime.sessions.complete(alice, sid, reason="done")
+    monkeypatch.undo()
+    assert outcome.value.status == "completed"
+    assert outcome.events_written == 1
+    events = list(runtime.ledger.events.get(sid))
+    assert [type(e).__name__ for e in events] == ["SessionStarted", "SessionCompleted"]
+
+
+def test_a_conflicting_command_is_rerun_against_fresh_state(runtime: Runtime) -> None:
+    alice = agent_context(runtime, "alice")
+    sid = runtime.sessions.start(alice, ttl_seconds=600).value.id
+    real_save = runtime.ledger.save_tracked
+    interfered = threading.Event()
+
+    def another_writer_wins_first(aggregates: Any, tracking: Any) -> Any:
+        if not interfered.is_set():
+            interfered.set()
+            runtime.sessions.update_metadata(alice, sid, {"by": "the other writer"})
+        return real_save(aggregates, tracking)
+
+    runtime.ledger.save_tracked = another_writer_wins_first  # type: ignore[method-assign]
+    try:
+        before = runtime.commands.conflicts
+        outcome = runtime.sessions.update_metadata(alice, sid, {"mine": True})
+    finally:
+        del runtime.ledger.save_tracked
+    assert runtime.commands.conflicts == before + 1
+    # The re-run saw the other writer's change and merged onto it: nothing was lost.
+    assert outcome.value.metadata == {"by": "the other writer", "mine": True}
+    assert outcome.value.version == 3
+
+
+def test_a_consistent_read_waits_for_the_read_model(runtime: Runtime) -> None:
+    alice = agent_context(runtime, "alice")
+    runtime.runners.stop()
+    outcome = runtime.sessions.start(alice)
+    runtime.consistency.timeout = 10
+    result: dict[str, Any] = {}
+
+    def read() -> None:
+        started = time.monotonic()
+        result["view"] = runtime.sessions.get(outcome.value.id, consistent_with=outcome.position)
+        result["waited"] = time.monotonic() - started
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    time.sleep(0.5)
+    assert reader.is_alive(), "the read must wait while the read model is behind"
+    runtime.start_runners()
+    reader.join(15)
+    assert result["view"].value.id == outcome.value.id
+    assert result["view"].position >= outcome.position
+    assert result["waited"] >= 0.5
+
+
+def test_a_heartbeat_that_commits_first_beats_the_sweeper(
+    runtime: Runtime, clock: ManualClock
+) -> None:
+    """The sweeper decided on the version it read (lease lapsed); a renewal commits before the
+    sweeper's save: the save conflicts, the sweeper re-reads, and nothing expires."""
+    alice = agent_context(runtime, "alice")
+    sid = runtime.sessions.start(alice, ttl_seconds=60).value.id
+    real_save = runtime.ledger.save_tracked
+    clock.advance(59)
+    sweeper_clock_now = clock.now()
+
+    def renewal_sneaks_in(aggregates: Any, tracking: Any) -> Any:
+        if any(
+            isinstance(e, AgentSession.SessionExpired) for a in aggregates for e in a.pending_events
+        ):
+            runtime.ledger.save_tracked = real_save  # type: ignore[method-assign]
+            clock.set(sweeper_clock_now)
+            runtime.sessions.heartbeat(alice, sid)  # renews to 59 + 60 s
+            clock.advance(2)  # the sweeper's retry happens at 61 s: the old lease had lapsed
+        return real_save(aggregates, tracking)
+
+    clock.advance(1)  # 60 s: the lease has just lapsed, as the sweeper sees it
+    runtime.ledger.save_tracked = renewal_sneaks_in  # type: ignore[method-assign]
+    try:
+        before = runtime.commands.conflicts
+        expired = runtime.sessions.expire(sid, "race").value
+    finally:
+        runtime.ledger.save_tracked = real_save  # type: ignore[method-assign]
+    assert runtime.commands.conflicts == before + 1
+    assert expired is False
+    assert [type(e).__name__ for e in runtime.ledger.events.get(sid)] == [
+        "SessionStarted",
+        "LeaseRenewed",
+    ]

@@ -1,0 +1,1 @@
+"""Test harness helpers: finding a real PostgreSQL server, building runtimes and clients."""

@@ -1,0 +1,53 @@
+"""AccessToken: principals and roles are validated; revocation is final; only a hash is kept."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from domain.access import AccessToken, hash_secret, token_id_for_hash
+from domain.errors import InvalidValue, TokenRevoked
+from domain.events import EventContext
+
+CTX = EventContext("system:cli:op", "t", "tokens.issue", "c", datetime(2026, 1, 1, tzinfo=UTC))
+
+
+def test_issue_keeps_only_the_hash_and_derives_the_id_from_it() -> None:
+    token = AccessToken.issue(
+        CTX, principal="agent:alice", roles=["agent"], secret_hash=hash_secret("s3cret")
+    )
+    (issued,) = token.collect_events()
+    assert token.id == token_id_for_hash(hash_secret("s3cret"))
+    assert "s3cret" not in repr(issued)
+    assert issued.secret_sha256 == hash_secret("s3cret")
+
+
+@pytest.mark.parametrize(
+    ("principal", "roles"),
+    [
+        ("alice", ["agent"]),
+        ("agent:", ["agent"]),
+        ("agent:alice", []),
+        ("agent:alice", ["superuser"]),
+        ("user:bob", ["agent"]),
+    ],
+)
+def test_invalid_principals_and_roles_are_refused(principal: str, roles: list[str]) -> None:
+    with pytest.raises(InvalidValue):
+        AccessToken.issue(CTX, principal=principal, roles=roles, secret_hash="h")
+
+
+def test_roles_may_include_approvers() -> None:
+    token = AccessToken.issue(
+        CTX, principal="user:rita", roles=["approver:security", "auditor"], secret_hash="h"
+    )
+    assert token.roles == ["approver:security", "auditor"]
+
+
+def test_revocation_is_final() -> None:
+    token = AccessToken.issue(CTX, principal="user:bob", roles=["coordinator"], secret_hash="h")
+    token.revoke(CTX, "left the team")
+    assert token.revoked
+    with pytest.raises(TokenRevoked):
+        token.revoke(CTX)
