@@ -188,7 +188,9 @@ def test_invalid_entries_are_refused_and_write_nothing(
     make_projects(runtime, client, "apollo")
     alice = agent(runtime, "alice")
     sid = start(client, alice)["id"]
-    select(runtime, client, alice, "alice", "apollo", sid)  # so /v1/entries gets as far as the entry
+    select(
+        runtime, client, alice, "alice", "apollo", sid
+    )  # so /v1/entries gets as far as the entry
     invalid: list[dict[str, Any]] = [
         {"message": "x", "status": "fatal", "session_id": sid},
         {"message": "x", "status": "INFO", "session_id": sid},
