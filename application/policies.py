@@ -7,14 +7,16 @@ recorder), so a policy restarted at any moment neither skips a reaction nor repe
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 from application.commands import Decision, UnitOfWork
 from application.consistency import Consistency
-from application.readmodels import ProjectsReader, SelectionsReader
+from application.readmodels import ProjectsReader, SelectionsReader, WorkItemsReader
 from domain.events import EventContext
 from domain.projects import Project
 from domain.selections import CLEARED_PROJECT_ARCHIVED, ProjectSelection, selection_id
+from domain.sessions import AgentSession
+from domain.work_items import WorkItem
 
 
 class Policy(Protocol):
@@ -71,3 +73,57 @@ def _clear(uow: UnitOfWork, ctx: EventContext, project: str, agents: list[str]) 
 def _clear_one(uow: UnitOfWork, ctx: EventContext, project: str, selection: Any) -> int:
     chosen = uow.get(ProjectSelection, selection, "selection")
     return int(chosen.project == project and chosen.clear(ctx, CLEARED_PROJECT_ARCHIVED))
+
+
+class SessionEndReleasesClaims:
+    """When a session completes, fails or expires, the claims it holds are released (work in
+    progress goes back to open, so the items are ready again), as the end's reaction.
+
+    A claim that checked the lease just before the session ended can land in the log after the
+    end; it is released as the reaction to its own event. A release only ends the claim the
+    ended session still holds, so each claim is released once, whichever reaction sees it.
+    """
+
+    name = "policy_session_end_releases_claims"
+    ENDS: ClassVar[dict[type, str]] = {
+        AgentSession.SessionCompleted: "session completed",
+        AgentSession.SessionFailed: "session failed",
+        AgentSession.SessionExpired: "session expired",
+    }
+
+    def __init__(self, work_items: WorkItemsReader, consistency: Consistency) -> None:
+        self._work_items = work_items
+        self._consistency = consistency
+
+    def decision(self, event: Any, position: int) -> Decision[int] | None:
+        why = self.ENDS.get(type(event))
+        if why is not None:
+            # The read model must include everything up to the end to list the claims.
+            self._consistency.wait(self._work_items, position)
+            held = self._work_items.held_by(event.originator_id)
+            if not held:
+                return None
+            return lambda uow, ctx: _release(uow, ctx, event.originator_id, held, why)
+        if isinstance(event, WorkItem.WorkItemClaimed):
+            return lambda uow, ctx: _release_if_ended(uow, ctx, event)
+        return None
+
+
+def _release(
+    uow: UnitOfWork, ctx: EventContext, session_id: Any, items: list[Any], why: str
+) -> int:
+    return sum(
+        uow.get(WorkItem, item_id, "work item").release(ctx, why, session_id=session_id)
+        for item_id in items
+    )
+
+
+def _release_if_ended(uow: UnitOfWork, ctx: EventContext, claimed: Any) -> int:
+    session = uow.get(AgentSession, claimed.session_id, "session")
+    why = {"completed": "session completed", "failed": "session failed"}.get(
+        session.status.value, "session expired"
+    )
+    if not session.status.is_terminal:
+        return 0
+    item = uow.get(WorkItem, claimed.originator_id, "work item")
+    return int(item.release(ctx, why, session_id=claimed.session_id))

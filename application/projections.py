@@ -10,12 +10,22 @@ import json
 from dataclasses import asdict
 from typing import Any, Protocol
 
-from application.readmodels import EntryRow, ProjectRow, Rows, SelectionRow, SessionRow, TokenRow
+from application.readmodels import (
+    EntryRow,
+    ProjectRow,
+    Rows,
+    SelectionRow,
+    SessionRow,
+    TokenRow,
+    WorkItemRow,
+)
 from domain.access import AccessToken
 from domain.entries import LogEntry
+from domain.plans import ProjectPlan
 from domain.projects import Project
 from domain.selections import ProjectSelection
 from domain.sessions import AgentSession
+from domain.work_items import FINAL, WorkItem
 
 
 class Projection(Protocol):
@@ -201,6 +211,141 @@ class EntriesProjection:
                     "value": metadata_text(value),
                 },
             )
+
+
+class WorkItemsProjection:
+    """Work items with a materialised path (ids from the root down), their dependencies, and
+    each claim's expiry, which follows the holder's session lease: a heartbeat keeps every
+    claim of its session alive, and a session's end ends them at once, before any release."""
+
+    name = "work_items"
+    follows = (
+        WorkItem.Event,
+        ProjectPlan.DependencyAdded,
+        ProjectPlan.DependencyRemoved,
+        AgentSession.SessionActivated,
+        AgentSession.LeaseRenewed,
+        AgentSession.SessionCompleted,
+        AgentSession.SessionFailed,
+        AgentSession.SessionExpired,
+    )
+
+    def handle(self, event: Any, position: int, rows: Rows) -> None:
+        if isinstance(event, ProjectPlan.DependencyAdded):
+            edge = {"item_id": event.item_id, "depends_on": event.depends_on}
+            rows.insert("dependencies", edge)
+        elif isinstance(event, ProjectPlan.DependencyRemoved):
+            rows.delete("dependencies", {"item_id": event.item_id, "depends_on": event.depends_on})
+        elif isinstance(event, AgentSession.Event):
+            self._follow_lease(event, rows)
+        elif isinstance(event, WorkItem.WorkItemCreated):
+            self._insert(event, position, rows)
+        elif isinstance(event, WorkItem.Event):
+            changes = self._changes(event, rows)
+            changes.update(
+                version=event.originator_version, updated_at=event.timestamp, position=position
+            )
+            rows.update("work_items", {"id": event.originator_id}, changes)
+
+    def _insert(self, event: Any, position: int, rows: Rows) -> None:
+        path, depth = str(event.originator_id), 0
+        if event.parent_id is not None:
+            parent = rows.get("work_items", {"id": event.parent_id})
+            if parent is None:
+                raise LookupError(f"work item {event.originator_id}: no parent row")
+            path, depth = f"{parent['path']}/{path}", parent["depth"] + 1
+        row = WorkItemRow(
+            id=event.originator_id,
+            project=event.project,
+            kind=event.kind,
+            title=event.title,
+            description=event.description,
+            priority=event.priority,
+            parent_id=event.parent_id,
+            to_role=event.to_role,
+            metadata=dict(event.metadata),
+            status="open",
+            blocked_reason=None,
+            archived=False,
+            holder_session=None,
+            holder_agent=None,
+            fence=0,
+            claimed_at=None,
+            claim_expires_at=None,
+            path=path,
+            depth=depth,
+            version=event.originator_version,
+            created_at=event.timestamp,
+            created_by=event.actor,
+            updated_at=event.timestamp,
+            finished_at=None,
+            created_position=position,
+            position=position,
+        )
+        rows.insert("work_items", asdict(row))
+
+    def _changes(self, event: Any, rows: Rows) -> dict[str, Any]:
+        if isinstance(event, WorkItem.WorkItemUpdated):
+            return dict(event.changes)
+        if isinstance(event, WorkItem.StatusChanged):
+            finished = event.timestamp if event.to_status in FINAL else None
+            blocked = event.reason if event.to_status == "blocked" else None
+            return {"status": event.to_status, "blocked_reason": blocked, "finished_at": finished}
+        if isinstance(event, WorkItem.WorkItemClaimed):
+            return {
+                "holder_session": event.session_id,
+                "holder_agent": event.agent_id,
+                "fence": event.fence,
+                "claimed_at": event.timestamp,
+                "claim_expires_at": event.lease_expires_at,
+            }
+        if isinstance(event, WorkItem.ClaimReleased):
+            return {
+                "holder_session": None,
+                "holder_agent": None,
+                "claimed_at": None,
+                "claim_expires_at": None,
+            }
+        if isinstance(event, WorkItem.WorkItemArchived | WorkItem.WorkItemUnarchived):
+            return {"archived": isinstance(event, WorkItem.WorkItemArchived)}
+        if isinstance(event, WorkItem.ParentChanged):
+            self._move(event, rows)
+            return {"parent_id": event.parent_id}
+        return {}
+
+    def _move(self, event: Any, rows: Rows) -> None:
+        """Rewrite the path and depth of the moved item and everything below it."""
+        moved = rows.get("work_items", {"id": event.originator_id})
+        if moved is None:
+            raise LookupError(f"work item {event.originator_id}: no row")
+        new_prefix, new_depth = str(event.originator_id), 0
+        if event.parent_id is not None:
+            parent = rows.get("work_items", {"id": event.parent_id})
+            if parent is None:
+                raise LookupError(f"work item {event.originator_id}: no parent row")
+            new_prefix = f"{parent['path']}/{new_prefix}"
+            new_depth = parent["depth"] + 1
+        old_prefix, shift = moved["path"], new_depth - moved["depth"]
+        for row in [moved, *rows.with_prefix("work_items", "path", old_prefix + "/")]:
+            rows.update(
+                "work_items",
+                {"id": row["id"]},
+                {
+                    "path": new_prefix + row["path"][len(old_prefix) :],
+                    "depth": row["depth"] + shift,
+                },
+            )
+
+    def _follow_lease(self, event: Any, rows: Rows) -> None:
+        if isinstance(event, AgentSession.SessionActivated | AgentSession.LeaseRenewed):
+            expires = event.lease_expires_at
+        elif isinstance(event, AgentSession.SessionExpired):
+            expires = event.lease_expired_at
+        else:
+            expires = event.timestamp
+        rows.update_all(
+            "work_items", {"holder_session": event.originator_id}, {"claim_expires_at": expires}
+        )
 
 
 def metadata_text(value: Any) -> str:

@@ -106,6 +106,11 @@ class Rows(Protocol):
     def insert(self, table: str, values: Mapping[str, Any]) -> None: ...
     def update(self, table: str, key: Mapping[str, Any], changes: Mapping[str, Any]) -> None: ...
     def delete(self, table: str, key: Mapping[str, Any]) -> None: ...
+    def update_all(
+        self, table: str, where: Mapping[str, Any], changes: Mapping[str, Any]
+    ) -> None: ...
+    def get(self, table: str, key: Mapping[str, Any]) -> dict[str, Any] | None: ...
+    def with_prefix(self, table: str, column: str, prefix: str) -> list[dict[str, Any]]: ...
 
 
 class SessionsReader(Protocol):
@@ -198,6 +203,77 @@ class EntriesReader(Protocol):
 class TokensReader(Protocol):
     def position(self) -> int: ...
     def list(self, *, include_revoked: bool) -> builtins.list[TokenRow]: ...
+
+
+@dataclass(frozen=True)
+class WorkItemRow:
+    id: UUID
+    project: str
+    kind: str
+    title: str
+    description: str | None
+    priority: int
+    parent_id: UUID | None
+    to_role: str | None
+    metadata: dict[str, Any]
+    status: str
+    blocked_reason: str | None
+    archived: bool
+    holder_session: UUID | None
+    holder_agent: str | None
+    fence: int
+    claimed_at: datetime | None
+    claim_expires_at: datetime | None
+    path: str  # ids from the root down to this item, joined by "/"
+    depth: int  # 0 for a root
+    version: int
+    created_at: datetime
+    created_by: str
+    updated_at: datetime
+    finished_at: datetime | None  # when it became done or cancelled
+    created_position: int
+    position: int
+
+    def live_holder(self, now: datetime) -> str | None:
+        """The agent holding a claim whose lease has not lapsed (None otherwise)."""
+        if self.holder_agent is None or self.claim_expires_at is None:
+            return None
+        return self.holder_agent if self.claim_expires_at > now else None
+
+
+@dataclass(frozen=True)
+class WorkItemFilter:
+    project: str | None = None
+    kind: str | None = None
+    status: str | None = None
+    parent_id: UUID | None = None
+    assignee: str | None = None
+    to_role: str | None = None
+    archived: bool | None = None
+
+
+class WorkItemsReader(Protocol):
+    def position(self) -> int: ...
+    def get(self, item_id: UUID) -> WorkItemRow | None: ...
+    def get_many(self, ids: Sequence[UUID]) -> builtins.list[WorkItemRow]: ...
+    def list(
+        self, where: WorkItemFilter, *, limit: int, after_position: int | None
+    ) -> builtins.list[WorkItemRow]: ...
+    def children(self, item_id: UUID) -> builtins.list[WorkItemRow]: ...
+    def descendants(self, row: WorkItemRow) -> builtins.list[WorkItemRow]: ...
+    def in_project(self, project: str) -> builtins.list[WorkItemRow]: ...
+    def candidates(
+        self, *, project: str | None, kind: str | None, to_role: str | None
+    ) -> builtins.list[WorkItemRow]:
+        """Open, unarchived items: the only ones readiness can find ready."""
+
+    def dependencies(self, item_ids: Sequence[UUID]) -> dict[UUID, builtins.list[UUID]]:
+        """What each of `item_ids` depends on (items without dependencies are left out)."""
+
+    def dependents(self, item_id: UUID) -> builtins.list[UUID]: ...
+    def statuses(self, item_ids: Sequence[UUID]) -> dict[UUID, str]: ...
+    def held_by(self, session_id: UUID) -> builtins.list[UUID]: ...
+    def finished_before(self, moment: datetime, limit: int) -> builtins.list[UUID]: ...
 
 
 @dataclass(frozen=True)

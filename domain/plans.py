@@ -2,7 +2,7 @@
 
 Every structure edit of one project goes through this one aggregate, so two concurrent edits
 are ordered by its version: they can never both pass the cycle and depth checks against a state
-that neither of them saw. (Issue 4 groundwork: the aggregate is not wired to commands yet.)
+that neither of them saw.
 """
 
 from __future__ import annotations

@@ -1,8 +1,7 @@
 """What "ready" means, defined once: open, unclaimed, not archived, every dependency done.
 
-The ready queue, an item's readiness reasons and claim-next must all use this one definition
-(issue 4 groundwork: not wired yet). Reasons are returned, not just a yes/no, so a client can
-see why an item is not ready.
+The ready queue, an item's readiness reasons and claim-next all use this one definition.
+Reasons are returned, not just a yes/no, so a client can see why an item is not ready.
 """
 
 from __future__ import annotations
@@ -15,9 +14,23 @@ from domain.work_items import WorkStatus
 
 
 @dataclass(frozen=True)
+class Reason:
+    """Why an item is not ready: `code` is one of status, archived, claimed_by, blocked_by."""
+
+    code: str
+    status: str | None = None  # the item's status (status) or the dependency's (blocked_by)
+    agent_id: str | None = None  # claimed_by
+    item_id: UUID | None = None  # blocked_by
+
+    def __str__(self) -> str:
+        detail = self.agent_id or self.item_id or self.status
+        return self.code if detail is None else f"{self.code}:{detail}"
+
+
+@dataclass(frozen=True)
 class Readiness:
     ready: bool
-    reasons: tuple[str, ...]
+    reasons: tuple[Reason, ...]
 
 
 def readiness(
@@ -29,15 +42,15 @@ def readiness(
 ) -> Readiness:
     """`claimed_by` is the agent holding a live claim (None if unclaimed or the holder's lease
     has lapsed); `dependencies` maps each dependency's id to its status."""
-    reasons: list[str] = []
+    reasons: list[Reason] = []
     if status != WorkStatus.OPEN.value:
-        reasons.append(f"status:{status}")
+        reasons.append(Reason("status", status=status))
     if archived:
-        reasons.append("archived")
+        reasons.append(Reason("archived"))
     if claimed_by is not None:
-        reasons.append(f"claimed_by:{claimed_by}")
+        reasons.append(Reason("claimed_by", agent_id=claimed_by))
     reasons.extend(
-        f"blocked_by:{dependency}"
+        Reason("blocked_by", status=dependency_status, item_id=dependency)
         for dependency, dependency_status in sorted(dependencies.items(), key=lambda d: str(d[0]))
         if dependency_status != WorkStatus.DONE.value
     )

@@ -1,6 +1,5 @@
 """Work items: tasks and their kin, with a status lifecycle and a fenced, lease-bound claim.
 
-(Issue 4 groundwork: the aggregate and its rules; commands, readiness and the HTTP API follow.)
 A claim lives as long as its holder's session lease, which this aggregate cannot see: callers
 say whether the current holder is still alive. Every claim takes the next `fence` number, and a
 holder's writes must present it, so a holder that lost its claim cannot write over the next one.
@@ -8,6 +7,9 @@ holder's writes must present it, so a holder that lost its claim cannot write ov
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
+from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 from uuid import UUID, uuid4
@@ -15,6 +17,7 @@ from uuid import UUID, uuid4
 from domain.errors import DomainError, InvalidTransition, InvalidValue
 from domain.events import EventContext, LedgerAggregate
 from domain.text import clean_optional_text, clean_text
+from domain.work_item_metadata import validate_item_metadata
 
 
 class WorkStatus(StrEnum):
@@ -44,14 +47,29 @@ ALLOWED_TRANSITIONS: dict[WorkStatus, tuple[WorkStatus, ...]] = {
     WorkStatus.DONE: (),  # final: follow-up work is a new item
     WorkStatus.CANCELLED: (),
 }
-KINDS = ("project", "epic", "task", "research", "session")
+FINAL = (WorkStatus.DONE, WorkStatus.CANCELLED)
+KINDS = ("project", "epic", "task", "research", "session")  # known kinds; others may be used
+KIND_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+ROLE_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+MIN_PRIORITY, MAX_PRIORITY = -1000, 1000
+EDITABLE = ("title", "description", "priority", "to_role", "metadata")
 
 
 class AlreadyClaimed(DomainError):
-    def __init__(self, holder_session: UUID, holder_agent: str) -> None:
+    def __init__(self, holder_session: UUID, holder_agent: str, expires_at: datetime) -> None:
         self.holder_session = holder_session
         self.holder_agent = holder_agent
-        super().__init__(f"claimed by agent '{holder_agent}' (session {holder_session})")
+        self.expires_at = expires_at
+        super().__init__(
+            f"claimed by agent '{holder_agent}' (session {holder_session}) "
+            f"until its lease ends ({expires_at.isoformat()}) unless renewed"
+        )
+
+
+class ItemArchived(DomainError):
+    def __init__(self, item_id: UUID) -> None:
+        self.item_id = item_id
+        super().__init__(f"work item {item_id} is archived; unarchive it first")
 
 
 class ClaimLost(DomainError):
@@ -72,6 +90,7 @@ class WorkItem(LedgerAggregate):
         priority: int
         parent_id: UUID | None
         to_role: str | None
+        metadata: dict[str, Any]
         state: str
         blocked_reason: str | None
         archived: bool
@@ -87,17 +106,10 @@ class WorkItem(LedgerAggregate):
         priority: int
         parent_id: UUID | None
         to_role: str | None
+        metadata: dict[str, Any]
 
         def apply(self, aggregate: Any) -> None:
-            for name in (
-                "project",
-                "kind",
-                "title",
-                "description",
-                "priority",
-                "parent_id",
-                "to_role",
-            ):
+            for name in ("project", "kind", "parent_id", *EDITABLE):
                 setattr(aggregate, name, getattr(self, name))
             aggregate.state = WorkStatus.OPEN.value
             aggregate.blocked_reason = None
@@ -105,6 +117,19 @@ class WorkItem(LedgerAggregate):
             aggregate.holder_session = None
             aggregate.holder_agent = None
             aggregate.fence = 0
+
+    class WorkItemUpdated(LedgerAggregate.Event):
+        changes: dict[str, Any]  # only the fields that changed, with their new values
+
+        def apply(self, aggregate: Any) -> None:
+            for name, value in self.changes.items():
+                setattr(aggregate, name, value)
+
+    class ParentChanged(LedgerAggregate.Event):
+        parent_id: UUID | None
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.parent_id = self.parent_id
 
     class StatusChanged(LedgerAggregate.Event):
         from_status: str
@@ -119,6 +144,8 @@ class WorkItem(LedgerAggregate):
         session_id: UUID
         agent_id: str
         fence: int
+        lease_expires_at: datetime  # the holder's lease when claimed; heartbeats extend it
+        previous_session: UUID | None  # a lapsed holder this claim replaced
 
         def apply(self, aggregate: Any) -> None:
             aggregate.holder_session = self.session_id
@@ -126,12 +153,21 @@ class WorkItem(LedgerAggregate):
             aggregate.fence = self.fence
 
     class ClaimReleased(LedgerAggregate.Event):
+        session_id: UUID
         fence: int
         reason: str
 
         def apply(self, aggregate: Any) -> None:
             aggregate.holder_session = None
             aggregate.holder_agent = None
+
+    class WorkItemArchived(LedgerAggregate.Event):
+        def apply(self, aggregate: Any) -> None:
+            aggregate.archived = True
+
+    class WorkItemUnarchived(LedgerAggregate.Event):
+        def apply(self, aggregate: Any) -> None:
+            aggregate.archived = False
 
     @classmethod
     def create(
@@ -145,38 +181,148 @@ class WorkItem(LedgerAggregate):
         priority: int = 0,
         parent_id: UUID | None = None,
         to_role: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        item_id: UUID | None = None,
     ) -> WorkItem:
-        if kind not in KINDS:
-            raise InvalidValue(f"kind must be one of {', '.join(KINDS)}", field="kind")
-        if not title.strip():
-            raise InvalidValue("title must not be empty", field="title")
+        if not KIND_PATTERN.match(kind):
+            raise InvalidValue(
+                f"kind must be a lowercase slug such as {', '.join(KINDS)}", field="kind"
+            )
         return cls._begin(
             cls.WorkItemCreated,
             ctx,
-            uuid4(),
+            item_id or uuid4(),
             project=project,
             kind=kind,
-            title=clean_text(title, "title", 300),
-            description=clean_optional_text(description, "description", 10_000),
-            priority=priority,
             parent_id=parent_id,
-            to_role=to_role,
+            **_editable(
+                kind,
+                title=title,
+                description=description,
+                priority=priority,
+                to_role=to_role,
+                metadata=metadata or {},
+            ),
         )
 
     @property
     def status(self) -> WorkStatus:
         return WorkStatus(self.state)
 
+    @property
+    def is_final(self) -> bool:
+        return self.status in FINAL
+
+    # --- commands -------------------------------------------------------------------------
+
+    def update(self, ctx: EventContext, **fields: Any) -> bool:
+        """Change editable fields; unchanged values write nothing. Returns whether it wrote."""
+        unknown = set(fields) - set(EDITABLE)
+        if unknown:
+            raise InvalidValue(f"cannot change {', '.join(sorted(unknown))}", field=min(unknown))
+        self._ensure_not_archived()
+        clean = _editable(self.kind, **fields)
+        changes = {k: v for k, v in clean.items() if getattr(self, k) != v}
+        if not changes:
+            return False
+        self._record(self.WorkItemUpdated, ctx, changes=changes)
+        return True
+
+    def move(self, ctx: EventContext, parent_id: UUID | None) -> bool:
+        """Record a new parent (the project's plan has already checked the structure)."""
+        self._ensure_not_archived()
+        if parent_id == self.parent_id:
+            return False
+        self._record(self.ParentChanged, ctx, parent_id=parent_id)
+        return True
+
     def transition(self, ctx: EventContext, to: str, reason: str | None = None) -> None:
         try:
             target = WorkStatus(to)
         except ValueError:
             raise InvalidValue(f"unknown status '{to}'", field="to") from None
+        self._ensure_not_archived()
         allowed = ALLOWED_TRANSITIONS[self.status]
         if target not in allowed:
             raise InvalidTransition(self.state, f"move to {to}", tuple(s.value for s in allowed))
         if target is WorkStatus.BLOCKED and not (reason and reason.strip()):
             raise InvalidValue("blocking needs a reason (what the item waits for)", field="reason")
+        self._change_status(ctx, target, reason)
+
+    def claim(
+        self,
+        ctx: EventContext,
+        session_id: UUID,
+        agent_id: str,
+        *,
+        lease_expires_at: datetime,
+        holder_lease: datetime | None,
+    ) -> int:
+        """Claim for `session_id` (whose lease ends at `lease_expires_at`); returns the fence.
+        `holder_lease` is the current holder's lease end while it is live (None once lapsed):
+        a live holder keeps the item. An open item goes in progress. Claiming again with the
+        same session changes nothing."""
+        self._ensure_not_archived()
+        if self.is_final:
+            raise InvalidTransition(self.state, "claim", ())
+        if self.holder_session is not None and holder_lease is not None:
+            if self.holder_session == session_id:
+                return self.fence
+            raise AlreadyClaimed(self.holder_session, self.holder_agent or "?", holder_lease)
+        fence = self.fence + 1
+        self._record(
+            self.WorkItemClaimed,
+            ctx,
+            session_id=session_id,
+            agent_id=agent_id,
+            fence=fence,
+            lease_expires_at=lease_expires_at,
+            previous_session=self.holder_session,
+        )
+        if self.status is WorkStatus.OPEN:
+            self._change_status(ctx, WorkStatus.IN_PROGRESS, "claimed")
+        return fence
+
+    def release(self, ctx: EventContext, reason: str, session_id: UUID | None = None) -> bool:
+        """End the claim (only if `session_id`, when given, still holds it). Work in progress
+        goes back to open, so the item is ready for someone else."""
+        if self.holder_session is None:
+            return False
+        if session_id is not None and self.holder_session != session_id:
+            return False
+        self._record(
+            self.ClaimReleased, ctx, session_id=self.holder_session, fence=self.fence, reason=reason
+        )
+        if self.status is WorkStatus.IN_PROGRESS:
+            self._change_status(ctx, WorkStatus.OPEN, f"claim released: {reason}")
+        return True
+
+    def archive(self, ctx: EventContext) -> bool:
+        if self.archived:
+            return False
+        self.release(ctx, "archived")
+        self._record(self.WorkItemArchived, ctx)
+        return True
+
+    def unarchive(self, ctx: EventContext) -> bool:
+        if not self.archived:
+            return False
+        self._record(self.WorkItemUnarchived, ctx)
+        return True
+
+    # --- rules callers check ----------------------------------------------------------------
+
+    def check_fence(self, presented: int | None, holder_alive: bool = True) -> None:
+        """A holder's write must present the fence of the current, live claim."""
+        current = self.fence if self.holder_session is not None and holder_alive else None
+        if presented is None or current is None or presented != current:
+            raise ClaimLost(presented, current)
+
+    def _ensure_not_archived(self) -> None:
+        if self.archived:
+            raise ItemArchived(self.id)
+
+    def _change_status(self, ctx: EventContext, target: WorkStatus, reason: str | None) -> None:
         self._record(
             self.StatusChanged,
             ctx,
@@ -185,28 +331,30 @@ class WorkItem(LedgerAggregate):
             reason=clean_optional_text(reason, "reason", 1000),
         )
 
-    def claim(self, ctx: EventContext, session_id: UUID, agent_id: str, holder_alive: bool) -> int:
-        """Claim for `session_id`; returns the new fence. A live holder keeps the item."""
-        if self.archived:
-            raise DomainError("an archived item cannot be claimed")
-        if self.holder_session is not None and holder_alive:
-            if self.holder_session == session_id:
-                return self.fence  # claiming again with the same session changes nothing
-            raise AlreadyClaimed(self.holder_session, self.holder_agent or "?")
-        fence = self.fence + 1
-        self._record(
-            self.WorkItemClaimed, ctx, session_id=session_id, agent_id=agent_id, fence=fence
-        )
-        return fence
 
-    def release(self, ctx: EventContext, reason: str) -> bool:
-        if self.holder_session is None:
-            return False
-        self._record(self.ClaimReleased, ctx, fence=self.fence, reason=reason)
-        return True
-
-    def check_fence(self, presented: int | None) -> None:
-        """A holder's write must present the current claim's fence."""
-        current = self.fence if self.holder_session is not None else None
-        if presented is None or current is None or presented != current:
-            raise ClaimLost(presented, current)
+def _editable(kind: str, **fields: Any) -> dict[str, Any]:
+    """Validate editable fields (only those given), in the form events store."""
+    clean: dict[str, Any] = {}
+    if "title" in fields:
+        if not str(fields["title"] or "").strip():
+            raise InvalidValue("title must not be empty", field="title")
+        clean["title"] = clean_text(fields["title"].strip(), "title", 300)
+    if "description" in fields:
+        clean["description"] = clean_optional_text(fields["description"], "description", 10_000)
+    if "priority" in fields:
+        priority = fields["priority"]
+        if isinstance(priority, bool) or not isinstance(priority, int):
+            raise InvalidValue("priority must be an integer", field="priority")
+        if not MIN_PRIORITY <= priority <= MAX_PRIORITY:
+            raise InvalidValue(
+                f"priority must be between {MIN_PRIORITY} and {MAX_PRIORITY}", field="priority"
+            )
+        clean["priority"] = priority
+    if "to_role" in fields:
+        role = fields["to_role"]
+        if role is not None and not ROLE_PATTERN.match(role):
+            raise InvalidValue("to_role must be a role name (letters, digits, ._-)", "to_role")
+        clean["to_role"] = role
+    if "metadata" in fields:
+        clean["metadata"] = validate_item_metadata(kind, fields["metadata"] or {})
+    return clean

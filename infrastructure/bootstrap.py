@@ -16,23 +16,27 @@ from application.commands import CommandRunner
 from application.consistency import Consistency
 from application.entries import EntryService
 from application.ledger import Ledger
-from application.policies import ArchivedProjectClearsSelections
+from application.policies import ArchivedProjectClearsSelections, SessionEndReleasesClaims
 from application.projections import (
     EntriesProjection,
     ProjectsProjection,
     SelectionsProjection,
     SessionsProjection,
     TokensProjection,
+    WorkItemsProjection,
 )
 from application.projects import ProjectService
 from application.selections import SelectionService
 from application.sessions import SessionService
+from application.status import StatusService
+from application.work_items import WorkItemService
 from infrastructure.locks import AdvisoryLock, FileLock, RunnerLock
 from infrastructure.readmodels.entries import PostgresEntriesView, SQLiteEntriesView
 from infrastructure.readmodels.projects import PostgresProjectsView, SQLiteProjectsView
 from infrastructure.readmodels.selections import PostgresSelectionsView, SQLiteSelectionsView
 from infrastructure.readmodels.sessions import PostgresSessionsView, SQLiteSessionsView
 from infrastructure.readmodels.tokens import PostgresTokensView, SQLiteTokensView
+from infrastructure.readmodels.work_items import PostgresWorkItemsView, SQLiteWorkItemsView
 from infrastructure.runners import LiveView, PolicyWorker, ProjectionWorker, Runner, RunnerSet
 from infrastructure.settings import Settings
 from infrastructure.storage import (
@@ -62,6 +66,8 @@ class Runtime:
     projects: ProjectService
     selections: SelectionService
     entries: EntryService
+    work_items: WorkItemService
+    status: StatusService
     runners: RunnerSet
     views: dict[str, Any]
     listener: CommitListener | None = None
@@ -128,6 +134,7 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
             (PostgresProjectsView, SQLiteProjectsView),
             (PostgresSelectionsView, SQLiteSelectionsView),
             (PostgresEntriesView, SQLiteEntriesView),
+            (PostgresWorkItemsView, SQLiteWorkItemsView),
         ],
     )
     projections = {
@@ -136,6 +143,7 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
         "projects_v1": ProjectsProjection(),
         "selections_v1": SelectionsProjection(),
         "entries_v1": EntriesProjection(),
+        "work_items_v1": WorkItemsProjection(),
     }
     projection_runners = [
         Runner(
@@ -148,19 +156,23 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
     ]
     # Readers see a read model as this process does: past events it does not follow at once.
     live = {r.name: LiveView(views[r.name], r) for r in projection_runners}
-    policy = ArchivedProjectClearsSelections(
-        live["selections_v1"],
-        live["projects_v1"],
-        Consistency(timeout=POLICY_READ_TIMEOUT_SECONDS, head=ledger.head_position),
-    )
-    policy_runner = Runner(
-        ledger,
-        PolicyWorker(ledger, commands, policy),
-        runner_lock(settings, policy.name),
-        settings.projection_poll_seconds,
-    )
-    runners = RunnerSet([*projection_runners, policy_runner])
+    policy_reads = Consistency(timeout=POLICY_READ_TIMEOUT_SECONDS, head=ledger.head_position)
+    policies = [
+        ArchivedProjectClearsSelections(live["selections_v1"], live["projects_v1"], policy_reads),
+        SessionEndReleasesClaims(live["work_items_v1"], policy_reads),
+    ]
+    policy_runners = [
+        Runner(
+            ledger,
+            PolicyWorker(ledger, commands, policy),
+            runner_lock(settings, policy.name),
+            settings.projection_poll_seconds,
+        )
+        for policy in policies
+    ]
+    runners = RunnerSet([*projection_runners, *policy_runners])
     commands.on_commit(runners.nudge)
+    work_items = WorkItemService(commands, live["work_items_v1"], clock, consistency)
     listener = None
     if settings.uses_postgres:
         channel = ledger.recorder.channel_name  # type: ignore[attr-defined]
@@ -178,6 +190,16 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
         projects=ProjectService(commands, live["projects_v1"], consistency),
         selections=SelectionService(commands, live["selections_v1"], consistency),
         entries=EntryService(commands, live["entries_v1"], live["projects_v1"], consistency),
+        work_items=work_items,
+        status=StatusService(
+            work_items,
+            live["work_items_v1"],
+            live["projects_v1"],
+            live["sessions_v1"],
+            live["selections_v1"],
+            clock,
+            consistency,
+        ),
         runners=runners,
         views=views,
         listener=listener,

@@ -204,6 +204,36 @@ class RowWriter:
         params = {f"key_{c}": v for c, v in spec.encode_row(key).items()}
         self._cursor.execute(self._view.sql(f"DELETE FROM {{{table}}} WHERE {where}"), params)
 
+    def update_all(self, table: str, where: Mapping[str, Any], changes: Mapping[str, Any]) -> None:
+        """Update every row matching `where` (any number of them, none included)."""
+        spec = self._view.table(table)
+        assignments = ", ".join(f"{c} = %({c})s" for c in changes)
+        condition = " AND ".join(f"{c} = %(key_{c})s" for c in where)
+        params = spec.encode_row(changes)
+        params.update({f"key_{c}": v for c, v in spec.encode_row(where).items()})
+        self._cursor.execute(
+            self._view.sql(f"UPDATE {{{table}}} SET {assignments} WHERE {condition}"), params
+        )
+
+    def get(self, table: str, key: Mapping[str, Any]) -> dict[str, Any] | None:
+        spec = self._view.table(table)
+        condition = " AND ".join(f"{c} = %(key_{c})s" for c in key)
+        params = {f"key_{c}": v for c, v in spec.encode_row(key).items()}
+        self._cursor.execute(self._view.sql(f"SELECT * FROM {{{table}}} WHERE {condition}"), params)
+        row = self._cursor.fetchone()
+        return None if row is None else spec.decode_row(row)
+
+    def with_prefix(self, table: str, column: str, prefix: str) -> list[dict[str, Any]]:
+        """Rows whose text `column` starts with `prefix` (substr: no LIKE wildcards to escape)."""
+        spec = self._view.table(table)
+        self._cursor.execute(
+            self._view.sql(
+                f"SELECT * FROM {{{table}}} WHERE substr({column}, 1, %(length)s) = %(prefix)s"
+            ),
+            {"length": len(prefix), "prefix": prefix},
+        )
+        return [spec.decode_row(r) for r in self._cursor.fetchall()]
+
 
 def _rowcount(cursor: Any) -> int:
     # The library's SQLite cursor wraps sqlite3's and does not pass rowcount through.

@@ -83,4 +83,8 @@ def test_stored_names_are_stable() -> None:
         "domain.work_items:WorkItem.StatusChanged",
         "domain.work_items:WorkItem.WorkItemClaimed",
         "domain.work_items:WorkItem.ClaimReleased",
+        "domain.work_items:WorkItem.WorkItemUpdated",
+        "domain.work_items:WorkItem.ParentChanged",
+        "domain.work_items:WorkItem.WorkItemArchived",
+        "domain.work_items:WorkItem.WorkItemUnarchived",
     }

@@ -1,0 +1,189 @@
+"""A project's status report, from the read models: what is being done, by whom, what is
+blocked and why, what is ready next, what was finished lately, and which sessions are live.
+
+The same report is served as JSON and as markdown. The markdown is for people, and stable
+enough to diff: every list has a fixed order and nothing in it depends on the reader.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID
+
+from application.clock import Clock
+from application.consistency import Consistency
+from application.errors import NotFound
+from application.readmodels import (
+    ProjectsReader,
+    Read,
+    SelectionsReader,
+    SessionsReader,
+    WorkItemRow,
+    WorkItemsReader,
+)
+from application.work_items import WorkItemService, WorkItemView
+from domain.sessions import SessionStatus
+from domain.work_items import WorkStatus
+
+READY_SHOWN = 20
+DONE_SHOWN = 10
+
+
+@dataclass(frozen=True)
+class SessionSummary:
+    id: UUID
+    agent_id: str
+    lease_expires_at: datetime
+    holds: int  # claims on this project's items
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    project: str
+    generated_at: datetime
+    total: int
+    by_status: dict[str, int]
+    by_kind: dict[str, int]
+    in_progress: list[WorkItemView]
+    blocked: list[WorkItemView]
+    ready: list[WorkItemView]
+    recently_done: list[WorkItemView]
+    active_sessions: list[SessionSummary]
+
+
+class StatusService:
+    def __init__(
+        self,
+        work_items: WorkItemService,
+        items: WorkItemsReader,
+        projects: ProjectsReader,
+        sessions: SessionsReader,
+        selections: SelectionsReader,
+        clock: Clock,
+        consistency: Consistency,
+    ) -> None:
+        self._work_items = work_items
+        self._items = items
+        self._projects = projects
+        self._sessions = sessions
+        self._selections = selections
+        self._clock = clock
+        self._consistency = consistency
+
+    def report(self, project: str, consistent_with: int | None = None) -> Read[StatusReport]:
+        position = min(
+            self._consistency.wait(view, consistent_with)
+            for view in (self._items, self._sessions, self._selections, self._projects)
+        )
+        if self._projects.get(project) is None:
+            raise NotFound("project", project)
+        now = self._clock.now()
+        rows = self._items.in_project(project)
+        views = [WorkItemView.of_row(r, now) for r in rows]
+        ready = self._work_items.ready(project=project, limit=READY_SHOWN).value
+        report = StatusReport(
+            project=project,
+            generated_at=now,
+            total=len(rows),
+            by_status=_counts(r.status for r in rows),
+            by_kind=_counts(r.kind for r in rows),
+            in_progress=[v for v in views if v.status == WorkStatus.IN_PROGRESS],
+            blocked=[v for v in views if v.status == WorkStatus.BLOCKED],
+            ready=ready,
+            recently_done=_recently_done(views),
+            active_sessions=self._active_sessions(project, rows, now),
+        )
+        return Read(report, position)
+
+    def _active_sessions(
+        self, project: str, rows: list[WorkItemRow], now: datetime
+    ) -> list[SessionSummary]:
+        """Sessions live now that hold a claim here or whose agent has this project selected."""
+        holds = Counter(r.holder_session for r in rows if r.live_holder(now) is not None)
+        candidates = set(holds)
+        for agent_id in self._selections.agents_on(project):
+            selection = self._selections.get(agent_id)
+            if selection is not None and selection.session_id is not None:
+                candidates.add(selection.session_id)
+        summaries = []
+        for session_id in candidates:
+            row = self._sessions.get(session_id) if session_id is not None else None
+            if row is not None and row.status_at(now) == SessionStatus.ACTIVE:
+                summaries.append(
+                    SessionSummary(row.id, row.agent_id, row.lease_expires_at, holds[row.id])
+                )
+        return sorted(summaries, key=lambda s: (s.agent_id, s.lease_expires_at, str(s.id)))
+
+
+def _counts(values: Iterable[str]) -> dict[str, int]:
+    return dict(sorted(Counter(values).items()))
+
+
+def _recently_done(views: list[WorkItemView]) -> list[WorkItemView]:
+    done = [v for v in views if v.status == WorkStatus.DONE and v.finished_at is not None]
+    done.sort(key=lambda v: (v.finished_at, v.title, str(v.id)), reverse=True)
+    return done[:DONE_SHOWN]
+
+
+def render_markdown(report: StatusReport) -> str:
+    """The report for people: headings, one line per item, times in UTC to the second."""
+    lines = [
+        f"# Status of project `{report.project}`",
+        "",
+        f"Generated {_time(report.generated_at)}; {report.total} items (archived ones left out).",
+        "",
+        "## Counts",
+        "",
+        "| status | items |",
+        "| --- | ---: |",
+        *(f"| {status} | {count} |" for status, count in report.by_status.items()),
+        "",
+        "| kind | items |",
+        "| --- | ---: |",
+        *(f"| {kind} | {count} |" for kind, count in report.by_kind.items()),
+    ]
+    lines += _section(
+        "In progress",
+        report.in_progress,
+        lambda v: f"{_item(v)} — {_holder(v)}",
+    )
+    lines += _section(
+        "Blocked", report.blocked, lambda v: f"{_item(v)} — waiting for: {v.blocked_reason}"
+    )
+    lines += _section("Ready next", report.ready, lambda v: f"{_item(v)} — priority {v.priority}")
+    lines += _section(
+        "Recently done",
+        report.recently_done,
+        lambda v: f"{_item(v)} — done {_time(v.finished_at)}",
+    )
+    lines += ["", "## Active sessions", ""]
+    lines += [
+        f"- {s.agent_id} — lease until {_time(s.lease_expires_at)}, holds {s.holds}"
+        for s in report.active_sessions
+    ] or ["_none_"]
+    return "\n".join(lines) + "\n"
+
+
+def _section(
+    title: str, views: list[WorkItemView], line: Callable[[WorkItemView], str]
+) -> list[str]:
+    body = [f"- {line(v)}" for v in views] if views else ["_none_"]
+    return ["", f"## {title}", "", *body]
+
+
+def _item(view: WorkItemView) -> str:
+    return f"{view.title} ({view.kind})"
+
+
+def _holder(view: WorkItemView) -> str:
+    if view.claim is None:
+        return "unclaimed"
+    state = "" if view.claim.live else ", lease lapsed"
+    return f"{view.claim.agent_id}, fence {view.claim.fence}{state}"
+
+
+def _time(moment: datetime | None) -> str:
+    return "—" if moment is None else moment.strftime("%Y-%m-%d %H:%M:%SZ")

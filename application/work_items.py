@@ -1,0 +1,665 @@
+"""Work-item use cases: create and edit items, move them through their lifecycle, claim them
+under a session lease with a fence, and edit the plan's structure; queries over the read model.
+
+Structure edits (placing an item under a parent, adding a dependency) go through the project's
+one `ProjectPlan` aggregate, saved in the same transaction as the item, so two concurrent edits
+are ordered by the plan's version and can never both pass its cycle and depth checks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from application.clock import Clock
+from application.commands import CommandRunner, Outcome, UnitOfWork
+from application.consistency import Consistency
+from application.context import Principal, RequestContext
+from application.errors import (
+    CrossProjectDependency,
+    FenceRequired,
+    Forbidden,
+    NotFound,
+    PreconditionFailed,
+    PreconditionRequired,
+)
+from application.projects import load_project
+from application.readmodels import (
+    MAX_PAGE,
+    Cursor,
+    Page,
+    Read,
+    WorkItemFilter,
+    WorkItemRow,
+    WorkItemsReader,
+    paged,
+)
+from domain.access import Role
+from domain.events import EventContext
+from domain.plans import ProjectPlan, plan_id
+from domain.projects import ProjectArchived
+from domain.readiness import Readiness, readiness
+from domain.sessions import AgentSession, SessionStatus
+from domain.work_items import AlreadyClaimed, WorkItem
+
+ARCHIVE_BATCH = 100  # items archived per transaction by archive-done
+
+
+@dataclass(frozen=True)
+class Claim:
+    session_id: UUID
+    agent_id: str
+    fence: int
+    expires_at: datetime | None  # the holder's lease end as last known
+    live: bool
+
+
+@dataclass(frozen=True)
+class WorkItemView:
+    id: UUID
+    project: str
+    kind: str
+    title: str
+    description: str | None
+    priority: int
+    parent_id: UUID | None
+    to_role: str | None
+    metadata: dict[str, Any]
+    status: str
+    blocked_reason: str | None
+    archived: bool
+    assignee: str | None  # the agent holding a live claim
+    claim: Claim | None
+    version: int
+    created_at: datetime
+    updated_at: datetime
+    depth: int | None = None  # known on reads (from the read model's materialised path)
+    finished_at: datetime | None = None
+
+    @classmethod
+    def of_row(cls, row: WorkItemRow, now: datetime) -> WorkItemView:
+        claim = None
+        if row.holder_session is not None and row.holder_agent is not None:
+            live = row.live_holder(now) is not None
+            claim = Claim(
+                row.holder_session, row.holder_agent, row.fence, row.claim_expires_at, live
+            )
+        return cls(
+            id=row.id,
+            project=row.project,
+            kind=row.kind,
+            title=row.title,
+            description=row.description,
+            priority=row.priority,
+            parent_id=row.parent_id,
+            to_role=row.to_role,
+            metadata=row.metadata,
+            status=row.status,
+            blocked_reason=row.blocked_reason,
+            archived=row.archived,
+            assignee=row.live_holder(now),
+            claim=claim,
+            version=row.version,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+            depth=row.depth,
+            finished_at=row.finished_at,
+        )
+
+    @classmethod
+    def of_aggregate(cls, item: WorkItem, holder_lease: datetime | None) -> WorkItemView:
+        """`holder_lease`: the holder's lease end while it is live (None otherwise)."""
+        claim = None
+        if item.holder_session is not None and item.holder_agent is not None:
+            live = holder_lease is not None
+            claim = Claim(item.holder_session, item.holder_agent, item.fence, holder_lease, live)
+        return cls(
+            id=item.id,
+            project=item.project,
+            kind=item.kind,
+            title=item.title,
+            description=item.description,
+            priority=item.priority,
+            parent_id=item.parent_id,
+            to_role=item.to_role,
+            metadata=item.metadata,
+            status=item.state,
+            blocked_reason=item.blocked_reason,
+            archived=item.archived,
+            assignee=item.holder_agent if holder_lease is not None else None,
+            claim=claim,
+            version=item.version,
+            created_at=item.created_on,
+            updated_at=item.modified_on,
+        )
+
+
+@dataclass(frozen=True)
+class NewWorkItem:
+    project: str
+    kind: str
+    title: str
+    description: str | None = None
+    priority: int = 0
+    parent_id: UUID | None = None
+    to_role: str | None = None
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ItemDetail:
+    """One item and what `include=` asked for around it."""
+
+    item: WorkItemView
+    ancestors: list[WorkItemView] | None = None
+    children: list[WorkItemView] | None = None
+    descendants: list[WorkItemView] | None = None
+    dependencies: list[WorkItemView] | None = None
+    dependents: list[WorkItemView] | None = None
+
+
+@dataclass(frozen=True)
+class ItemReadiness:
+    item_id: UUID
+    readiness: Readiness
+
+
+@dataclass(frozen=True)
+class Dependencies:
+    item_id: UUID
+    depends_on: list[UUID]
+    changed: bool
+
+
+INCLUDES = ("ancestors", "children", "descendants", "dependencies", "dependents", "claim")
+
+
+class NotReady(Exception):
+    """claim-next's candidate is no longer ready (someone else won it): try the next one."""
+
+
+class WorkItemService:
+    def __init__(
+        self,
+        commands: CommandRunner,
+        view: WorkItemsReader,
+        clock: Clock,
+        consistency: Consistency,
+    ) -> None:
+        self._commands = commands
+        self._view = view
+        self._clock = clock
+        self._consistency = consistency
+
+    # --- commands -----------------------------------------------------------------------------
+
+    def create(self, request: RequestContext, new: NewWorkItem) -> Outcome[WorkItemView]:
+        _require_writer(request.principal)
+
+        def decide(uow: UnitOfWork, ctx: EventContext) -> WorkItemView:
+            project = load_project(uow, new.project)
+            if project.archived:
+                raise ProjectArchived(project.name)
+            plan = _plan(uow, ctx, new.project)
+            if new.parent_id is not None:
+                _in_plan(plan, new.parent_id)
+            item = WorkItem.create(
+                ctx,
+                project=new.project,
+                kind=new.kind,
+                title=new.title,
+                description=new.description,
+                priority=new.priority,
+                parent_id=new.parent_id,
+                to_role=new.to_role,
+                metadata=new.metadata,
+            )
+            plan.place(ctx, item.id, new.parent_id)
+            uow.add(item)
+            return WorkItemView.of_aggregate(item, None)
+
+        return self._commands.run(request, "work_items.create", decide)
+
+    def update(
+        self,
+        request: RequestContext,
+        item_id: UUID,
+        changes: Mapping[str, Any],
+        *,
+        expected_version: int | None,
+        fence: int | None,
+    ) -> Outcome[WorkItemView]:
+        """Edit fields (and move under another parent): `If-Match` is required."""
+        if expected_version is None:
+            raise PreconditionRequired('changing a work item needs If-Match: "<version>"')
+        fields = dict(changes)
+        move = "parent_id" in fields
+        new_parent = fields.pop("parent_id", None)
+
+        def act(uow: UnitOfWork, ctx: EventContext, item: WorkItem) -> None:
+            _check_version(item, expected_version)
+            if "metadata" in fields and fields["metadata"] is not None:
+                fields["metadata"] = _merge(item.metadata, fields["metadata"])
+            item.update(ctx, **fields)
+            if move and new_parent != item.parent_id:
+                plan = _plan(uow, ctx, item.project)
+                if new_parent is not None:
+                    _in_plan(plan, new_parent)
+                plan.place(ctx, item.id, new_parent)
+                item.move(ctx, new_parent)
+
+        return self._write(request, "work_items.update", item_id, fence, act)
+
+    def transition(
+        self,
+        request: RequestContext,
+        item_id: UUID,
+        to: str,
+        reason: str | None,
+        *,
+        fence: int | None,
+        expected_version: int | None = None,
+    ) -> Outcome[WorkItemView]:
+        def act(uow: UnitOfWork, ctx: EventContext, item: WorkItem) -> None:
+            _check_version(item, expected_version)
+            item.transition(ctx, to, reason)
+
+        return self._write(request, "work_items.transition", item_id, fence, act)
+
+    def archive(
+        self, request: RequestContext, item_id: UUID, *, fence: int | None
+    ) -> Outcome[WorkItemView]:
+        return self._write(
+            request, "work_items.archive", item_id, fence, lambda uow, ctx, i: i.archive(ctx)
+        )
+
+    def unarchive(
+        self, request: RequestContext, item_id: UUID, *, fence: int | None
+    ) -> Outcome[WorkItemView]:
+        return self._write(
+            request, "work_items.unarchive", item_id, fence, lambda uow, ctx, i: i.unarchive(ctx)
+        )
+
+    def release(
+        self, request: RequestContext, item_id: UUID, *, fence: int | None
+    ) -> Outcome[WorkItemView]:
+        """The holder gives its claim back (or a coordinator takes it away)."""
+
+        def act(uow: UnitOfWork, ctx: EventContext, item: WorkItem) -> None:
+            by = "holder" if request.principal.agent_id == item.holder_agent else "coordinator"
+            item.release(ctx, f"released by {by}")
+
+        return self._write(request, "work_items.release", item_id, fence, act)
+
+    def claim(
+        self, request: RequestContext, item_id: UUID, session_id: UUID
+    ) -> Outcome[WorkItemView]:
+        _require_writer(request.principal)
+        return self._commands.run(
+            request,
+            "work_items.claim",
+            lambda uow, ctx: self._claim(
+                uow, ctx, request.principal, item_id, session_id, only_if_ready=False
+            ),
+        )
+
+    def claim_next(
+        self,
+        request: RequestContext,
+        session_id: UUID,
+        *,
+        project: str | None = None,
+        kind: str | None = None,
+        to_role: str | None = None,
+    ) -> Outcome[WorkItemView] | None:
+        """Claim the best ready item (priority, then age), or None when nothing is ready.
+        Candidates come from the read model; each is re-checked against the aggregates in the
+        claiming transaction, and one that another claimant won meanwhile is skipped."""
+        _require_writer(request.principal)
+        self._commands.run(  # a dead or foreign session is refused even when nothing is ready
+            request,
+            "work_items.claim_next",
+            lambda uow, ctx: _claimant(uow, request.principal, session_id, ctx.occurred_at),
+        )
+        for row in self._ready_rows(project, kind, to_role, self._clock.now()):
+            try:
+                return self._commands.run(
+                    request, "work_items.claim_next", self._claiming(request, row.id, session_id)
+                )
+            except NotReady:
+                continue
+        return None
+
+    def _claiming(
+        self, request: RequestContext, item_id: UUID, session_id: UUID
+    ) -> Callable[[UnitOfWork, EventContext], WorkItemView]:
+        return lambda uow, ctx: self._claim(
+            uow, ctx, request.principal, item_id, session_id, only_if_ready=True
+        )
+
+    def add_dependency(
+        self, request: RequestContext, item_id: UUID, depends_on: UUID, *, fence: int | None
+    ) -> Outcome[Dependencies]:
+        return self._edit_dependency(request, item_id, depends_on, fence, add=True)
+
+    def remove_dependency(
+        self, request: RequestContext, item_id: UUID, depends_on: UUID, *, fence: int | None
+    ) -> Outcome[Dependencies]:
+        return self._edit_dependency(request, item_id, depends_on, fence, add=False)
+
+    def archive_done(self, request: RequestContext, older_than: timedelta) -> int:
+        """Archive done and cancelled items finished more than `older_than` ago, a batch per
+        transaction; returns how many it archived."""
+        request.principal.require_any_role(Role.COORDINATOR)
+        cutoff = self._clock.now() - older_than
+        archived = 0
+        while batch := self._view.finished_before(cutoff, ARCHIVE_BATCH):
+
+            def decide(uow: UnitOfWork, ctx: EventContext, ids: list[UUID] = batch) -> int:
+                items = [uow.get(WorkItem, i, "work item") for i in ids]
+                return sum(i.archive(ctx) for i in items if i.is_final)
+
+            outcome = self._commands.run(request, "work_items.archive_done", decide)
+            if outcome.value == 0:  # the read model lags behind: nothing new to archive
+                break
+            archived += outcome.value
+            self._consistency.wait(self._view, outcome.position)
+        return archived
+
+    # --- queries ------------------------------------------------------------------------------
+
+    def get(
+        self,
+        item_id: UUID,
+        include: frozenset[str] = frozenset(),
+        consistent_with: int | None = None,
+    ) -> Read[ItemDetail]:
+        position = self._consistency.wait(self._view, consistent_with)
+        row = self._row(item_id)
+        now = self._clock.now()
+
+        def views(rows: list[WorkItemRow]) -> list[WorkItemView]:
+            return [WorkItemView.of_row(r, now) for r in rows]
+
+        detail = ItemDetail(WorkItemView.of_row(row, now))
+        if "ancestors" in include:
+            ids = [UUID(part) for part in row.path.split("/")[:-1]]
+            by_id = {r.id: r for r in self._view.get_many(ids)}
+            detail = _with(detail, ancestors=views([by_id[i] for i in ids if i in by_id]))
+        if "children" in include:
+            detail = _with(detail, children=views(self._view.children(item_id)))
+        if "descendants" in include:
+            detail = _with(detail, descendants=views(self._view.descendants(row)))
+        if "dependencies" in include:
+            ids = self._view.dependencies([item_id]).get(item_id, [])
+            detail = _with(detail, dependencies=views(self._view.get_many(ids)))
+        if "dependents" in include:
+            dependents = self._view.dependents(item_id)
+            detail = _with(detail, dependents=views(self._view.get_many(dependents)))
+        return Read(detail, position)
+
+    def ready(
+        self,
+        *,
+        project: str | None = None,
+        kind: str | None = None,
+        to_role: str | None = None,
+        limit: int = 50,
+        consistent_with: int | None = None,
+    ) -> Read[list[WorkItemView]]:
+        """The ready queue, best first: higher priority, then older."""
+        position = self._consistency.wait(self._view, consistent_with)
+        now = self._clock.now()
+        rows = self._ready_rows(project, kind, to_role, now)[: max(1, min(MAX_PAGE, limit))]
+        return Read([WorkItemView.of_row(r, now) for r in rows], position)
+
+    def readiness(self, item_id: UUID, consistent_with: int | None = None) -> Read[ItemReadiness]:
+        position = self._consistency.wait(self._view, consistent_with)
+        row = self._row(item_id)
+        verdicts = self._readiness_of([row], self._clock.now())
+        return Read(ItemReadiness(item_id, verdicts[item_id]), position)
+
+    def tree(self, project: str, consistent_with: int | None = None) -> Read[list[WorkItemView]]:
+        """Every unarchived item of the project, parents before children, siblings by age."""
+        position = self._consistency.wait(self._view, consistent_with)
+        now = self._clock.now()
+        rows = self._view.in_project(project)
+        children: dict[UUID | None, list[WorkItemRow]] = {}
+        known = {r.id for r in rows}
+        for row in rows:  # rows arrive oldest first, so siblings stay in age order
+            parent = row.parent_id if row.parent_id in known else None
+            children.setdefault(parent, []).append(row)
+        ordered: list[WorkItemView] = []
+        stack = list(reversed(children.get(None, [])))
+        while stack:
+            row = stack.pop()
+            ordered.append(WorkItemView.of_row(row, now))
+            stack.extend(reversed(children.get(row.id, [])))
+        return Read(ordered, position)
+
+    # --- the one readiness path behind the queue, the reasons and claim-next --------------------
+
+    def _ready_rows(
+        self, project: str | None, kind: str | None, to_role: str | None, now: datetime
+    ) -> list[WorkItemRow]:
+        rows = self._view.candidates(project=project, kind=kind, to_role=to_role)
+        verdicts = self._readiness_of(rows, now)
+        ready = [r for r in rows if verdicts[r.id].ready]
+        return sorted(ready, key=lambda r: (-r.priority, r.created_position))
+
+    def _readiness_of(self, rows: list[WorkItemRow], now: datetime) -> dict[UUID, Readiness]:
+        edges = self._view.dependencies([r.id for r in rows])
+        statuses = self._view.statuses([d for ds in edges.values() for d in ds])
+        return {
+            r.id: readiness(
+                status=r.status,
+                archived=r.archived,
+                claimed_by=r.live_holder(now),
+                dependencies={d: statuses.get(d, "unknown") for d in edges.get(r.id, [])},
+            )
+            for r in rows
+        }
+
+    # --- helpers ------------------------------------------------------------------------------
+
+    def _row(self, item_id: UUID) -> WorkItemRow:
+        row = self._view.get(item_id)
+        if row is None:
+            raise NotFound("work item", str(item_id))
+        return row
+
+    def _write(
+        self,
+        request: RequestContext,
+        command: str,
+        item_id: UUID,
+        fence: int | None,
+        act: Callable[[UnitOfWork, EventContext, WorkItem], object],
+    ) -> Outcome[WorkItemView]:
+        """Every write to an item: the caller's role, then the claim's fence, then the change."""
+        _require_writer(request.principal)
+
+        def decide(uow: UnitOfWork, ctx: EventContext) -> WorkItemView:
+            item = uow.get(WorkItem, item_id, "work item")
+            lease = _holder_lease(uow, item, ctx.occurred_at)
+            _guard(request.principal, item, fence, lease)
+            act(uow, ctx, item)
+            lease = _holder_lease(uow, item, ctx.occurred_at)
+            return WorkItemView.of_aggregate(item, lease)
+
+        return self._commands.run(request, command, decide)
+
+    def _claim(
+        self,
+        uow: UnitOfWork,
+        ctx: EventContext,
+        principal: Principal,
+        item_id: UUID,
+        session_id: UUID,
+        *,
+        only_if_ready: bool,
+    ) -> WorkItemView:
+        session = _claimant(uow, principal, session_id, ctx.occurred_at)
+        item = uow.get(WorkItem, item_id, "work item")
+        holder_lease = _holder_lease(uow, item, ctx.occurred_at)
+        if only_if_ready and not _ready_now(uow, item, holder_lease).ready:
+            raise NotReady(item_id)
+        try:
+            item.claim(
+                ctx,
+                session.id,
+                session.agent_id,
+                lease_expires_at=session.lease_expires_at,
+                holder_lease=holder_lease,
+            )
+        except AlreadyClaimed:
+            if only_if_ready:
+                raise NotReady(item_id) from None
+            raise
+        return WorkItemView.of_aggregate(item, session.lease_expires_at)
+
+    def _edit_dependency(
+        self,
+        request: RequestContext,
+        item_id: UUID,
+        depends_on: UUID,
+        fence: int | None,
+        *,
+        add: bool,
+    ) -> Outcome[Dependencies]:
+        _require_writer(request.principal)
+
+        def decide(uow: UnitOfWork, ctx: EventContext) -> Dependencies:
+            item = uow.get(WorkItem, item_id, "work item")
+            _guard(request.principal, item, fence, _holder_lease(uow, item, ctx.occurred_at))
+            other = uow.get(WorkItem, depends_on, "work item")
+            if other.project != item.project:
+                raise CrossProjectDependency(item.project, other.project)
+            plan = uow.get(ProjectPlan, plan_id(item.project), "plan")
+            if add:
+                changed = plan.add_dependency(ctx, item_id, depends_on)
+            else:
+                changed = plan.remove_dependency(ctx, item_id, depends_on)
+                if not changed:
+                    raise NotFound("dependency", f"{item_id} -> {depends_on}")
+            current = [UUID(d) for d in plan.dependencies.get(str(item_id), [])]
+            return Dependencies(item_id, current, changed)
+
+        return self._commands.run(request, "work_items.dependencies", decide)
+
+    def list(
+        self,
+        where: WorkItemFilter,
+        *,
+        limit: int = 50,
+        cursor: str | None = None,
+        consistent_with: int | None = None,
+    ) -> Page[WorkItemView]:
+        filters = {k: (str(v) if v is not None else None) for k, v in vars(where).items()}
+        after = Cursor.decode(cursor, filters).position() if cursor else None
+        limit = max(1, min(MAX_PAGE, limit))
+        position = self._consistency.wait(self._view, consistent_with)
+        rows = self._view.list(where, limit=limit + 1, after_position=after)
+        now = self._clock.now()
+        return paged(
+            rows,
+            limit,
+            filters,
+            position,
+            lambda r: r.created_position,
+            lambda r: WorkItemView.of_row(r, now),
+        )
+
+
+# --- rules shared by the commands -----------------------------------------------------------
+
+
+def _require_writer(principal: Principal) -> None:
+    principal.require_any_role(Role.AGENT, Role.COORDINATOR)  # auditors only read
+
+
+def _guard(principal: Principal, item: WorkItem, fence: int | None, lease: datetime | None) -> None:
+    """A presented fence must be the live claim's. Without one, the holder is reminded to
+    present it, another agent is told who holds the item, and a coordinator may override."""
+    if fence is not None:
+        item.check_fence(fence, holder_alive=lease is not None)
+        return
+    if item.holder_session is None or lease is None:
+        return
+    if principal.agent_id == item.holder_agent:
+        raise FenceRequired(str(item.id), item.fence)
+    if not principal.may_act_for_other_agents:
+        raise AlreadyClaimed(item.holder_session, item.holder_agent or "?", lease)
+
+
+def _holder_lease(uow: UnitOfWork, item: WorkItem, now: datetime) -> datetime | None:
+    """The holder's lease end while its session is active and the lease has not lapsed."""
+    if item.holder_session is None:
+        return None
+    holder = uow.find(AgentSession, item.holder_session)
+    if holder is None or holder.effective_status(now) is not SessionStatus.ACTIVE:
+        return None
+    return holder.lease_expires_at
+
+
+def _claimant(
+    uow: UnitOfWork, principal: Principal, session_id: UUID, now: datetime
+) -> AgentSession:
+    """The claiming session: active, unexpired, and the caller's own (or a coordinator's
+    choice). Its agent becomes the holder."""
+    session = uow.get(AgentSession, session_id, "session")
+    if principal.agent_id != session.agent_id and not principal.may_act_for_other_agents:
+        raise Forbidden(f"{principal.name} may not claim with a session of '{session.agent_id}'")
+    session.ensure_active_for(session.agent_id, now)
+    return session
+
+
+def _ready_now(uow: UnitOfWork, item: WorkItem, holder_lease: datetime | None) -> Readiness:
+    """Readiness against the aggregates themselves, inside the claiming transaction."""
+    plan = uow.get(ProjectPlan, plan_id(item.project), "plan")
+    dependencies = {
+        UUID(d): uow.get(WorkItem, UUID(d), "work item").state
+        for d in plan.dependencies.get(str(item.id), [])
+    }
+    return readiness(
+        status=item.state,
+        archived=item.archived,
+        claimed_by=item.holder_agent if holder_lease is not None else None,
+        dependencies=dependencies,
+    )
+
+
+def _plan(uow: UnitOfWork, ctx: EventContext, project: str) -> ProjectPlan:
+    plan = uow.find(ProjectPlan, plan_id(project))
+    if plan is None:  # racing first items both start it: one save wins, the other re-runs
+        plan = ProjectPlan.start(ctx, project)
+        uow.add(plan)
+    return plan
+
+
+def _in_plan(plan: ProjectPlan, item_id: UUID) -> None:
+    if str(item_id) not in plan.parents:
+        raise NotFound("work item", str(item_id))
+
+
+def _check_version(item: WorkItem, expected_version: int | None) -> None:
+    if expected_version is not None and expected_version != item.version:
+        raise PreconditionFailed(expected_version, item.version)
+
+
+def _merge(current: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
+    """JSON merge patch (RFC 7396) of the metadata's top level: null removes a key."""
+    merged = dict(current)
+    for key, value in patch.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _with(detail: ItemDetail, **parts: list[WorkItemView]) -> ItemDetail:
+    return ItemDetail(**{**vars(detail), **parts})

@@ -1,0 +1,188 @@
+"""The work-items read model: items with their materialised path and claim expiry, and the
+dependency edges between them (what the ready queue, trees and status reports read)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from application.readmodels import WorkItemFilter, WorkItemRow
+from infrastructure.readmodels.base import PostgresSqlView, SQLiteSqlView, SqlView, Table, to_micros
+
+WORK_ITEMS = Table(
+    name="work_items",
+    columns={
+        "id": "uuid",
+        "project": "text",
+        "kind": "text",
+        "title": "text",
+        "description": "text",
+        "priority": "int",
+        "parent_id": "uuid",
+        "to_role": "text",
+        "metadata": "json",
+        "status": "text",
+        "blocked_reason": "text",
+        "archived": "bool",
+        "holder_session": "uuid",
+        "holder_agent": "text",
+        "fence": "int",
+        "claimed_at": "time",
+        "claim_expires_at": "time",
+        "path": "text",
+        "depth": "int",
+        "version": "int",
+        "created_at": "time",
+        "created_by": "text",
+        "updated_at": "time",
+        "finished_at": "time",
+        "created_position": "int",
+        "position": "int",
+    },
+    key=("id",),
+    indexes=(
+        ("project", "created_position"),
+        ("project", "status", "archived"),
+        ("parent_id",),
+        ("holder_session",),
+        ("path",),
+        ("finished_at",),
+    ),
+    not_null=("project", "kind", "title", "status", "path", "created_position"),
+)
+DEPENDENCIES = Table(
+    name="dependencies",
+    columns={"item_id": "uuid", "depends_on": "uuid"},
+    key=("item_id", "depends_on"),
+    indexes=(("depends_on",),),
+)
+_FILTER_COLUMNS = ("project", "kind", "status", "parent_id", "to_role", "archived")
+_CHUNK = 500  # ids per IN (...) list
+
+
+class WorkItemsTable(SqlView):
+    name = "work_items_v1"
+    tables = (WORK_ITEMS, DEPENDENCIES)
+
+    def get(self, item_id: UUID) -> WorkItemRow | None:
+        rows = self.get_many([item_id])
+        return rows[0] if rows else None
+
+    def get_many(self, ids: Sequence[UUID]) -> list[WorkItemRow]:
+        found: list[WorkItemRow] = []
+        for chunk in _chunks(ids):
+            found += self._items(f"WHERE id IN ({_placeholders(chunk)})", _params(chunk))
+        return found
+
+    def list(
+        self, where: WorkItemFilter, *, limit: int, after_position: int | None
+    ) -> list[WorkItemRow]:
+        clauses: list[str] = []
+        params: dict[str, Any] = {"limit": limit}
+        for column in _FILTER_COLUMNS:
+            value = getattr(where, column)
+            if value is not None:
+                clauses.append(f"{column} = %({column})s")
+                params[column] = WORK_ITEMS.encode_row({column: value})[column]
+        if where.assignee is not None:
+            clauses.append("holder_agent = %(assignee)s")
+            params["assignee"] = where.assignee
+        if after_position is not None:
+            clauses.append("created_position > %(after)s")
+            params["after"] = after_position
+        condition = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        return self._items(f"{condition} ORDER BY created_position LIMIT %(limit)s", params)
+
+    def children(self, item_id: UUID) -> list[WorkItemRow]:
+        return self._items(
+            "WHERE parent_id = %(id)s ORDER BY created_position", {"id": str(item_id)}
+        )
+
+    def descendants(self, row: WorkItemRow) -> list[WorkItemRow]:
+        prefix = row.path + "/"
+        return self._items(
+            "WHERE substr(path, 1, %(length)s) = %(prefix)s ORDER BY depth, created_position",
+            {"length": len(prefix), "prefix": prefix},
+        )
+
+    def in_project(self, project: str) -> list[WorkItemRow]:
+        return self._items(
+            "WHERE project = %(project)s AND archived = 0 ORDER BY created_position",
+            {"project": project},
+        )
+
+    def candidates(
+        self, *, project: str | None, kind: str | None, to_role: str | None
+    ) -> list[WorkItemRow]:
+        clauses = ["status = 'open'", "archived = 0"]
+        params: dict[str, Any] = {}
+        for column, value in (("project", project), ("kind", kind), ("to_role", to_role)):
+            if value is not None:
+                clauses.append(f"{column} = %({column})s")
+                params[column] = value
+        return self._items(f"WHERE {' AND '.join(clauses)} ORDER BY created_position", params)
+
+    def dependencies(self, item_ids: Sequence[UUID]) -> dict[UUID, list[UUID]]:
+        edges: dict[UUID, list[UUID]] = {}
+        for chunk in _chunks(item_ids):
+            rows = self.select(
+                "dependencies",
+                f"SELECT * FROM {{dependencies}} WHERE item_id IN ({_placeholders(chunk)}) "
+                "ORDER BY item_id, depends_on",
+                _params(chunk),
+            )
+            for row in rows:
+                edges.setdefault(row["item_id"], []).append(row["depends_on"])
+        return edges
+
+    def dependents(self, item_id: UUID) -> list[UUID]:
+        rows = self.select(
+            "dependencies",
+            "SELECT * FROM {dependencies} WHERE depends_on = %(id)s ORDER BY item_id",
+            {"id": str(item_id)},
+        )
+        return [r["item_id"] for r in rows]
+
+    def statuses(self, item_ids: Sequence[UUID]) -> dict[UUID, str]:
+        return {row.id: row.status for row in self.get_many(list(set(item_ids)))}
+
+    def held_by(self, session_id: UUID) -> list[UUID]:
+        rows = self._items(
+            "WHERE holder_session = %(session)s ORDER BY created_position",
+            {"session": str(session_id)},
+        )
+        return [r.id for r in rows]
+
+    def finished_before(self, moment: datetime, limit: int) -> list[UUID]:
+        rows = self._items(
+            "WHERE archived = 0 AND finished_at IS NOT NULL AND finished_at < %(moment)s "
+            "ORDER BY finished_at LIMIT %(limit)s",
+            {"moment": to_micros(moment), "limit": limit},
+        )
+        return [r.id for r in rows]
+
+    def _items(self, condition: str, params: dict[str, Any]) -> list[WorkItemRow]:
+        rows = self.select("work_items", f"SELECT * FROM {{work_items}} {condition}", params)
+        return [WorkItemRow(**r) for r in rows]
+
+
+def _chunks(ids: Sequence[UUID]) -> list[Sequence[UUID]]:
+    return [ids[i : i + _CHUNK] for i in range(0, len(ids), _CHUNK)]
+
+
+def _placeholders(ids: Sequence[UUID]) -> str:
+    return ", ".join(f"%(id{i})s" for i in range(len(ids)))
+
+
+def _params(ids: Sequence[UUID]) -> dict[str, Any]:
+    return {f"id{i}": str(item_id) for i, item_id in enumerate(ids)}
+
+
+class PostgresWorkItemsView(WorkItemsTable, PostgresSqlView):
+    pass
+
+
+class SQLiteWorkItemsView(WorkItemsTable, SQLiteSqlView):
+    pass

@@ -1,0 +1,50 @@
+"""Agents, sessions and work items for integration tests, through the application layer."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from application.context import RequestContext
+from application.work_items import NewWorkItem, WorkItemView
+from domain.work_items import WorkItem
+from infrastructure.bootstrap import Runtime
+from tests.conftest import issue_token
+
+
+class Team:
+    def __init__(self, rt: Runtime, project: str = "apollo") -> None:
+        self.rt = rt
+        self.project = project
+        boss = rt.access.authenticate(issue_token(rt, "user:boss", "coordinator"))
+        self.boss = RequestContext(boss, "boss")
+        self._agents: dict[str, RequestContext] = {}
+        rt.projects.create(self.boss, project)
+
+    def agent(self, name: str) -> RequestContext:
+        if name not in self._agents:
+            token = issue_token(self.rt, f"agent:{name}", "agent")
+            self._agents[name] = RequestContext(self.rt.access.authenticate(token), name)
+        return self._agents[name]
+
+    def session(self, name: str, ttl_seconds: int = 600) -> UUID:
+        return self.rt.sessions.start(self.agent(name), ttl_seconds=ttl_seconds).value.id
+
+    def item(self, title: str, parent: UUID | None = None, **fields: Any) -> WorkItemView:
+        new = NewWorkItem(
+            project=self.project,
+            kind=fields.pop("kind", "task"),
+            title=title,
+            parent_id=parent,
+            **fields,
+        )
+        return self.rt.work_items.create(self.boss, new).value
+
+    def events(self, item_id: UUID) -> list[Any]:
+        return list(self.rt.ledger.events.get(item_id))
+
+    def releases(self, item_id: UUID) -> list[Any]:
+        return [e for e in self.events(item_id) if isinstance(e, WorkItem.ClaimReleased)]
+
+    def claims(self, item_id: UUID) -> list[Any]:
+        return [e for e in self.events(item_id) if isinstance(e, WorkItem.WorkItemClaimed)]
