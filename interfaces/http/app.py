@@ -16,7 +16,7 @@ from infrastructure.bootstrap import Runtime
 from interfaces.http.call import TRACE_HEADER, trace_id_of
 from interfaces.http.openapi import build_openapi
 from interfaces.http.problems import problem_response, to_problem
-from interfaces.http.routes import entries, health, projects, selections, sessions
+from interfaces.http.routes import entries, health, projects, selections, sessions, work_items
 from interfaces.http.routing import Operation, to_route
 
 OPERATIONS: list[Operation] = [
@@ -25,6 +25,7 @@ OPERATIONS: list[Operation] = [
     *projects.OPERATIONS,
     *selections.OPERATIONS,
     *entries.OPERATIONS,
+    *work_items.OPERATIONS,
 ]
 
 

@@ -24,6 +24,7 @@ M = TypeVar("M", bound=BaseModel)
 POSITION_HEADER = "AgentLedger-Position"
 CONSISTENT_WITH_HEADER = "AgentLedger-Consistent-With"
 TRACE_HEADER = "AgentLedger-Trace-Id"
+FENCE_HEADER = "AgentLedger-Fence"
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
 _STRONG_ETAG = re.compile(r'^"([0-9]{1,18})"$')
@@ -192,17 +193,33 @@ class HttpCall:
             )
         return int(header.strip())
 
+    def fence(self) -> int | None:
+        """`AgentLedger-Fence: <n>`: the claim a holder writes under."""
+        header = self.request.headers.get(FENCE_HEADER)
+        if header is None:
+            return None
+        if not _POSITION.match(header.strip()):
+            raise HttpProblem(
+                400,
+                "invalid-fence",
+                "Invalid fence",
+                f"{FENCE_HEADER} must be the non-negative integer fence of your claim",
+            )
+        return int(header.strip())
+
     # --- output ---------------------------------------------------------------------------
 
     def written(
         self,
         outcome: Outcome[Any],
         body: BaseModel,
-        version: int,
+        version: int | None,
         status: int = 200,
         location: str | None = None,
     ) -> JSONResponse:
-        headers = {POSITION_HEADER: str(outcome.position), "ETag": f'"{version}"'}
+        headers = {POSITION_HEADER: str(outcome.position)}
+        if version is not None:
+            headers["ETag"] = f'"{version}"'
         if location:
             headers["Location"] = location
         return JSONResponse(body.model_dump(mode="json"), status_code=status, headers=headers)

@@ -13,6 +13,8 @@ from starlette.responses import JSONResponse
 
 from application.errors import (
     ConcurrencyConflict,
+    CrossProjectDependency,
+    FenceRequired,
     Forbidden,
     InvalidCursor,
     NoProjectSelected,
@@ -34,7 +36,9 @@ from domain.errors import (
     SessionTerminated,
     TokenRevoked,
 )
+from domain.plans import MAX_DEPTH, DependencyCycle, DepthExceeded
 from domain.projects import ProjectArchived
+from domain.work_items import AlreadyClaimed, ClaimLost, ItemArchived
 
 PROBLEM_BASE = "https://agentledger.dev/problems/"
 PROBLEM_JSON = "application/problem+json"
@@ -126,6 +130,60 @@ def to_problem(request: Request, exc: Exception) -> JSONResponse:
                 str(exc),
                 request,
                 agent_id=exc.agent_id,
+            )
+        case AlreadyClaimed():
+            return problem_response(
+                409,
+                "already-claimed",
+                "Already claimed",
+                str(exc),
+                request,
+                holder={"agent_id": exc.holder_agent, "session_id": str(exc.holder_session)},
+                expires_at=exc.expires_at.isoformat().replace("+00:00", "Z"),
+            )
+        case ClaimLost():
+            return problem_response(
+                409,
+                "claim-lost",
+                "Claim lost",
+                str(exc),
+                request,
+                presented_fence=exc.presented,
+                current_fence=exc.current,
+            )
+        case FenceRequired():
+            return problem_response(
+                428,
+                "fence-required",
+                "Fence required",
+                str(exc),
+                request,
+                item_id=exc.item_id,
+            )
+        case DependencyCycle():
+            return problem_response(
+                409,
+                "dependency-cycle",
+                "Dependency cycle",
+                str(exc),
+                request,
+                cycle=[str(item) for item in exc.path],
+            )
+        case DepthExceeded():
+            return problem_response(
+                409,
+                "depth-exceeded",
+                "Too deep",
+                str(exc),
+                request,
+                depth=exc.depth,
+                max_depth=MAX_DEPTH,
+            )
+        case ItemArchived():
+            return problem_response(409, "item-archived", "Work item archived", str(exc), request)
+        case CrossProjectDependency():
+            return problem_response(
+                422, "cross-project-dependency", "Dependency across projects", str(exc), request
             )
         case ProjectArchived():
             return problem_response(

@@ -1,0 +1,244 @@
+"""Request and response shapes of the work-item and status endpoints."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+from uuid import UUID
+
+from pydantic import Field
+
+from application.status import SessionSummary, StatusReport
+from application.work_items import INCLUDES, Claim, Dependencies, ItemDetail, WorkItemView
+from domain.readiness import Readiness
+from domain.work_items import MAX_PRIORITY, MIN_PRIORITY
+from interfaces.http.schemas import LooseUUID, Query, Strict
+
+StatusName = Literal["open", "in_progress", "in_review", "done", "blocked", "cancelled"]
+KIND_DOC = "project, epic, task, research or session; other lowercase slugs are allowed too"
+
+
+# --- requests --------------------------------------------------------------------------------
+
+
+class CreateWorkItem(Strict):
+    project: str
+    kind: str = Field(description=KIND_DOC)
+    title: str = Field(max_length=300)
+    description: str | None = Field(default=None, max_length=10_000)
+    priority: int = Field(default=0, ge=MIN_PRIORITY, le=MAX_PRIORITY, description="Higher first.")
+    parent_id: LooseUUID | None = Field(default=None, description="At most 5 levels below a root.")
+    to_role: str | None = Field(default=None, description="Route the item to agents of a role.")
+    metadata: dict[str, Any] = Field(
+        default_factory=dict, description="Checked per kind; other kinds: a flat object."
+    )
+
+
+class PatchWorkItem(Strict):
+    """Only the fields sent change; `metadata` is a JSON merge patch (null removes a key)."""
+
+    title: str | None = Field(default=None, max_length=300)
+    description: str | None = Field(default=None, max_length=10_000)
+    priority: int | None = Field(default=None, ge=MIN_PRIORITY, le=MAX_PRIORITY)
+    parent_id: LooseUUID | None = Field(default=None, description="null makes the item a root.")
+    to_role: str | None = None
+    metadata: dict[str, Any] | None = None
+
+
+class Transition(Strict):
+    to: StatusName
+    reason: str | None = Field(default=None, max_length=1000)
+
+
+class ClaimBody(Strict):
+    session_id: LooseUUID = Field(description="An active session of the claiming agent.")
+
+
+class ClaimNextBody(Strict):
+    session_id: LooseUUID
+    project: str | None = None
+    kind: str | None = None
+    to_role: str | None = None
+
+
+class ListWorkItemsQuery(Query):
+    project: str | None = None
+    kind: str | None = None
+    status: StatusName | None = None
+    parent_id: UUID | None = None
+    assignee: str | None = Field(default=None, description="Agent holding the claim.")
+    to_role: str | None = None
+    archived: bool | None = None
+    limit: int = Field(default=50, ge=1, le=500)
+    cursor: str | None = None
+
+
+class ReadyQuery(Query):
+    project: str | None = None
+    kind: str | None = None
+    to_role: str | None = None
+    limit: int = Field(default=50, ge=1, le=500)
+
+
+class GetWorkItemQuery(Query):
+    include: str | None = Field(default=None, description=f"Comma-separated: {', '.join(INCLUDES)}")
+
+    def parts(self) -> frozenset[str]:
+        return frozenset(p.strip() for p in (self.include or "").split(",") if p.strip())
+
+
+# --- responses -------------------------------------------------------------------------------
+
+
+class ClaimOut(Strict):
+    session_id: UUID
+    agent_id: str
+    fence: int = Field(description="Send as AgentLedger-Fence with every write you make.")
+    expires_at: datetime | None = Field(description="The holder's lease end: heartbeats extend it.")
+    live: bool
+
+    @classmethod
+    def of(cls, claim: Claim) -> ClaimOut:
+        return cls(**vars(claim))
+
+
+class WorkItemOut(Strict):
+    id: UUID
+    project: str
+    kind: str
+    title: str
+    description: str | None
+    priority: int
+    parent_id: UUID | None
+    to_role: str | None
+    metadata: dict[str, Any]
+    status: str
+    blocked_reason: str | None
+    archived: bool
+    assignee: str | None = Field(description="The agent holding a live claim.")
+    version: int
+    created_at: datetime
+    updated_at: datetime
+    depth: int | None = Field(default=None, description="Levels below its root (reads only).")
+    finished_at: datetime | None = None
+    claim: ClaimOut | None = Field(default=None, description="On writes, and with include=claim.")
+
+    @classmethod
+    def of(cls, view: WorkItemView, with_claim: bool = True) -> WorkItemOut:
+        fields = {k: v for k, v in vars(view).items() if k != "claim"}
+        claim = ClaimOut.of(view.claim) if with_claim and view.claim is not None else None
+        return cls(**fields, claim=claim)
+
+
+class WorkItemWritten(WorkItemOut):
+    position: int
+
+
+class WorkItemDetail(WorkItemOut):
+    ancestors: list[WorkItemOut] | None = Field(default=None, description="Root first.")
+    children: list[WorkItemOut] | None = None
+    descendants: list[WorkItemOut] | None = None
+    dependencies: list[WorkItemOut] | None = None
+    dependents: list[WorkItemOut] | None = None
+
+    @classmethod
+    def of_detail(cls, detail: ItemDetail, include: frozenset[str]) -> WorkItemDetail:
+        item = WorkItemOut.of(detail.item, with_claim="claim" in include)
+
+        def many(views: list[WorkItemView] | None) -> list[WorkItemOut] | None:
+            return None if views is None else [WorkItemOut.of(v, with_claim=False) for v in views]
+
+        return cls(
+            **item.model_dump(),
+            ancestors=many(detail.ancestors),
+            children=many(detail.children),
+            descendants=many(detail.descendants),
+            dependencies=many(detail.dependencies),
+            dependents=many(detail.dependents),
+        )
+
+
+class WorkItemPage(Strict):
+    items: list[WorkItemOut]
+    next_cursor: str | None
+    position: int
+
+
+class ReadyOut(Strict):
+    items: list[WorkItemOut] = Field(description="Best first: higher priority, then older.")
+    position: int
+
+
+class ReasonOut(Strict):
+    code: Literal["status", "archived", "claimed_by", "blocked_by"]
+    status: str | None = None
+    agent_id: str | None = None
+    item_id: UUID | None = None
+
+
+class ReadinessOut(Strict):
+    item_id: UUID
+    ready: bool
+    reasons: list[ReasonOut]
+    position: int
+
+    @classmethod
+    def of(cls, item_id: UUID, readiness: Readiness, position: int) -> ReadinessOut:
+        reasons = [ReasonOut(**vars(r)) for r in readiness.reasons]
+        return cls(item_id=item_id, ready=readiness.ready, reasons=reasons, position=position)
+
+
+class DependenciesOut(Strict):
+    item_id: UUID
+    depends_on: list[UUID]
+    position: int
+
+    @classmethod
+    def of(cls, dependencies: Dependencies, position: int) -> DependenciesOut:
+        return cls(
+            item_id=dependencies.item_id, depends_on=dependencies.depends_on, position=position
+        )
+
+
+class SessionSummaryOut(Strict):
+    id: UUID
+    agent_id: str
+    lease_expires_at: datetime
+    holds: int = Field(description="Live claims on this project's items.")
+
+    @classmethod
+    def of(cls, summary: SessionSummary) -> SessionSummaryOut:
+        return cls(**vars(summary))
+
+
+class StatusOut(Strict):
+    project: str
+    generated_at: datetime
+    total: int
+    by_status: dict[str, int]
+    by_kind: dict[str, int]
+    in_progress: list[WorkItemOut]
+    blocked: list[WorkItemOut]
+    ready: list[WorkItemOut]
+    recently_done: list[WorkItemOut]
+    active_sessions: list[SessionSummaryOut]
+    position: int
+
+    @classmethod
+    def of(cls, report: StatusReport, position: int) -> StatusOut:
+        def items(views: list[WorkItemView]) -> list[WorkItemOut]:
+            return [WorkItemOut.of(v) for v in views]
+
+        return cls(
+            project=report.project,
+            generated_at=report.generated_at,
+            total=report.total,
+            by_status=report.by_status,
+            by_kind=report.by_kind,
+            in_progress=items(report.in_progress),
+            blocked=items(report.blocked),
+            ready=items(report.ready),
+            recently_done=items(report.recently_done),
+            active_sessions=[SessionSummaryOut.of(s) for s in report.active_sessions],
+            position=position,
+        )
