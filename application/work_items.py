@@ -46,6 +46,7 @@ from domain.sessions import AgentSession, SessionStatus
 from domain.work_items import AlreadyClaimed, WorkItem
 
 ARCHIVE_BATCH = 100  # items archived per transaction by archive-done
+ARCHIVE_SCAN = 100_000  # items archive-done considers per run (run it again for more)
 
 
 @dataclass(frozen=True)
@@ -351,22 +352,20 @@ class WorkItemService:
         return self._edit_dependency(request, item_id, depends_on, fence, add=False)
 
     def archive_done(self, request: RequestContext, older_than: timedelta) -> int:
-        """Archive done and cancelled items finished more than `older_than` ago, a batch per
-        transaction; returns how many it archived."""
+        """Archive done and cancelled items finished more than `older_than` ago (as the read
+        model knows them), a batch per transaction; returns how many it archived."""
         request.principal.require_any_role(Role.COORDINATOR)
-        cutoff = self._clock.now() - older_than
+        finished = self._view.finished_before(self._clock.now() - older_than, ARCHIVE_SCAN)
         archived = 0
-        while batch := self._view.finished_before(cutoff, ARCHIVE_BATCH):
+        for start in range(0, len(finished), ARCHIVE_BATCH):
 
-            def decide(uow: UnitOfWork, ctx: EventContext, ids: list[UUID] = batch) -> int:
-                items = [uow.get(WorkItem, i, "work item") for i in ids]
+            def decide(uow: UnitOfWork, ctx: EventContext, at: int = start) -> int:
+                items = [
+                    uow.get(WorkItem, i, "work item") for i in finished[at : at + ARCHIVE_BATCH]
+                ]
                 return sum(i.archive(ctx) for i in items if i.is_final)
 
-            outcome = self._commands.run(request, "work_items.archive_done", decide)
-            if outcome.value == 0:  # the read model lags behind: nothing new to archive
-                break
-            archived += outcome.value
-            self._consistency.wait(self._view, outcome.position)
+            archived += self._commands.run(request, "work_items.archive_done", decide).value
         return archived
 
     # --- queries ------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
+from datetime import timedelta
 from uuid import UUID
 
 import click
@@ -26,6 +27,7 @@ from application.context import RequestContext, local_operator
 from application.entries import EntryView
 from application.errors import ApplicationError, NotFound
 from application.readmodels import EntryFilter
+from application.status import render_markdown
 from domain.errors import DomainError
 from infrastructure.bootstrap import Runtime, build_runtime
 from infrastructure.settings import Settings
@@ -304,6 +306,70 @@ def _print_entries(found: list[EntryView], as_json: bool, last: int) -> int:
             )
         last = max(last, e.position)
     return last
+
+
+# --- work items and status -----------------------------------------------------------------
+
+_DURATION = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(text: str) -> timedelta:
+    """`365d`, `12h`, `30m`, `90s`, `2w`."""
+    number, unit = text[:-1], text[-1:].lower()
+    if unit not in _DURATION or not number.isdigit():
+        raise click.BadParameter(f"'{text}' is not a duration such as 365d, 12h, 30m or 2w")
+    return timedelta(seconds=int(number) * _DURATION[unit])
+
+
+@cli.group("work-items")
+def work_items() -> None:
+    """Work items: the project's plan."""
+
+
+@work_items.command("tree")
+@click.option("--project", required=True)
+@click.option("--json", "as_json", is_flag=True)
+def work_items_tree(project: str, as_json: bool) -> None:
+    """Print the project's items as a tree (archived items left out)."""
+    with runtime() as rt:
+        rt.catch_up()
+        items = rt.work_items.tree(project).value
+    if as_json:
+        click.echo(json.dumps([asdict(i) for i in items], default=str, indent=2))
+        return
+    if not items:
+        click.echo("(no items)")
+    for item in items:
+        holder = f"  @{item.assignee}" if item.assignee else ""
+        click.echo(
+            f"{'  ' * (item.depth or 0)}- [{item.status}] {item.title} "
+            f"({item.kind}, {str(item.id)[:8]}){holder}"
+        )
+
+
+@work_items.command("archive-done")
+@click.option("--older-than", "older_than", required=True, help="e.g. 365d, 12h, 2w")
+def work_items_archive_done(older_than: str) -> None:
+    """Archive done and cancelled items finished longer ago than --older-than."""
+    age = parse_duration(older_than)
+    with runtime() as rt:
+        rt.catch_up()
+        archived = rt.work_items.archive_done(operator("work-items-archive-done"), age)
+    click.echo(f"archived {archived} item(s) finished more than {older_than} ago")
+
+
+@cli.command("status")
+@click.option("--project", required=True)
+@click.option("--markdown", is_flag=True, help="The report for people (default: JSON).")
+def status(project: str, markdown: bool) -> None:
+    """A project's status report: counts, work in progress, blocked, ready, done, sessions."""
+    with runtime() as rt:
+        rt.catch_up()
+        report = rt.status.report(project).value
+    if markdown:
+        click.echo(render_markdown(report), nl=False)
+    else:
+        click.echo(json.dumps(asdict(report), default=str, indent=2))
 
 
 # --- projections ---------------------------------------------------------------------------

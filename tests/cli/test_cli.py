@@ -153,3 +153,49 @@ def lines_of(process: subprocess.Popen[str]) -> queue.Queue[str]:
 
     threading.Thread(target=pump, daemon=True).start()
     return found
+
+
+def test_work_items_tree_status_and_archive_done(run, settings: Settings) -> None:  # type: ignore[no-untyped-def]
+    from datetime import UTC, datetime, timedelta
+
+    from application.clock import ManualClock
+    from application.work_items import NewWorkItem
+
+    clock = ManualClock(datetime.now(UTC) - timedelta(days=400))  # the CLI runs at "now"
+    rt = build_runtime(settings, clock)
+    try:
+        ctx = RequestContext(local_operator("test"), "setup")
+        rt.projects.create(ctx, "apollo")
+        epic = rt.work_items.create(ctx, NewWorkItem("apollo", "epic", "Parser")).value
+        task = rt.work_items.create(ctx, NewWorkItem("apollo", "task", "Lexer", parent_id=epic.id))
+        old = rt.work_items.create(ctx, NewWorkItem("apollo", "task", "Old work")).value
+        for step in ("in_progress", "in_review", "done"):
+            rt.work_items.transition(ctx, old.id, step, None, fence=None)
+    finally:
+        rt.close()
+
+    tree = run("work-items", "tree", "--project", "apollo")
+    assert tree.exit_code == 0, tree.output
+    lines = tree.output.splitlines()
+    assert lines[0].startswith("- [open] Parser (epic, ")
+    assert lines[1].startswith("  - [open] Lexer (task, ")
+    assert lines[2].startswith("- [done] Old work (task, ")
+    assert str(task.value.id)[:8] in lines[1]
+
+    markdown = run("status", "--project", "apollo", "--markdown")
+    assert markdown.exit_code == 0, markdown.output
+    assert "# Status of project `apollo`" in markdown.output
+    assert "- Old work (task) — done" in markdown.output
+    report = json.loads(run("status", "--project", "apollo").output)
+    assert report["total"] == 3 and report["by_status"] == {"done": 1, "open": 2}
+
+    bad = run("work-items", "archive-done", "--older-than", "a year")
+    assert bad.exit_code == 2 and "not a duration" in bad.output
+    kept = run("work-items", "archive-done", "--older-than", "500d")
+    assert "archived 0 item(s)" in kept.output
+    archived = run("work-items", "archive-done", "--older-than", "365d")
+    assert archived.exit_code == 0, archived.output
+    assert "archived 1 item(s)" in archived.output
+    after = json.loads(run("status", "--project", "apollo").output)
+    assert after["total"] == 2  # archived items leave the report, and nothing was deleted
+    assert "Old work" not in run("work-items", "tree", "--project", "apollo").output
