@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
@@ -54,7 +55,8 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = False) -> Starlette:
 
 
 class TraceMiddleware:
-    """Give every request a trace id (for events and problems) and echo it back."""
+    """Give every request a trace id (for events and problems) and echo it back, with the
+    time the server spent on it (`Server-Timing: app;dur=<ms>`, as browsers and tools read)."""
 
     def __init__(self, app: Starlette) -> None:
         self.app = app
@@ -67,11 +69,16 @@ class TraceMiddleware:
         request = Request(scope)
         trace_id = trace_id_of(request)
         scope.setdefault("state", {})["trace_id"] = trace_id
+        started = time.perf_counter()
 
         async def send_with_trace(message: dict) -> None:  # type: ignore[type-arg]
             if message["type"] == "http.response.start":
-                message.setdefault("headers", []).append(
-                    (TRACE_HEADER.lower().encode(), trace_id.encode())
+                elapsed_ms = (time.perf_counter() - started) * 1000
+                message.setdefault("headers", []).extend(
+                    [
+                        (TRACE_HEADER.lower().encode(), trace_id.encode()),
+                        (b"server-timing", f"app;dur={elapsed_ms:.2f}".encode()),
+                    ]
                 )
             await send(message)
 
