@@ -83,9 +83,11 @@ def test_sweep_and_projection_commands(run) -> None:  # type: ignore[no-untyped-
         "projects_v1",
         "selections_v1",
         "entries_v1",
+        "work_items_v1",
     }
     assert {s["name"] for s in status if s["kind"] == "policy"} == {
-        "policy_archived_project_clears_selections"
+        "policy_archived_project_clears_selections",
+        "policy_session_end_releases_claims",
     }
     # the sweep caught the read models up
     assert all(s["lag"] == 0 for s in status if s["kind"] == "projection")
