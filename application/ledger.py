@@ -15,6 +15,7 @@ from eventsourcing.application import Application, ProcessingEvent
 from eventsourcing.persistence import Notification, ProcessRecorder, Tracking
 from eventsourcing.utils import Environment, EnvType
 
+from domain.plans import ProjectPlan
 from domain.selections import ProjectSelection
 from domain.sessions import AgentSession
 
@@ -29,8 +30,9 @@ class Ledger(Application[UUID]):
     recorder: ProcessRecorder
     # Long-lived sessions gather a renewal every few minutes, and an agent's selection a switch
     # each time it changes project; a snapshot every 20 events keeps loading either O(1)
-    # instead of replaying its whole history on each command.
-    snapshotting_intervals = {AgentSession: 20, ProjectSelection: 20}  # noqa: RUF012 - the library reads a class dict
+    # instead of replaying its whole history on each command. A project's plan gains an event
+    # for every item and edge, and every structure edit loads it.
+    snapshotting_intervals = {AgentSession: 20, ProjectSelection: 20, ProjectPlan: 50}  # noqa: RUF012 - the library reads a class dict
 
     def construct_env(self, name: str, env: EnvType | None = None) -> Environment:
         """Configuration comes only from what the caller passes (built from the one settings
