@@ -8,8 +8,10 @@ commit) have one place to go.
 from __future__ import annotations
 
 import random
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 from uuid import UUID, uuid4
@@ -27,6 +29,9 @@ T = TypeVar("T")
 A = TypeVar("A", bound=LedgerAggregate)
 
 MAX_ATTEMPTS = 20
+# Commands naming the same hot aggregate (`serialize_on`) take turns within a process instead
+# of racing to conflicts; a fixed set of striped locks bounds the memory this takes.
+LOCK_STRIPES = 64
 
 
 @dataclass(frozen=True)
@@ -81,6 +86,7 @@ class CommandRunner:
         self._ledger = ledger
         self._clock = clock
         self._listeners: list[CommitListener] = []
+        self._stripes = [threading.Lock() for _ in range(LOCK_STRIPES)]
         self.conflicts = 0  # version conflicts met (and retried or reported): a race indicator
 
     def _committed_already(self, first: tuple[UUID, int], command_id: str) -> bool:
@@ -100,6 +106,7 @@ class CommandRunner:
         *,
         retry_on_conflict: bool = True,
         tracking: Tracking | None = None,
+        serialize_on: UUID | None = None,
     ) -> Outcome[T]:
         """Run `decide` against fresh state and save what it changed in one transaction.
 
@@ -107,7 +114,25 @@ class CommandRunner:
         rules are always checked against what was actually committed; a command that must not
         be retried reports the conflict instead. A policy passes the `tracking` position of
         the event it reacts to, recorded in the same transaction (so it reacts exactly once).
+        Commands that all write one hot aggregate name it in `serialize_on`: they take turns
+        in this process, and only writers in other processes can still conflict.
         """
+        with self._turn(serialize_on) if serialize_on else nullcontext():
+            return self._attempts(request, command, decide, retry_on_conflict, tracking)
+
+    @contextmanager
+    def _turn(self, key: UUID) -> Iterator[None]:
+        with self._stripes[key.int % LOCK_STRIPES]:
+            yield
+
+    def _attempts(
+        self,
+        request: RequestContext,
+        command: str,
+        decide: Decision[T],
+        retry_on_conflict: bool,
+        tracking: Tracking | None,
+    ) -> Outcome[T]:
         command_id = uuid4().hex
         for attempt in range(MAX_ATTEMPTS):
             ctx = EventContext(

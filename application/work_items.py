@@ -222,7 +222,9 @@ class WorkItemService:
             uow.add(item)
             return WorkItemView.of_aggregate(item, None)
 
-        return self._commands.run(request, "work_items.create", decide)
+        return self._commands.run(
+            request, "work_items.create", decide, serialize_on=plan_id(new.project)
+        )
 
     def update(
         self,
@@ -252,7 +254,8 @@ class WorkItemService:
                 plan.place(ctx, item.id, new_parent)
                 item.move(ctx, new_parent)
 
-        return self._write(request, "work_items.update", item_id, fence, act)
+        plan = self._plan_of(item_id) if move else None
+        return self._write(request, "work_items.update", item_id, fence, act, serialize_on=plan)
 
     def transition(
         self,
@@ -477,6 +480,7 @@ class WorkItemService:
         item_id: UUID,
         fence: int | None,
         act: Callable[[UnitOfWork, EventContext, WorkItem], object],
+        serialize_on: UUID | None = None,
     ) -> Outcome[WorkItemView]:
         """Every write to an item: the caller's role, then the claim's fence, then the change."""
         _require_writer(request.principal)
@@ -489,7 +493,7 @@ class WorkItemService:
             lease = _holder_lease(uow, item, ctx.occurred_at)
             return WorkItemView.of_aggregate(item, lease)
 
-        return self._commands.run(request, command, decide)
+        return self._commands.run(request, command, decide, serialize_on=serialize_on)
 
     def _claim(
         self,
@@ -547,7 +551,15 @@ class WorkItemService:
             current = [UUID(d) for d in plan.dependencies.get(str(item_id), [])]
             return Dependencies(item_id, current, changed)
 
-        return self._commands.run(request, "work_items.dependencies", decide)
+        return self._commands.run(
+            request, "work_items.dependencies", decide, serialize_on=self._plan_of(item_id)
+        )
+
+    def _plan_of(self, item_id: UUID) -> UUID | None:
+        """The plan a structure edit of this item writes, as the read model knows it (the
+        edit itself loads the item; this only lets edits of one plan take turns)."""
+        row = self._view.get(item_id)
+        return plan_id(row.project) if row is not None else None
 
     def list(
         self,
@@ -561,8 +573,8 @@ class WorkItemService:
         after = Cursor.decode(cursor, filters).position() if cursor else None
         limit = max(1, min(MAX_PAGE, limit))
         position = self._consistency.wait(self._view, consistent_with)
-        rows = self._view.list(where, limit=limit + 1, after_position=after)
         now = self._clock.now()
+        rows = self._view.list(where, limit=limit + 1, after_position=after, now=now)
         return paged(
             rows,
             limit,

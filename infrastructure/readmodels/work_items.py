@@ -77,7 +77,7 @@ class WorkItemsTable(SqlView):
         return found
 
     def list(
-        self, where: WorkItemFilter, *, limit: int, after_position: int | None
+        self, where: WorkItemFilter, *, limit: int, after_position: int | None, now: datetime
     ) -> list[WorkItemRow]:
         clauses: list[str] = []
         params: dict[str, Any] = {"limit": limit}
@@ -86,9 +86,9 @@ class WorkItemsTable(SqlView):
             if value is not None:
                 clauses.append(f"{column} = %({column})s")
                 params[column] = WORK_ITEMS.encode_row({column: value})[column]
-        if where.assignee is not None:
-            clauses.append("holder_agent = %(assignee)s")
-            params["assignee"] = where.assignee
+        if where.assignee is not None:  # a live claim's holder, as `assignee` reads
+            clauses.append("holder_agent = %(assignee)s AND claim_expires_at > %(now)s")
+            params.update(assignee=where.assignee, now=to_micros(now))
         if after_position is not None:
             clauses.append("created_position > %(after)s")
             params["after"] = after_position
