@@ -263,9 +263,16 @@ class WorkItemsReader(Protocol):
     def descendants(self, row: WorkItemRow) -> builtins.list[WorkItemRow]: ...
     def in_project(self, project: str) -> builtins.list[WorkItemRow]: ...
     def candidates(
-        self, *, project: str | None, kind: str | None, to_role: str | None
+        self,
+        *,
+        project: str | None,
+        kind: str | None,
+        to_role: str | None,
+        limit: int,
+        offset: int,
     ) -> builtins.list[WorkItemRow]:
-        """Open, unarchived items: the only ones readiness can find ready."""
+        """Open, unarchived items (the only ones readiness can find ready), best first:
+        higher priority, then older."""
 
     def dependencies(self, item_ids: Sequence[UUID]) -> dict[UUID, builtins.list[UUID]]:
         """What each of `item_ids` depends on (items without dependencies are left out)."""

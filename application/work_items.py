@@ -8,9 +8,11 @@ are ordered by the plan's version and can never both pass its cycle and depth ch
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import threading
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from itertools import islice
 from typing import Any
 from uuid import UUID
 
@@ -45,6 +47,10 @@ from domain.readiness import Readiness, readiness
 from domain.sessions import AgentSession, SessionStatus
 from domain.work_items import AlreadyClaimed, WorkItem
 
+# Candidates judged per read-model query by the ready queue: a small first page serves
+# claim-next and short queues, larger ones the rest.
+FIRST_CANDIDATE_PAGE = 32
+CANDIDATE_PAGE = 256
 ARCHIVE_BATCH = 100  # items archived per transaction by archive-done
 ARCHIVE_SCAN = 100_000  # items archive-done considers per run (run it again for more)
 
@@ -182,6 +188,44 @@ class NotReady(Exception):
     """claim-next's candidate is no longer ready (someone else won it): try the next one."""
 
 
+class ClaimBoard:
+    """What this process's claim-next calls are taking, and took since the read model last
+    caught up. Without it, concurrent callers all see the same best candidate: all but one
+    lose the race, then all race for the next, and items already claimed stay candidates
+    until the projection catches up. With it, callers here spread over the candidates, as
+    `SKIP LOCKED` would; callers in other processes still meet the aggregates' checks."""
+
+    def __init__(self, view: WorkItemsReader) -> None:
+        self._view = view
+        self._lock = threading.Lock()
+        self._taking: set[UUID] = set()
+        self._taken: dict[UUID, int] = {}  # item -> position of its claim
+
+    def reserve(self, item_id: UUID) -> bool:
+        with self._lock:
+            if item_id in self._taking:
+                return False
+            position = self._taken.get(item_id)
+            if position is not None:
+                if position > self._view.position():
+                    return False
+                del self._taken[item_id]  # the read model knows the claim now
+            self._taking.add(item_id)
+            return True
+
+    def drop(self, item_id: UUID) -> None:
+        with self._lock:
+            self._taking.discard(item_id)
+
+    def taken(self, item_id: UUID, position: int) -> None:
+        with self._lock:
+            self._taking.discard(item_id)
+            self._taken[item_id] = position
+            if len(self._taken) > 10_000:  # forget what the read model has long since seen
+                seen = self._view.position()
+                self._taken = {i: p for i, p in self._taken.items() if p > seen}
+
+
 class WorkItemService:
     def __init__(
         self,
@@ -194,6 +238,7 @@ class WorkItemService:
         self._view = view
         self._clock = clock
         self._consistency = consistency
+        self._board = ClaimBoard(view)
 
     # --- commands -----------------------------------------------------------------------------
 
@@ -323,18 +368,26 @@ class WorkItemService:
         Candidates come from the read model; each is re-checked against the aggregates in the
         claiming transaction, and one that another claimant won meanwhile is skipped."""
         _require_writer(request.principal)
+        for row in self._ready_rows(project, kind, to_role, self._clock.now()):
+            if not self._board.reserve(row.id):
+                continue  # another claim-next here is taking it, or took it since the read
+            try:
+                outcome = self._commands.run(
+                    request, "work_items.claim_next", self._claiming(request, row.id, session_id)
+                )
+            except NotReady:
+                self._board.drop(row.id)
+                continue
+            except BaseException:
+                self._board.drop(row.id)
+                raise
+            self._board.taken(row.id, outcome.position)
+            return outcome
         self._commands.run(  # a dead or foreign session is refused even when nothing is ready
             request,
             "work_items.claim_next",
             lambda uow, ctx: _claimant(uow, request.principal, session_id, ctx.occurred_at),
         )
-        for row in self._ready_rows(project, kind, to_role, self._clock.now()):
-            try:
-                return self._commands.run(
-                    request, "work_items.claim_next", self._claiming(request, row.id, session_id)
-                )
-            except NotReady:
-                continue
         return None
 
     def _claiming(
@@ -415,7 +468,9 @@ class WorkItemService:
         """The ready queue, best first: higher priority, then older."""
         position = self._consistency.wait(self._view, consistent_with)
         now = self._clock.now()
-        rows = self._ready_rows(project, kind, to_role, now)[: max(1, min(MAX_PAGE, limit))]
+        rows = list(
+            islice(self._ready_rows(project, kind, to_role, now), max(1, min(MAX_PAGE, limit)))
+        )
         return Read([WorkItemView.of_row(r, now) for r in rows], position)
 
     def readiness(self, item_id: UUID, consistent_with: int | None = None) -> Read[ItemReadiness]:
@@ -446,11 +501,19 @@ class WorkItemService:
 
     def _ready_rows(
         self, project: str | None, kind: str | None, to_role: str | None, now: datetime
-    ) -> list[WorkItemRow]:
-        rows = self._view.candidates(project=project, kind=kind, to_role=to_role)
-        verdicts = self._readiness_of(rows, now)
-        ready = [r for r in rows if verdicts[r.id].ready]
-        return sorted(ready, key=lambda r: (-r.priority, r.created_position))
+    ) -> Iterator[WorkItemRow]:
+        """Ready items, best first, read a page of candidates at a time (a caller that wants
+        the first few reads no more than it needs)."""
+        offset, page = 0, FIRST_CANDIDATE_PAGE
+        while True:
+            rows = self._view.candidates(
+                project=project, kind=kind, to_role=to_role, limit=page, offset=offset
+            )
+            verdicts = self._readiness_of(rows, now)
+            yield from (r for r in rows if verdicts[r.id].ready)
+            if len(rows) < page:
+                return
+            offset, page = offset + page, CANDIDATE_PAGE
 
     def _readiness_of(self, rows: list[WorkItemRow], now: datetime) -> dict[UUID, Readiness]:
         edges = self._view.dependencies([r.id for r in rows])
@@ -505,11 +568,16 @@ class WorkItemService:
         *,
         only_if_ready: bool,
     ) -> WorkItemView:
-        session = _claimant(uow, principal, session_id, ctx.occurred_at)
-        item = uow.get(WorkItem, item_id, "work item")
-        holder_lease = _holder_lease(uow, item, ctx.occurred_at)
-        if only_if_ready and not _ready_now(uow, item, holder_lease).ready:
-            raise NotReady(item_id)
+        if only_if_ready:  # cheapest checks first: most skipped candidates fail them
+            item = uow.get(WorkItem, item_id, "work item")
+            holder_lease = _holder_lease(uow, item, ctx.occurred_at)
+            if not _ready_to_claim(uow, item, holder_lease):
+                raise NotReady(item_id)
+            session = _claimant(uow, principal, session_id, ctx.occurred_at)
+        else:
+            session = _claimant(uow, principal, session_id, ctx.occurred_at)
+            item = uow.get(WorkItem, item_id, "work item")
+            holder_lease = _holder_lease(uow, item, ctx.occurred_at)
         try:
             item.claim(
                 ctx,
@@ -628,19 +696,22 @@ def _claimant(
     return session
 
 
-def _ready_now(uow: UnitOfWork, item: WorkItem, holder_lease: datetime | None) -> Readiness:
-    """Readiness against the aggregates themselves, inside the claiming transaction."""
+def _ready_to_claim(uow: UnitOfWork, item: WorkItem, holder_lease: datetime | None) -> bool:
+    """Readiness against the aggregates themselves, inside the claiming transaction (the
+    item's own state first: the plan and the dependencies are loaded only when it passes)."""
+    claimed_by = item.holder_agent if holder_lease is not None else None
+    if not readiness(
+        status=item.state, archived=item.archived, claimed_by=claimed_by, dependencies={}
+    ).ready:
+        return False
     plan = uow.get(ProjectPlan, plan_id(item.project), "plan")
     dependencies = {
         UUID(d): uow.get(WorkItem, UUID(d), "work item").state
         for d in plan.dependencies.get(str(item.id), [])
     }
     return readiness(
-        status=item.state,
-        archived=item.archived,
-        claimed_by=item.holder_agent if holder_lease is not None else None,
-        dependencies=dependencies,
-    )
+        status=item.state, archived=item.archived, claimed_by=claimed_by, dependencies=dependencies
+    ).ready
 
 
 def _plan(uow: UnitOfWork, ctx: EventContext, project: str) -> ProjectPlan:

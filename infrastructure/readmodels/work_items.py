@@ -45,6 +45,7 @@ WORK_ITEMS = Table(
     indexes=(
         ("project", "created_position"),
         ("project", "status", "archived"),
+        ("status", "archived", "priority", "created_position"),
         ("parent_id",),
         ("holder_session",),
         ("path",),
@@ -114,15 +115,25 @@ class WorkItemsTable(SqlView):
         )
 
     def candidates(
-        self, *, project: str | None, kind: str | None, to_role: str | None
+        self,
+        *,
+        project: str | None,
+        kind: str | None,
+        to_role: str | None,
+        limit: int,
+        offset: int,
     ) -> list[WorkItemRow]:
         clauses = ["status = 'open'", "archived = 0"]
-        params: dict[str, Any] = {}
+        params: dict[str, Any] = {"limit": limit, "offset": offset}
         for column, value in (("project", project), ("kind", kind), ("to_role", to_role)):
             if value is not None:
                 clauses.append(f"{column} = %({column})s")
                 params[column] = value
-        return self._items(f"WHERE {' AND '.join(clauses)} ORDER BY created_position", params)
+        return self._items(
+            f"WHERE {' AND '.join(clauses)} ORDER BY priority DESC, created_position "
+            "LIMIT %(limit)s OFFSET %(offset)s",
+            params,
+        )
 
     def dependencies(self, item_ids: Sequence[UUID]) -> dict[UUID, list[UUID]]:
         edges: dict[UUID, list[UUID]] = {}
