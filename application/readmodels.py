@@ -262,6 +262,15 @@ class WorkItemsReader(Protocol):
     def children(self, item_id: UUID) -> builtins.list[WorkItemRow]: ...
     def descendants(self, row: WorkItemRow) -> builtins.list[WorkItemRow]: ...
     def in_project(self, project: str) -> builtins.list[WorkItemRow]: ...
+    def counts(self, project: str) -> tuple[dict[str, int], dict[str, int]]:
+        """Unarchived items of the project by status and by kind."""
+
+    def with_status(
+        self, project: str, status: str, limit: int, newest_finished_first: bool = False
+    ) -> builtins.list[WorkItemRow]: ...
+    def claims_in(self, project: str, now: datetime) -> dict[UUID, int]:
+        """Live claims on the project's unarchived items, by holder session."""
+
     def candidates(
         self,
         *,

@@ -7,8 +7,7 @@ enough to diff: every list has a fixed order and nothing in it depends on the re
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
@@ -21,7 +20,6 @@ from application.readmodels import (
     Read,
     SelectionsReader,
     SessionsReader,
-    WorkItemRow,
     WorkItemsReader,
 )
 from application.work_items import WorkItemService, WorkItemView
@@ -30,6 +28,7 @@ from domain.work_items import WorkStatus
 
 READY_SHOWN = 20
 DONE_SHOWN = 10
+LISTED = 200  # items in progress, and blocked ones, listed at most
 
 
 @dataclass(frozen=True)
@@ -81,28 +80,31 @@ class StatusService:
         if self._projects.get(project) is None:
             raise NotFound("project", project)
         now = self._clock.now()
-        rows = self._items.in_project(project)
-        views = [WorkItemView.of_row(r, now) for r in rows]
-        ready = self._work_items.ready(project=project, limit=READY_SHOWN).value
+        by_status, by_kind = self._items.counts(project)
+
+        def listed(
+            status: WorkStatus, limit: int = LISTED, newest: bool = False
+        ) -> list[WorkItemView]:
+            rows = self._items.with_status(project, status.value, limit, newest)
+            return [WorkItemView.of_row(r, now) for r in rows]
+
         report = StatusReport(
             project=project,
             generated_at=now,
-            total=len(rows),
-            by_status=_counts(r.status for r in rows),
-            by_kind=_counts(r.kind for r in rows),
-            in_progress=[v for v in views if v.status == WorkStatus.IN_PROGRESS],
-            blocked=[v for v in views if v.status == WorkStatus.BLOCKED],
-            ready=ready,
-            recently_done=_recently_done(views),
-            active_sessions=self._active_sessions(project, rows, now),
+            total=sum(by_status.values()),
+            by_status=dict(sorted(by_status.items())),
+            by_kind=dict(sorted(by_kind.items())),
+            in_progress=listed(WorkStatus.IN_PROGRESS),
+            blocked=listed(WorkStatus.BLOCKED),
+            ready=self._work_items.ready(project=project, limit=READY_SHOWN).value,
+            recently_done=listed(WorkStatus.DONE, DONE_SHOWN, newest=True),
+            active_sessions=self._active_sessions(project, now),
         )
         return Read(report, position)
 
-    def _active_sessions(
-        self, project: str, rows: list[WorkItemRow], now: datetime
-    ) -> list[SessionSummary]:
+    def _active_sessions(self, project: str, now: datetime) -> list[SessionSummary]:
         """Sessions live now that hold a claim here or whose agent has this project selected."""
-        holds = Counter(r.holder_session for r in rows if r.live_holder(now) is not None)
+        holds = self._items.claims_in(project, now)
         candidates = set(holds)
         for agent_id in self._selections.agents_on(project):
             selection = self._selections.get(agent_id)
@@ -110,22 +112,12 @@ class StatusService:
                 candidates.add(selection.session_id)
         summaries = []
         for session_id in candidates:
-            row = self._sessions.get(session_id) if session_id is not None else None
+            row = self._sessions.get(session_id)
             if row is not None and row.status_at(now) == SessionStatus.ACTIVE:
                 summaries.append(
-                    SessionSummary(row.id, row.agent_id, row.lease_expires_at, holds[row.id])
+                    SessionSummary(row.id, row.agent_id, row.lease_expires_at, holds.get(row.id, 0))
                 )
         return sorted(summaries, key=lambda s: (s.agent_id, s.lease_expires_at, str(s.id)))
-
-
-def _counts(values: Iterable[str]) -> dict[str, int]:
-    return dict(sorted(Counter(values).items()))
-
-
-def _recently_done(views: list[WorkItemView]) -> list[WorkItemView]:
-    done = [v for v in views if v.status == WorkStatus.DONE and v.finished_at is not None]
-    done.sort(key=lambda v: (v.finished_at, v.title, str(v.id)), reverse=True)
-    return done[:DONE_SHOWN]
 
 
 def render_markdown(report: StatusReport) -> str:

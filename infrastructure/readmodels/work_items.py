@@ -108,6 +108,46 @@ class WorkItemsTable(SqlView):
             {"length": len(prefix), "prefix": prefix},
         )
 
+    def counts(self, project: str) -> tuple[dict[str, int], dict[str, int]]:
+        """Unarchived items of the project by status and by kind."""
+        found: list[dict[str, int]] = []
+        for column in ("status", "kind"):
+            with self.reading() as cursor:
+                cursor.execute(
+                    self.sql(
+                        f"SELECT {column} AS k, COUNT(*) AS n FROM {{work_items}} "
+                        f"WHERE project = %(project)s AND archived = 0 GROUP BY {column}"
+                    ),
+                    {"project": project},
+                )
+                found.append({row["k"]: int(row["n"]) for row in cursor.fetchall()})
+        return found[0], found[1]
+
+    def with_status(
+        self, project: str, status: str, limit: int, newest_finished_first: bool = False
+    ) -> list[WorkItemRow]:
+        order = (
+            "finished_at DESC, created_position" if newest_finished_first else "created_position"
+        )
+        return self._items(
+            "WHERE project = %(project)s AND status = %(status)s AND archived = 0 "
+            f"ORDER BY {order} LIMIT %(limit)s",
+            {"project": project, "status": status, "limit": limit},
+        )
+
+    def claims_in(self, project: str, now: datetime) -> dict[UUID, int]:
+        """Live claims on the project's unarchived items, by holder session."""
+        with self.reading() as cursor:
+            cursor.execute(
+                self.sql(
+                    "SELECT holder_session AS s, COUNT(*) AS n FROM {work_items} "
+                    "WHERE project = %(project)s AND archived = 0 AND holder_session IS NOT NULL "
+                    "AND claim_expires_at > %(now)s GROUP BY holder_session"
+                ),
+                {"project": project, "now": to_micros(now)},
+            )
+            return {UUID(row["s"]): int(row["n"]) for row in cursor.fetchall()}
+
     def in_project(self, project: str) -> list[WorkItemRow]:
         return self._items(
             "WHERE project = %(project)s AND archived = 0 ORDER BY created_position",
