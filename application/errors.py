@@ -91,8 +91,10 @@ class FenceRequired(ApplicationError):
         )
 
 
-class CrossProjectDependency(ApplicationError):
-    def __init__(self, item_project: str, other_project: str) -> None:
+class CrossProject(ApplicationError):
+    """Parents and dependencies link items of one project only."""
+
+    def __init__(self, link: str, item_project: str, other_project: str) -> None:
         super().__init__(
-            f"dependencies stay within a project ('{item_project}' and '{other_project}' differ)"
+            f"a {link} must be in the same project ('{item_project}' and '{other_project}' differ)"
         )

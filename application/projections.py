@@ -228,10 +228,13 @@ class WorkItemsProjection:
         AgentSession.SessionCompleted,
         AgentSession.SessionFailed,
         AgentSession.SessionExpired,
+        Project.ProjectArchived,
     )
 
     def handle(self, event: Any, position: int, rows: Rows) -> None:
-        if isinstance(event, ProjectPlan.DependencyAdded):
+        if isinstance(event, Project.ProjectArchived):
+            rows.update_all("work_items", {"project": event.name}, {"project_archived": True})
+        elif isinstance(event, ProjectPlan.DependencyAdded):
             edge = {"item_id": event.item_id, "depends_on": event.depends_on}
             rows.insert("dependencies", edge)
         elif isinstance(event, ProjectPlan.DependencyRemoved):
@@ -267,6 +270,7 @@ class WorkItemsProjection:
             status="open",
             blocked_reason=None,
             archived=False,
+            project_archived=False,
             holder_session=None,
             holder_agent=None,
             fence=0,

@@ -219,6 +219,7 @@ class WorkItemRow:
     status: str
     blocked_reason: str | None
     archived: bool
+    project_archived: bool
     holder_session: UUID | None
     holder_agent: str | None
     fence: int

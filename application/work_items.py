@@ -21,9 +21,8 @@ from application.commands import CommandRunner, Outcome, UnitOfWork
 from application.consistency import Consistency
 from application.context import Principal, RequestContext
 from application.errors import (
-    CrossProjectDependency,
+    CrossProject,
     FenceRequired,
-    Forbidden,
     NotFound,
     PreconditionFailed,
     PreconditionRequired,
@@ -42,10 +41,10 @@ from application.readmodels import (
 from domain.access import Role
 from domain.events import EventContext
 from domain.plans import ProjectPlan, plan_id
-from domain.projects import ProjectArchived
+from domain.projects import Project, ProjectArchived, project_id
 from domain.readiness import Readiness, readiness
 from domain.sessions import AgentSession, SessionStatus
-from domain.work_items import AlreadyClaimed, WorkItem
+from domain.work_items import AlreadyClaimed, ItemArchived, WorkItem
 
 # Candidates judged per read-model query by the ready queue: a small first page serves
 # claim-next and short queues, larger ones the rest.
@@ -141,6 +140,7 @@ class WorkItemView:
             version=item.version,
             created_at=item.created_on,
             updated_at=item.modified_on,
+            finished_at=item.finished_at,
         )
 
 
@@ -251,7 +251,7 @@ class WorkItemService:
                 raise ProjectArchived(project.name)
             plan = _plan(uow, ctx, new.project)
             if new.parent_id is not None:
-                _in_plan(plan, new.parent_id)
+                _check_parent(uow, new.parent_id, new.project)
             item = WorkItem.create(
                 ctx,
                 project=new.project,
@@ -281,6 +281,7 @@ class WorkItemService:
         fence: int | None,
     ) -> Outcome[WorkItemView]:
         """Edit fields (and move under another parent): `If-Match` is required."""
+        _require_writer(request.principal)
         if expected_version is None:
             raise PreconditionRequired('changing a work item needs If-Match: "<version>"')
         fields = dict(changes)
@@ -295,7 +296,7 @@ class WorkItemService:
             if move and new_parent != item.parent_id:
                 plan = _plan(uow, ctx, item.project)
                 if new_parent is not None:
-                    _in_plan(plan, new_parent)
+                    _check_parent(uow, new_parent, item.project)
                 plan.place(ctx, item.id, new_parent)
                 item.move(ctx, new_parent)
 
@@ -383,11 +384,14 @@ class WorkItemService:
                 raise
             self._board.taken(row.id, outcome.position)
             return outcome
-        self._commands.run(  # a dead or foreign session is refused even when nothing is ready
-            request,
-            "work_items.claim_next",
-            lambda uow, ctx: _claimant(uow, request.principal, session_id, ctx.occurred_at),
-        )
+
+        def check(uow: UnitOfWork, ctx: EventContext) -> None:
+            _claimant(uow, request.principal, session_id, ctx.occurred_at)
+            if project is not None:
+                load_project(uow, project)
+
+        # Nothing ready: still refuse a dead or foreign session, or an unknown project.
+        self._commands.run(request, "work_items.claim_next", check)
         return None
 
     def _claiming(
@@ -524,6 +528,7 @@ class WorkItemService:
                 archived=r.archived,
                 claimed_by=r.live_holder(now),
                 dependencies={d: statuses.get(d, "unknown") for d in edges.get(r.id, [])},
+                project_archived=r.project_archived,
             )
             for r in rows
         }
@@ -577,6 +582,8 @@ class WorkItemService:
         else:
             session = _claimant(uow, principal, session_id, ctx.occurred_at)
             item = uow.get(WorkItem, item_id, "work item")
+            if uow.get(Project, project_id(item.project), "project").archived:
+                raise ProjectArchived(item.project)
             holder_lease = _holder_lease(uow, item, ctx.occurred_at)
         try:
             item.claim(
@@ -606,9 +613,11 @@ class WorkItemService:
         def decide(uow: UnitOfWork, ctx: EventContext) -> Dependencies:
             item = uow.get(WorkItem, item_id, "work item")
             _guard(request.principal, item, fence, _holder_lease(uow, item, ctx.occurred_at))
+            if item.archived:
+                raise ItemArchived(item.id)
             other = uow.get(WorkItem, depends_on, "work item")
             if other.project != item.project:
-                raise CrossProjectDependency(item.project, other.project)
+                raise CrossProject("dependency", item.project, other.project)
             plan = uow.get(ProjectPlan, plan_id(item.project), "plan")
             if add:
                 changed = plan.add_dependency(ctx, item_id, depends_on)
@@ -661,16 +670,22 @@ def _require_writer(principal: Principal) -> None:
 
 
 def _guard(principal: Principal, item: WorkItem, fence: int | None, lease: datetime | None) -> None:
-    """A presented fence must be the live claim's. Without one, the holder is reminded to
-    present it, another agent is told who holds the item, and a coordinator may override."""
+    """Who may write a claimed item. A presented fence must be the live claim's, and only its
+    holder (or a coordinator) may present it. The holder must present it, even once its lease
+    has lapsed (then to learn the claim is lost); another agent is told who holds the item; a
+    coordinator may override without one."""
+    is_holder = item.holder_agent is not None and principal.agent_id == item.holder_agent
     if fence is not None:
         item.check_fence(fence, holder_alive=lease is not None)
+        if is_holder or principal.may_act_for_other_agents:
+            return
+    elif item.holder_session is None:
         return
-    if item.holder_session is None or lease is None:
-        return
-    if principal.agent_id == item.holder_agent:
+    elif is_holder:
         raise FenceRequired(str(item.id), item.fence)
-    if not principal.may_act_for_other_agents:
+    elif lease is None or principal.may_act_for_other_agents:
+        return
+    if item.holder_session is not None and lease is not None:  # a live claim of another
         raise AlreadyClaimed(item.holder_session, item.holder_agent or "?", lease)
 
 
@@ -687,12 +702,11 @@ def _holder_lease(uow: UnitOfWork, item: WorkItem, now: datetime) -> datetime | 
 def _claimant(
     uow: UnitOfWork, principal: Principal, session_id: UUID, now: datetime
 ) -> AgentSession:
-    """The claiming session: active, unexpired, and the caller's own (or a coordinator's
-    choice). Its agent becomes the holder."""
+    """The claiming session: active, unexpired, and the caller's own (a coordinator may use
+    any agent's). Its agent becomes the holder."""
     session = uow.get(AgentSession, session_id, "session")
-    if principal.agent_id != session.agent_id and not principal.may_act_for_other_agents:
-        raise Forbidden(f"{principal.name} may not claim with a session of '{session.agent_id}'")
-    session.ensure_active_for(session.agent_id, now)
+    agent_id = session.agent_id if principal.may_act_for_other_agents else principal.agent_id
+    session.ensure_active_for(agent_id or principal.name, now)
     return session
 
 
@@ -704,13 +718,18 @@ def _ready_to_claim(uow: UnitOfWork, item: WorkItem, holder_lease: datetime | No
         status=item.state, archived=item.archived, claimed_by=claimed_by, dependencies={}
     ).ready:
         return False
+    project_archived = uow.get(Project, project_id(item.project), "project").archived
     plan = uow.get(ProjectPlan, plan_id(item.project), "plan")
     dependencies = {
         UUID(d): uow.get(WorkItem, UUID(d), "work item").state
         for d in plan.dependencies.get(str(item.id), [])
     }
     return readiness(
-        status=item.state, archived=item.archived, claimed_by=claimed_by, dependencies=dependencies
+        status=item.state,
+        archived=item.archived,
+        claimed_by=claimed_by,
+        dependencies=dependencies,
+        project_archived=project_archived,
     ).ready
 
 
@@ -722,9 +741,12 @@ def _plan(uow: UnitOfWork, ctx: EventContext, project: str) -> ProjectPlan:
     return plan
 
 
-def _in_plan(plan: ProjectPlan, item_id: UUID) -> None:
-    if str(item_id) not in plan.parents:
-        raise NotFound("work item", str(item_id))
+def _check_parent(uow: UnitOfWork, parent_id: UUID, project: str) -> None:
+    parent = uow.get(WorkItem, parent_id, "work item")
+    if parent.project != project:
+        raise CrossProject("parent", project, parent.project)
+    if parent.archived:
+        raise ItemArchived(parent.id)
 
 
 def _check_version(item: WorkItem, expected_version: int | None) -> None:

@@ -15,7 +15,8 @@ from domain.work_items import WorkStatus
 
 @dataclass(frozen=True)
 class Reason:
-    """Why an item is not ready: `code` is one of status, archived, claimed_by, blocked_by."""
+    """Why an item is not ready: `code` is one of status, archived, project_archived,
+    claimed_by, blocked_by."""
 
     code: str
     status: str | None = None  # the item's status (status) or the dependency's (blocked_by)
@@ -39,6 +40,7 @@ def readiness(
     archived: bool,
     claimed_by: str | None,
     dependencies: Mapping[UUID, str],
+    project_archived: bool = False,
 ) -> Readiness:
     """`claimed_by` is the agent holding a live claim (None if unclaimed or the holder's lease
     has lapsed); `dependencies` maps each dependency's id to its status."""
@@ -47,6 +49,8 @@ def readiness(
         reasons.append(Reason("status", status=status))
     if archived:
         reasons.append(Reason("archived"))
+    if project_archived:
+        reasons.append(Reason("project_archived"))
     if claimed_by is not None:
         reasons.append(Reason("claimed_by", agent_id=claimed_by))
     reasons.extend(

@@ -235,7 +235,7 @@ class AgentSession(LedgerAggregate):
     def effective_status(self, now: datetime) -> SessionStatus:
         return effective_status(self.state, self.lease_expires_at, now)
 
-    def ensure_live(self, now: datetime, attempted: str = "act with") -> None:
+    def ensure_live(self, now: datetime, attempted: str = "use the session") -> None:
         """Refuse commands on a session that has ended or whose lease has run out."""
         if self.status.is_terminal:
             raise SessionTerminated(self.status.value, attempted, ())

@@ -78,7 +78,9 @@ class ClaimLost(DomainError):
     def __init__(self, presented: int | None, current: int | None) -> None:
         self.presented = presented
         self.current = current
-        super().__init__(f"fence {presented} does not hold the claim (current fence {current})")
+        now = "the item has no live claim" if current is None else f"the current fence is {current}"
+        shown = "no fence" if presented is None else f"fence {presented}"
+        super().__init__(f"{shown} does not hold the claim: {now}")
 
 
 class WorkItem(LedgerAggregate):
@@ -97,6 +99,7 @@ class WorkItem(LedgerAggregate):
         holder_session: UUID | None
         holder_agent: str | None
         fence: int  # the last fence handed out (0: never claimed)
+        finished_at: datetime | None  # when it became done or cancelled
 
     class WorkItemCreated(LedgerAggregate.Created):
         project: str
@@ -117,6 +120,7 @@ class WorkItem(LedgerAggregate):
             aggregate.holder_session = None
             aggregate.holder_agent = None
             aggregate.fence = 0
+            aggregate.finished_at = None
 
     class WorkItemUpdated(LedgerAggregate.Event):
         changes: dict[str, Any]  # only the fields that changed, with their new values
@@ -139,6 +143,8 @@ class WorkItem(LedgerAggregate):
         def apply(self, aggregate: Any) -> None:
             aggregate.state = self.to_status
             aggregate.blocked_reason = self.reason if self.to_status == "blocked" else None
+            finished = WorkStatus(self.to_status) in FINAL
+            aggregate.finished_at = self.timestamp if finished else None
 
     class WorkItemClaimed(LedgerAggregate.Event):
         session_id: UUID
@@ -248,6 +254,8 @@ class WorkItem(LedgerAggregate):
         if target is WorkStatus.BLOCKED and not (reason and reason.strip()):
             raise InvalidValue("blocking needs a reason (what the item waits for)", field="reason")
         self._change_status(ctx, target, reason)
+        if self.is_final:  # finished work holds nobody: the claim ends with it
+            self.release(ctx, f"item {target.value}")
 
     def claim(
         self,

@@ -26,6 +26,7 @@ WORK_ITEMS = Table(
         "status": "text",
         "blocked_reason": "text",
         "archived": "bool",
+        "project_archived": "bool",
         "holder_session": "uuid",
         "holder_agent": "text",
         "fence": "int",
@@ -163,7 +164,7 @@ class WorkItemsTable(SqlView):
         limit: int,
         offset: int,
     ) -> list[WorkItemRow]:
-        clauses = ["status = 'open'", "archived = 0"]
+        clauses = ["status = 'open'", "archived = 0", "project_archived = 0"]
         params: dict[str, Any] = {"limit": limit, "offset": offset}
         for column, value in (("project", project), ("kind", kind), ("to_role", to_role)):
             if value is not None:

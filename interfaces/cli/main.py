@@ -333,6 +333,7 @@ def work_items_tree(project: str, as_json: bool) -> None:
     """Print the project's items as a tree (archived items left out)."""
     with runtime() as rt:
         rt.catch_up()
+        rt.projects.get(project)  # an unknown project is an error, not an empty tree
         items = rt.work_items.tree(project).value
     if as_json:
         click.echo(json.dumps([asdict(i) for i in items], default=str, indent=2))
@@ -365,11 +366,13 @@ def status(project: str, markdown: bool) -> None:
     """A project's status report: counts, work in progress, blocked, ready, done, sessions."""
     with runtime() as rt:
         rt.catch_up()
-        report = rt.status.report(project).value
+        read = rt.status.report(project)
     if markdown:
-        click.echo(render_markdown(report), nl=False)
+        click.echo(render_markdown(read.value), nl=False)
     else:
-        click.echo(json.dumps(asdict(report), default=str, indent=2))
+        click.echo(
+            json.dumps({**asdict(read.value), "position": read.position}, default=str, indent=2)
+        )
 
 
 # --- projections ---------------------------------------------------------------------------

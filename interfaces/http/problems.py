@@ -13,7 +13,7 @@ from starlette.responses import JSONResponse
 
 from application.errors import (
     ConcurrencyConflict,
-    CrossProjectDependency,
+    CrossProject,
     FenceRequired,
     Forbidden,
     InvalidCursor,
@@ -181,10 +181,8 @@ def to_problem(request: Request, exc: Exception) -> JSONResponse:
             )
         case ItemArchived():
             return problem_response(409, "item-archived", "Work item archived", str(exc), request)
-        case CrossProjectDependency():
-            return problem_response(
-                422, "cross-project-dependency", "Dependency across projects", str(exc), request
-            )
+        case CrossProject():
+            return problem_response(422, "cross-project", "Link across projects", str(exc), request)
         case ProjectArchived():
             return problem_response(
                 409, "project-archived", "Project archived", str(exc), request, project=exc.name

@@ -170,7 +170,7 @@ class ReadyOut(Strict):
 
 
 class ReasonOut(Strict):
-    code: Literal["status", "archived", "claimed_by", "blocked_by"]
+    code: Literal["status", "archived", "project_archived", "claimed_by", "blocked_by"]
     status: str | None = None
     agent_id: str | None = None
     item_id: UUID | None = None

@@ -143,7 +143,12 @@ def test_claim_with_a_dead_or_foreign_session_is_refused(
     alice, bob = agent(runtime, "alice"), agent(runtime, "bob")
     alices = start(client, alice, ttl_seconds=60)["id"]
     path = f"/v1/work-items/{item['id']}/claim"
-    refused(runtime, lambda: client.post(path, json={"session_id": alices}, headers=bob), 403)
+    refused(
+        runtime,
+        lambda: client.post(path, json={"session_id": alices}, headers=bob),
+        409,
+        "session-not-owned",
+    )
     clock.advance(61)
     refused(
         runtime,
@@ -277,3 +282,88 @@ def test_bad_input_is_refused_and_writes_nothing(runtime: Runtime, client: TestC
     )
     auditor = bearer(issue_token(runtime, "user:audit", "auditor"))
     refused(runtime, lambda: client.post("/v1/work-items", json=base, headers=auditor), 403)
+
+
+def test_only_the_holder_writes_with_its_fence_and_finishing_ends_the_claim(
+    runtime: Runtime, client: TestClient, clock: ManualClock
+) -> None:
+    headers = setup(runtime, client)
+    item = create(client, headers, "Mine")
+    alice, bob = agent(runtime, "alice"), agent(runtime, "bob")
+    alices = start(client, alice, ttl_seconds=60)["id"]
+    path = f"/v1/work-items/{item['id']}"
+    fence = client.post(f"{path}/claim", json={"session_id": alices}, headers=alice).json()
+    assert fence["claim"]["fence"] == 1
+
+    # The fence is no password: another agent presenting it is still not the holder.
+    steal = partial(client.post, f"{path}/release", headers={**bob, FENCE: "1"})
+    refused(runtime, steal, 409, "already-claimed")
+
+    finish = partial(client.post, f"{path}/transition", headers={**alice, FENCE: "1"})
+    assert finish(json={"to": "in_review"}).status_code == 200
+    done = finish(json={"to": "done"})
+    assert done.status_code == 200, done.text
+    assert (done.json()["claim"], done.json()["assignee"]) == (None, None)
+    assert done.json()["finished_at"] is not None
+
+    # A holder whose lease lapsed must still say which claim it writes under.
+    other = create(client, headers, "Lapses")
+    other_path = f"/v1/work-items/{other['id']}"
+    client.post(f"{other_path}/claim", json={"session_id": alices}, headers=alice)
+    clock.advance(61)
+    move = partial(client.post, f"{other_path}/transition", json={"to": "in_review"})
+    refused(runtime, lambda: move(headers=alice), 428, "fence-required")
+    lost = refused(runtime, lambda: move(headers={**alice, FENCE: "1"}), 409, "claim-lost")
+    assert lost.json()["current_fence"] is None
+    assert move(headers=bob).status_code == 200  # the lapsed claim binds nobody else
+
+
+def test_an_archived_project_has_no_ready_work(runtime: Runtime, client: TestClient) -> None:
+    headers = setup(runtime, client)
+    item = create(client, headers, "Left behind")
+    archived = client.post("/v1/projects/apollo/archive", json={}, headers=headers)
+    assert archived.status_code == 200, archived.text
+    at_archive = at(headers, archived.headers[POSITION])
+    reasons = client.get(f"/v1/work-items/{item['id']}/readiness", headers=at_archive).json()
+    assert reasons["reasons"] == [
+        {"code": "project_archived", "status": None, "agent_id": None, "item_id": None}
+    ]
+    assert client.get("/v1/work-items/ready", headers=at_archive).json()["items"] == []
+    alice = agent(runtime, "alice")
+    session = start(client, alice)["id"]
+    refused(
+        runtime,
+        lambda: client.post(
+            f"/v1/work-items/{item['id']}/claim", json={"session_id": session}, headers=alice
+        ),
+        409,
+        "project-archived",
+    )
+    take = partial(client.post, "/v1/work-items/claim-next", headers=alice)
+    assert take(json={"session_id": session}).status_code == 204
+    refused(runtime, lambda: take(json={"session_id": session, "project": "nope"}), 404)
+
+
+def test_parents_stay_in_the_project_and_out_of_the_archive(
+    runtime: Runtime, client: TestClient
+) -> None:
+    headers = setup(runtime, client)
+    client.post("/v1/projects", json={"name": "gemini"}, headers=headers)
+    elsewhere = create(client, headers, "Elsewhere", project="gemini")
+    old = create(client, headers, "Old")
+    client.post(f"/v1/work-items/{old['id']}/archive", headers=headers)
+    post = partial(client.post, "/v1/work-items", headers=headers)
+    base = {"project": "apollo", "kind": "task", "title": "child"}
+    refused(
+        runtime, lambda: post(json={**base, "parent_id": elsewhere["id"]}), 422, "cross-project"
+    )
+    refused(runtime, lambda: post(json={**base, "parent_id": old["id"]}), 409, "item-archived")
+    mine = create(client, headers, "Mine")
+    refused(
+        runtime,
+        lambda: client.put(
+            f"/v1/work-items/{mine['id']}/dependencies/{elsewhere['id']}", headers=headers
+        ),
+        422,
+        "cross-project",
+    )
