@@ -14,8 +14,7 @@ from application.errors import PreconditionFailed
 from domain.errors import InvalidTransition
 from domain.plans import ProjectPlan, plan_id
 from domain.work_items import WorkItem
-from infrastructure.bootstrap import Runtime, build_runtime
-from infrastructure.settings import Settings
+from infrastructure.bootstrap import Runtime
 from tests.integration.work_items_support import Team
 from tests.support.helpers import run_threads
 
@@ -157,36 +156,3 @@ def test_a_rebuilt_read_model_matches_the_live_one(runtime: Runtime, clock: Manu
     assert by_title["b"]["claim_expires_at"] == lease
     runtime.runners.runners["work_items_v1"].rebuild()
     assert snapshot() == live
-
-
-def test_opposite_edges_from_two_servers_are_never_both_accepted(
-    runtime: Runtime, settings: Settings, clock: ManualClock
-) -> None:
-    """Two runtimes on one store (as two servers would be): their commands do not take turns
-    in-process, so only the plan's version check stands between the two edges."""
-    team = Team(runtime)
-    other_server = build_runtime(settings, clock)
-    try:
-        pairs = [(team.item(f"a{n}").id, team.item(f"b{n}").id) for n in range(30)]
-        conflicts_before = runtime.commands.conflicts + other_server.commands.conflicts
-        for a, b in pairs:
-            results = outcomes_of(
-                [
-                    lambda a=a, b=b: runtime.work_items.add_dependency(team.boss, a, b, fence=None),
-                    lambda a=a, b=b: other_server.work_items.add_dependency(
-                        team.boss, b, a, fence=None
-                    ),
-                ]
-            )
-            assert results == Counter({"ok": 1, "DependencyCycle": 1}), results
-        edges = [
-            (e.item_id, e.depends_on)
-            for e in runtime.ledger.events.get(plan_id("apollo"))
-            if isinstance(e, ProjectPlan.DependencyAdded)
-        ]
-        assert len(edges) == len(pairs)
-        assert all((a, b) in edges or (b, a) in edges for a, b in pairs)
-        # The servers did race: at least some edits met a version conflict and re-ran.
-        assert runtime.commands.conflicts + other_server.commands.conflicts > conflicts_before
-    finally:
-        other_server.close()
