@@ -339,8 +339,8 @@ class WorkItemService:
         """The holder gives its claim back (or a coordinator takes it away)."""
 
         def act(uow: UnitOfWork, ctx: EventContext, item: WorkItem) -> None:
-            by = "holder" if request.principal.agent_id == item.holder_agent else "coordinator"
-            item.release(ctx, f"released by {by}")
+            holder = request.principal.agent_id == item.holder_agent
+            item.release(ctx, "released by holder" if holder else f"released by {ctx.actor}")
 
         return self._write(request, "work_items.release", item_id, fence, act)
 

@@ -1,4 +1,5 @@
-"""What "ready" means, defined once: open, unclaimed, not archived, every dependency done.
+"""What "ready" means, defined once: open, unclaimed, not archived (nor its project), every
+dependency done.
 
 The ready queue, an item's readiness reasons and claim-next all use this one definition.
 Reasons are returned, not just a yes/no, so a client can see why an item is not ready.
