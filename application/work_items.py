@@ -201,15 +201,16 @@ class ClaimBoard:
         self._taking: set[UUID] = set()
         self._taken: dict[UUID, int] = {}  # item -> position of its claim
 
-    def reserve(self, item_id: UUID) -> bool:
+    def reserve(self, item_id: UUID, seen: int) -> bool:
+        """Take `item_id` for one claim attempt, unless another caller here is taking it or
+        took it after position `seen` (which the candidates were read at or after)."""
         with self._lock:
             if item_id in self._taking:
                 return False
             position = self._taken.get(item_id)
-            if position is not None:
-                if position > self._view.position():
-                    return False
-                del self._taken[item_id]  # the read model knows the claim now
+            if position is not None and position > seen:
+                return False
+            self._taken.pop(item_id, None)
             self._taking.add(item_id)
             return True
 
@@ -221,8 +222,10 @@ class ClaimBoard:
         with self._lock:
             self._taking.discard(item_id)
             self._taken[item_id] = position
-            if len(self._taken) > 10_000:  # forget what the read model has long since seen
-                seen = self._view.position()
+            crowded = len(self._taken) > 10_000
+        if crowded:  # forget what the read model has long since seen
+            seen = self._view.position()
+            with self._lock:
                 self._taken = {i: p for i, p in self._taken.items() if p > seen}
 
 
@@ -369,8 +372,9 @@ class WorkItemService:
         Candidates come from the read model; each is re-checked against the aggregates in the
         claiming transaction, and one that another claimant won meanwhile is skipped."""
         _require_writer(request.principal)
+        seen = self._view.position()  # before the candidates are read
         for row in self._ready_rows(project, kind, to_role, self._clock.now()):
-            if not self._board.reserve(row.id):
+            if not self._board.reserve(row.id, seen):
                 continue  # another claim-next here is taking it, or took it since the read
             try:
                 outcome = self._commands.run(
