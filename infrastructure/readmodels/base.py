@@ -185,15 +185,7 @@ class RowWriter:
         )
 
     def update(self, table: str, key: Mapping[str, Any], changes: Mapping[str, Any]) -> None:
-        spec = self._view.table(table)
-        assignments = ", ".join(f"{c} = %({c})s" for c in changes)
-        where = " AND ".join(f"{c} = %(key_{c})s" for c in key)
-        params = spec.encode_row(changes)
-        params.update({f"key_{c}": v for c, v in spec.encode_row(key).items()})
-        self._cursor.execute(
-            self._view.sql(f"UPDATE {{{table}}} SET {assignments} WHERE {where}"), params
-        )
-        if _rowcount(self._cursor) != 1:
+        if self.update_all(table, key, changes) != 1:
             # An event for a row the view never saw: the view is inconsistent with the log.
             # Fail loudly (the batch rolls back) rather than silently drop the change.
             raise LookupError(f"{self._view.name}.{table}: no row for {dict(key)}")
@@ -204,8 +196,8 @@ class RowWriter:
         params = {f"key_{c}": v for c, v in spec.encode_row(key).items()}
         self._cursor.execute(self._view.sql(f"DELETE FROM {{{table}}} WHERE {where}"), params)
 
-    def update_all(self, table: str, where: Mapping[str, Any], changes: Mapping[str, Any]) -> None:
-        """Update every row matching `where` (any number of them, none included)."""
+    def update_all(self, table: str, where: Mapping[str, Any], changes: Mapping[str, Any]) -> int:
+        """Update every row matching `where` (any number, none included); returns how many."""
         spec = self._view.table(table)
         assignments = ", ".join(f"{c} = %({c})s" for c in changes)
         condition = " AND ".join(f"{c} = %(key_{c})s" for c in where)
@@ -214,6 +206,7 @@ class RowWriter:
         self._cursor.execute(
             self._view.sql(f"UPDATE {{{table}}} SET {assignments} WHERE {condition}"), params
         )
+        return _rowcount(self._cursor)
 
     def get(self, table: str, key: Mapping[str, Any]) -> dict[str, Any] | None:
         spec = self._view.table(table)

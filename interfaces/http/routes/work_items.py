@@ -15,7 +15,7 @@ from interfaces.http.call import (
     HttpCall,
 )
 from interfaces.http.problems import HttpProblem
-from interfaces.http.routing import Operation
+from interfaces.http.routing import Handler, Operation
 from interfaces.http.schemas import EmptyBody, with_position
 from interfaces.http.work_item_schemas import (
     ClaimBody,
@@ -131,28 +131,22 @@ def claim_next(call: HttpCall) -> Response:
     return _item_written(call, outcome, 201)
 
 
-def release_item(call: HttpCall) -> Response:
-    call.body(EmptyBody)
-    outcome = call.runtime.work_items.release(
-        call.context(), call.path_uuid("id", "work item"), fence=call.fence()
-    )
-    return _item_written(call, outcome)
+def _fenced(action: str) -> Handler:
+    """A bodiless command on one item under the caller's fence: release, archive, unarchive."""
+
+    def handler(call: HttpCall) -> Response:
+        call.body(EmptyBody)
+        command = getattr(call.runtime.work_items, action)
+        outcome = command(call.context(), call.path_uuid("id", "work item"), fence=call.fence())
+        return _item_written(call, outcome)
+
+    handler.__name__ = f"{action}_item"
+    return handler
 
 
-def archive_item(call: HttpCall) -> Response:
-    call.body(EmptyBody)
-    outcome = call.runtime.work_items.archive(
-        call.context(), call.path_uuid("id", "work item"), fence=call.fence()
-    )
-    return _item_written(call, outcome)
-
-
-def unarchive_item(call: HttpCall) -> Response:
-    call.body(EmptyBody)
-    outcome = call.runtime.work_items.unarchive(
-        call.context(), call.path_uuid("id", "work item"), fence=call.fence()
-    )
-    return _item_written(call, outcome)
+release_item = _fenced("release")
+archive_item = _fenced("archive")
+unarchive_item = _fenced("unarchive")
 
 
 def put_dependency(call: HttpCall) -> Response:
