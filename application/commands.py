@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
@@ -22,6 +22,7 @@ from eventsourcing.persistence import IntegrityError, Tracking
 from application.clock import Clock
 from application.context import RequestContext
 from application.errors import ConcurrencyConflict, NotFound
+from application.group_commit import GroupCommitter
 from application.ledger import Ledger
 from domain.events import EventContext, LedgerAggregate
 
@@ -82,9 +83,11 @@ CommitListener = Callable[[int], None]
 
 
 class CommandRunner:
-    def __init__(self, ledger: Ledger, clock: Clock) -> None:
+    def __init__(self, ledger: Ledger, clock: Clock, group_commit: int = 64) -> None:
+        """`group_commit`: how many concurrent commands one transaction may hold (1: none)."""
         self._ledger = ledger
         self._clock = clock
+        self.committer = GroupCommitter(ledger, group_commit) if group_commit > 1 else None
         self._listeners: list[CommitListener] = []
         self._stripes = [threading.Lock() for _ in range(LOCK_STRIPES)]
         self.conflicts = 0  # version conflicts met (and retried or reported): a race indicator
@@ -147,10 +150,11 @@ class CommandRunner:
             changed = uow.changed()
             if not changed:
                 return Outcome(value, self._ledger.head_position(), 0)
-            first = (changed[0].id, changed[0].pending_events[0].originator_version)
-            written = sum(len(a.pending_events) for a in changed)
+            events = [e for a in changed for e in a.collect_events()]
+            first = (events[0].originator_id, events[0].originator_version)
+            written = len(events)
             try:
-                recordings = self._ledger.save_tracked(changed, tracking)
+                recordings = self._record(events, changed, tracking)
             except IntegrityError:
                 self.conflicts += 1
                 if self._committed_already(first, command_id):
@@ -166,6 +170,15 @@ class CommandRunner:
                 listener(position)
             return Outcome(value, position, len(recordings))
         raise ConcurrencyConflict(f"{command}: gave up after {MAX_ATTEMPTS} conflicting attempts")
+
+
+    def _record(
+        self, events: list[Any], aggregates: list[LedgerAggregate], tracking: Tracking | None
+    ) -> list[Any]:
+        # A policy's reaction carries its tracking position in its own transaction.
+        if self.committer is None or tracking is not None:
+            return self._ledger.record_events(events, aggregates, tracking)
+        return self.committer.record(events, list(aggregates))
 
 
 def _command_id() -> str:

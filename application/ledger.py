@@ -57,12 +57,16 @@ class Ledger(Application[UUID]):
         the event that caused them, in one transaction (exactly-once reactions)."""
         return self.factory.process_recorder()
 
-    def save_tracked(self, aggregates: Sequence[Any], tracking: Tracking | None) -> list[Any]:
-        """Save like `save()`, plus (for policies) the tracking position, atomically."""
-        if tracking is None:
-            return self.save(*aggregates)
+    def record_events(
+        self, events: Sequence[Any], aggregates: Sequence[Any], tracking: Tracking | None = None
+    ) -> list[Any]:
+        """Store events already collected from `aggregates` in one transaction, with (for
+        policies) the tracking position; then snapshot and notify, as `save()` does. Taking
+        events rather than aggregates lets a failed transaction be tried again, alone or in
+        another batch: collecting pops an aggregate's pending events."""
         processing_event: ProcessingEvent[UUID] = ProcessingEvent(tracking=tracking)
-        processing_event.collect_events(*aggregates)
+        processing_event.collect_events(*events)
+        processing_event.aggregates.update({a.id: a for a in aggregates})
         recordings = self._record(processing_event)
         self._take_snapshots(processing_event)
         self._notify(recordings)

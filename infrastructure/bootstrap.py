@@ -122,7 +122,7 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
         apply_connection_environment(settings)
         _ensure_schema(settings)
     ledger = open_ledger(settings)
-    commands = CommandRunner(ledger, clock)
+    commands = CommandRunner(ledger, clock, settings.group_commit_max)
     consistency = Consistency(
         timeout=settings.consistency_timeout_seconds, head=ledger.head_position
     )

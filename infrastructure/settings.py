@@ -25,6 +25,8 @@ class Settings(BaseSettings):
     statement_timeout_seconds: int = Field(default=30, ge=1)
     pool_size: int = Field(default=5, ge=1)
     pool_max_overflow: int = Field(default=20, ge=0)
+    # Commands waiting while another transaction is written share the next one (1: no sharing).
+    group_commit_max: int = Field(default=64, ge=1)
     consistency_timeout_seconds: float = Field(default=2.0, ge=0)
     projection_poll_seconds: float = Field(default=0.05, gt=0)
     sweep_interval_seconds: float = Field(default=5.0, gt=0)

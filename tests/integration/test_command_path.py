@@ -21,15 +21,15 @@ def test_a_lost_acknowledgement_is_not_reported_as_a_conflict(
 ) -> None:
     alice = agent_context(runtime, "alice")
     sid = runtime.sessions.start(alice, ttl_seconds=600).value.id
-    real_save = runtime.ledger.save_tracked
+    real_save = runtime.ledger.record_events
 
-    def commit_then_lose_the_answer(aggregates: Any, tracking: Any) -> Any:
+    def commit_then_lose_the_answer(events: Any, aggregates: Any, tracking: Any = None) -> Any:
         # What the library's retry after a dropped connection looks like: the first attempt
         # committed, the retried insert collides with it.
-        real_save(aggregates, tracking)
+        real_save(events, aggregates, tracking)
         raise IntegrityError("duplicate key value violates unique constraint")
 
-    monkeypatch.setattr(runtime.ledger, "save_tracked", commit_then_lose_the_answer)
+    monkeypatch.setattr(runtime.ledger, "record_events", commit_then_lose_the_answer)
     outcome = runtime.sessions.complete(alice, sid, reason="done")
     monkeypatch.undo()
     assert outcome.value.status == "completed"
@@ -38,24 +38,33 @@ def test_a_lost_acknowledgement_is_not_reported_as_a_conflict(
     assert [type(e).__name__ for e in events] == ["SessionStarted", "SessionCompleted"]
 
 
-def test_a_conflicting_command_is_rerun_against_fresh_state(runtime: Runtime) -> None:
+def without_group_commit(runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests run the other writer inside the save itself, in the same thread: through
+    the group committer that thread would wait for its own turn."""
+    monkeypatch.setattr(runtime.commands, "committer", None)
+
+
+def test_a_conflicting_command_is_rerun_against_fresh_state(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    without_group_commit(runtime, monkeypatch)
     alice = agent_context(runtime, "alice")
     sid = runtime.sessions.start(alice, ttl_seconds=600).value.id
-    real_save = runtime.ledger.save_tracked
+    real_save = runtime.ledger.record_events
     interfered = threading.Event()
 
-    def another_writer_wins_first(aggregates: Any, tracking: Any) -> Any:
+    def another_writer_wins_first(events: Any, aggregates: Any, tracking: Any = None) -> Any:
         if not interfered.is_set():
             interfered.set()
             runtime.sessions.update_metadata(alice, sid, {"by": "the other writer"})
-        return real_save(aggregates, tracking)
+        return real_save(events, aggregates, tracking)
 
-    runtime.ledger.save_tracked = another_writer_wins_first  # type: ignore[method-assign]
+    runtime.ledger.record_events = another_writer_wins_first  # type: ignore[method-assign]
     try:
         before = runtime.commands.conflicts
         outcome = runtime.sessions.update_metadata(alice, sid, {"mine": True})
     finally:
-        del runtime.ledger.save_tracked
+        del runtime.ledger.record_events
     assert runtime.commands.conflicts == before + 1
     # The re-run saw the other writer's change and merged onto it: nothing was lost.
     assert outcome.value.metadata == {"by": "the other writer", "mine": True}
@@ -86,33 +95,32 @@ def test_a_consistent_read_waits_for_the_read_model(runtime: Runtime) -> None:
 
 
 def test_a_heartbeat_that_commits_first_beats_the_sweeper(
-    runtime: Runtime, clock: ManualClock
+    runtime: Runtime, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The sweeper decided on the version it read (lease lapsed); a renewal commits before the
     sweeper's save: the save conflicts, the sweeper re-reads, and nothing expires."""
+    without_group_commit(runtime, monkeypatch)
     alice = agent_context(runtime, "alice")
     sid = runtime.sessions.start(alice, ttl_seconds=60).value.id
-    real_save = runtime.ledger.save_tracked
+    real_save = runtime.ledger.record_events
     clock.advance(59)
     sweeper_clock_now = clock.now()
 
-    def renewal_sneaks_in(aggregates: Any, tracking: Any) -> Any:
-        if any(
-            isinstance(e, AgentSession.SessionExpired) for a in aggregates for e in a.pending_events
-        ):
-            runtime.ledger.save_tracked = real_save  # type: ignore[method-assign]
+    def renewal_sneaks_in(events: Any, aggregates: Any, tracking: Any = None) -> Any:
+        if any(isinstance(e, AgentSession.SessionExpired) for e in events):
+            runtime.ledger.record_events = real_save  # type: ignore[method-assign]
             clock.set(sweeper_clock_now)
             runtime.sessions.heartbeat(alice, sid)  # renews to 59 + 60 s
             clock.advance(2)  # the sweeper's retry happens at 61 s: the old lease had lapsed
-        return real_save(aggregates, tracking)
+        return real_save(events, aggregates, tracking)
 
     clock.advance(1)  # 60 s: the lease has just lapsed, as the sweeper sees it
-    runtime.ledger.save_tracked = renewal_sneaks_in  # type: ignore[method-assign]
+    runtime.ledger.record_events = renewal_sneaks_in  # type: ignore[method-assign]
     try:
         before = runtime.commands.conflicts
         expired = runtime.sessions.expire(sid, "race").value
     finally:
-        runtime.ledger.save_tracked = real_save  # type: ignore[method-assign]
+        runtime.ledger.record_events = real_save  # type: ignore[method-assign]
     assert runtime.commands.conflicts == before + 1
     assert expired is False
     assert [type(e).__name__ for e in runtime.ledger.events.get(sid)] == [

@@ -1,0 +1,132 @@
+"""Group commit: concurrent commands share a transaction, yet each keeps its own outcome, and a
+conflict in a batch fails only the command whose events conflict (which is then re-run)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+from uuid import UUID
+
+from application.clock import ManualClock
+from application.context import RequestContext
+from application.group_commit import GroupCommitter
+from domain.events import EventContext
+from infrastructure.bootstrap import Runtime
+from tests.support.helpers import agent_context, run_threads
+
+
+def committer_of(rt: Runtime) -> GroupCommitter:
+    committer = rt.commands.committer
+    assert committer is not None, "group commit is on by default"
+    return committer
+
+
+def queued_behind_a_held_turn(rt: Runtime, commands: list[Any], before_release: Any = None) -> None:
+    """Start every command while the committer's turn is held, so they all queue; then let
+    them go: the first to get the turn writes them as one batch."""
+    committer = committer_of(rt)
+    committer._turn.acquire()
+    threads = [threading.Thread(target=c) for c in commands]
+    try:
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 20
+        while len(committer._queue) < len(commands):
+            assert time.monotonic() < deadline, "commands did not queue"
+            time.sleep(0.005)
+        if before_release is not None:
+            before_release()
+    finally:
+        committer._turn.release()
+    for t in threads:
+        t.join(30)
+    assert not any(t.is_alive() for t in threads)
+
+
+def sessions_of(rt: Runtime, count: int) -> list[tuple[RequestContext, UUID]]:
+    agents = [agent_context(rt, f"a{n}") for n in range(count)]
+    return [(a, rt.sessions.start(a, ttl_seconds=600).value.id) for a in agents]
+
+
+def test_queued_commands_share_one_transaction_and_keep_their_own_outcomes(
+    runtime: Runtime,
+) -> None:
+    sessions = sessions_of(runtime, 12)
+    committer = committer_of(runtime)
+    outcomes: dict[UUID, Any] = {}
+
+    def edit(ctx: RequestContext, sid: UUID) -> Any:
+        return lambda: outcomes.__setitem__(
+            sid, runtime.sessions.update_metadata(ctx, sid, {"owner": str(sid)})
+        )
+
+    transactions = committer.transactions
+    queued_behind_a_held_turn(runtime, [edit(ctx, sid) for ctx, sid in sessions])
+    assert committer.transactions == transactions + 1  # twelve commands, one transaction
+    positions = set()
+    for _ctx, sid in sessions:
+        outcome = outcomes[sid]
+        assert outcome.value.metadata == {"owner": str(sid)}
+        assert outcome.events_written == 1
+        # The position reported is this command's own event, not the batch's last.
+        (notification,) = runtime.ledger.read_log(after=outcome.position - 1, limit=1)
+        assert runtime.ledger.to_event(notification).originator_id == sid
+        positions.add(outcome.position)
+    assert len(positions) == 12
+
+
+def test_a_conflict_in_a_batch_fails_only_its_command_which_is_rerun(
+    runtime: Runtime, clock: ManualClock
+) -> None:
+    sessions = sessions_of(runtime, 8)
+    victim = sessions[3][1]
+    outcomes: dict[UUID, Any] = {}
+
+    def edit(ctx: RequestContext, sid: UUID) -> Any:
+        return lambda: outcomes.__setitem__(
+            sid, runtime.sessions.update_metadata(ctx, sid, {"mine": True})
+        )
+
+    def another_writer_commits_first() -> None:
+        # Every command has decided (they are queued); one of them is now stale.
+        session = runtime.ledger.repository.get(victim)
+        ctx = EventContext("agent:other", "t", "test", "c", clock.now())
+        session.update_metadata(ctx, {"theirs": True})
+        runtime.ledger.record_events(session.collect_events(), [session])
+
+    conflicts = runtime.commands.conflicts
+    queued_behind_a_held_turn(
+        runtime, [edit(ctx, sid) for ctx, sid in sessions], another_writer_commits_first
+    )
+    assert runtime.commands.conflicts == conflicts + 1  # only the victim conflicted
+    assert set(outcomes) == {sid for _, sid in sessions}  # every command succeeded
+    for _ctx, sid in sessions:
+        events = list(runtime.ledger.events.get(sid))
+        if sid == victim:
+            # Re-run against fresh state: the other writer's change is kept, then ours.
+            assert outcomes[sid].value.metadata == {"theirs": True, "mine": True}
+            assert outcomes[sid].value.version == 3
+        else:
+            assert outcomes[sid].value.version == 2
+        assert len(events) == outcomes[sid].value.version  # nothing lost, nothing twice
+
+
+def test_sixteen_writers_lose_nothing_through_group_commit(runtime: Runtime) -> None:
+    sessions = sessions_of(runtime, 16)
+    committer = committer_of(runtime)
+    commands = committer.commands
+
+    def work(ctx: RequestContext, sid: UUID) -> Any:
+        def go() -> None:
+            for i in range(15):
+                runtime.sessions.update_metadata(ctx, sid, {str(i): i})
+
+        return go
+
+    run_threads([work(ctx, sid) for ctx, sid in sessions])
+    assert committer.commands == commands + 16 * 15
+    for _ctx, sid in sessions:
+        session = runtime.ledger.repository.get(sid)
+        assert session.version == 16
+        assert session.metadata == {str(i): i for i in range(15)}
