@@ -1,0 +1,164 @@
+"""The benchmark suite: AgentLedger against the floor (raw INSERT + COMMIT) and a CRUD baseline,
+on the real PostgreSQL; prints tables, writes a JSON file, regenerates docs/performance.md.
+
+    .venv/bin/python -m bench [--quick] [--database-url URL] [--out FILE] [--only a,b,...]
+
+Not part of the test suite (`make bench`, `make bench-quick`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import core, report
+from bench.harness import DEFAULT_DATABASE_URL
+from bench.machine import describe
+
+RESULTS = Path(__file__).resolve().parent / "results"
+# Competitors a command scenario runs, in this order on the first round.
+COMPETITORS = ("floor", "crud", "agentledger-inproc", "agentledger-http")
+EXTRA_SECTIONS = ("queries", "generator", "lag", "rebuild", "growth")
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer rounds, shorter cells")
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL,
+        help="PostgreSQL to measure (default: $DATABASE_URL or the local server)",
+    )
+    parser.add_argument("--out", type=Path, help="results JSON (default bench/results/<ts>.json)")
+    parser.add_argument(
+        "--only",
+        help="comma-separated scenarios and sections: "
+        + ",".join((*core.SCENARIOS, *EXTRA_SECTIONS)),
+    )
+    parser.add_argument("--competitors", help="comma-separated subset of " + ",".join(COMPETITORS))
+    parser.add_argument("--rounds", type=int, help="rounds per cell (default 3, quick 2)")
+    parser.add_argument("--duration", type=float, help="seconds per cell (default 1.0, quick 0.3)")
+    parser.add_argument("--clients", help="concurrencies (default 1,4,16,64; quick 1,16)")
+    parser.add_argument("--no-doc", action="store_true", help="do not rewrite docs/performance.md")
+    parser.add_argument(
+        "--doc-from", type=Path, help="only regenerate docs/performance.md from this results file"
+    )
+    args = parser.parse_args()
+    args.rounds = args.rounds or (2 if args.quick else 3)
+    args.duration = args.duration or (0.3 if args.quick else 1.0)
+    args.concurrencies = (
+        [int(c) for c in args.clients.split(",")]
+        if args.clients
+        else ([1, 16] if args.quick else [1, 4, 16, 64])
+    )
+    args.query_clients = [1, 16]
+    wanted = set(args.only.split(",")) if args.only else None
+    known = {*core.SCENARIOS, *EXTRA_SECTIONS}
+    if wanted and wanted - known:
+        parser.error(f"unknown: {', '.join(sorted(wanted - known))}")
+    args.wanted = wanted
+    args.competitor_names = args.competitors.split(",") if args.competitors else list(COMPETITORS)
+    return args
+
+
+def wants(args: argparse.Namespace, name: str) -> bool:
+    return args.wanted is None or name in args.wanted
+
+
+def build_competitors(args: argparse.Namespace) -> list[core.Competitor]:
+    from bench.sql_competitors import Crud, Floor
+
+    made: dict[str, Any] = {
+        "floor": lambda: Floor(args.database_url),
+        "crud": lambda: Crud(args.database_url),
+    }
+    try:
+        from bench.agentledger_competitors import Http, InProcess
+
+        made["agentledger-inproc"] = lambda: InProcess(args.database_url)
+        made["agentledger-http"] = lambda: Http(args.database_url)
+    except ImportError:
+        pass
+    return [made[name]() for name in args.competitor_names if name in made]
+
+
+def claimable(args: argparse.Namespace, scenario: str) -> Any:
+    """Ready items per claim cell: about what AgentLedger claims in a cell at the rates seen
+    (a competitor that empties the queue stops early; its rate stays ops over elapsed time)."""
+    per_second = 250 if scenario == "claim_next" else 60
+    return lambda clients: int(per_second * args.duration) + 20
+
+
+def main() -> None:
+    args = parse_args()
+    if args.doc_from:
+        results = json.loads(args.doc_from.read_text())
+        results["targets"] = report.targets(results)
+        report.write_doc(results, args.doc_from)
+        print(f"document: {report.DOC}")
+        return
+    started = time.perf_counter()
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    out = args.out or RESULTS / f"{stamp}.json"
+    results: dict[str, Any] = {
+        "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "settings": {
+            "quick": args.quick,
+            "rounds": args.rounds,
+            "duration": args.duration,
+            "concurrencies": args.concurrencies,
+            "competitors": args.competitor_names,
+            "only": sorted(args.wanted) if args.wanted else None,
+        },
+        "machine": describe(args.database_url),
+        "commands": [],
+    }
+    scenarios = [s for s in core.SCENARIOS if wants(args, s)]
+    if scenarios or any(wants(args, s) for s in ("queries", "generator", "lag")):
+        competitors = build_competitors(args)
+        try:
+            for competitor in competitors:
+                competitor.open()
+            for scenario in scenarios:
+                print(f"{scenario}:", flush=True)
+                results["commands"] += core.run_scenario(
+                    competitors,
+                    scenario,
+                    args.concurrencies,
+                    args.rounds,
+                    args.duration,
+                    claimable(args, scenario),
+                )
+            results["heartbeat_events"] = {
+                r["competitor"]: r["extra"]["writes_per_1000"]
+                for r in results["commands"]
+                if r["scenario"] == "heartbeat"
+                and r["clients"] == args.concurrencies[-1]
+                and "writes_per_1000" in r.get("extra", {})
+            }
+            for competitor in competitors:
+                extra = getattr(competitor, "after_commands", None)
+                if extra is not None:
+                    results.update(extra(args))
+        finally:
+            for competitor in competitors:
+                competitor.close()
+    results["seconds"] = round(time.perf_counter() - started, 1)
+    results["targets"] = report.targets(results)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2))
+    report.print_results(results)
+    print(f"\nresults: {out}")
+    if not args.no_doc:
+        report.write_doc(results, out)
+        print(f"document: {report.DOC}")
+    print(f"took {results['seconds']:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

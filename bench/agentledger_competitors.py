@@ -1,0 +1,408 @@
+"""AgentLedger as a competitor, two ways, each on PostgreSQL in its own throwaway schema:
+
+- `agentledger-inproc`: the application services called directly, the runners (projections,
+  policies) running in the same process, default settings;
+- `agentledger-http`: a real `agentledger serve` on loopback, one HTTP client per load
+  generator thread; the server's own time comes from `Server-Timing: app;dur=<ms>`.
+
+Setup (tokens, projects, ready work items) goes through the application layer, untimed: for
+the HTTP competitor a second runtime on the server's schema, without runners, writes it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import random
+import threading
+import time
+from contextlib import ExitStack
+from typing import Any
+from uuid import UUID
+
+import httpx2 as httpx
+import psycopg
+
+from application.context import RequestContext, local_operator
+from application.entries import NewEntry
+from application.selections import Precondition
+from application.work_items import NewWorkItem
+from bench.core import Operation, Stop, latency_summary
+from bench.harness import served
+from bench.http_work_items import server_seconds
+from bench.sql_competitors import throwaway_schema
+from infrastructure.bootstrap import Runtime, build_runtime
+from infrastructure.settings import Settings
+
+PROJECTS = ("bench-a", "bench-b")
+# Connection pools of each AgentLedger process (event store, and read models: two pools), set
+# below the defaults (5 + 20 overflow) so that two processes, their runners' lock connections
+# and the raw-SQL competitors fit in PostgreSQL's default max_connections of 100.
+POOL = {"pool_size": 2, "pool_max_overflow": 10}
+CONSISTENT_WITH = "AgentLedger-Consistent-With"
+POSITION = "AgentLedger-Position"
+# Which read model shows each command's effect (for the lag measurement).
+VIEW_OF = {
+    "heartbeat": "sessions_v1",
+    "session_start": "sessions_v1",
+    "append": "entries_v1",
+    "claim_next": "work_items_v1",
+    "switch": "selections_v1",
+}
+
+
+def _drop_schema(url: str, schema: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+class _Setup:
+    """Tokens, projects and ready items written through one runtime's application layer."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        operator = RequestContext(local_operator("bench"), "bench-setup")
+        self.operator = operator
+        self.boss = self.context("user:bench-coordinator", "coordinator")
+        self._projects = itertools.count()
+
+    def token(self, principal: str, role: str) -> str:
+        return self.rt.access.issue(self.operator, principal, [role]).value.secret
+
+    def context(self, principal: str, role: str) -> RequestContext:
+        secret = self.token(principal, role)
+        return RequestContext(self.rt.access.authenticate(secret), principal)
+
+    def claim_project(self, items: int) -> tuple[str, int]:
+        """A fresh project of `items` ready items; returns it and the last write's position."""
+        project = f"claims-{next(self._projects)}"
+        last = self.rt.projects.create(self.boss, project).position
+        rng = random.Random(len(project) + items)
+        for n in range(items):
+            new = NewWorkItem(
+                project=project, kind="task", title=f"ready #{n}", priority=rng.randint(-5, 5)
+            )
+            last = self.rt.work_items.create(self.boss, new).position
+        return project, last
+
+
+class InProcess:
+    name = "agentledger-inproc"
+
+    def __init__(self, database_url: str) -> None:
+        self.url = database_url
+        self.schema = throwaway_schema("al")
+        self.lags: list[float] = []  # commit → visible, over every mixed cell
+        self._watcher: LagWatcher | None = None
+
+    def open(self) -> None:
+        self.rt = build_runtime(
+            Settings(database_url=self.url, postgres_schema=self.schema, **POOL)
+        )
+        self.rt.start_runners()
+        self.setup = _Setup(self.rt)
+        for project in PROJECTS:
+            self.rt.projects.create(self.setup.boss, project)
+        self.agents: list[dict[str, Any]] = []
+
+    def _agent(self, index: int) -> dict[str, Any]:
+        name = f"bench{index}"
+        ctx = self.setup.context(f"agent:{name}", "agent")
+        session = self.rt.sessions.start(ctx, ttl_seconds=600).value.id
+        selected = self.rt.selections.select(
+            ctx, name, PROJECTS[0], session, Precondition(absent=True)
+        )
+        return {
+            "name": name,
+            "ctx": ctx,
+            "session": session,
+            "version": selected.value.version,
+            "project": PROJECTS[0],
+        }
+
+    def prepare(self, scenario: str, clients: int, claimable: int) -> list[Operation]:
+        while len(self.agents) < clients:
+            self.agents.append(self._agent(len(self.agents)))
+        project = None
+        if scenario in ("claim_next", "mixed"):
+            project, last = self.setup.claim_project(claimable)
+            self.rt.work_items.ready(project=project, consistent_with=last)
+        if scenario == "mixed":
+            self._watcher = LagWatcher(self.rt)
+        self._head = self.rt.ledger.head_position()
+        return [self._client(a, project) for a in self.agents[:clients]]
+
+    def _client(self, agent: dict[str, Any], project: str | None) -> Operation:
+        rt, ctx, session = self.rt, agent["ctx"], agent["session"]
+        counter = itertools.count()
+
+        def run(command: str) -> Any:
+            if command == "session_start":
+                return rt.sessions.start(ctx, ttl_seconds=600)
+            if command == "heartbeat":
+                return rt.sessions.heartbeat(ctx, session)
+            if command == "switch":
+                outcome = rt.selections.select(
+                    ctx, agent["name"], _other(agent), session, Precondition(agent["version"])
+                )
+                agent["version"], agent["project"] = outcome.value.version, outcome.value.project
+                return outcome
+            if command == "append":
+                i = next(counter)
+                entry = NewEntry(message=f"step {i}", session_id=session, metadata={"i": i})
+                return rt.entries.append(ctx, PROJECTS[0], entry)
+            if command == "claim_next":
+                outcome = rt.work_items.claim_next(ctx, session, project=project)
+                if outcome is None:
+                    raise Stop
+                return outcome
+            raise ValueError(command)
+
+        def op(command: str) -> None:
+            outcome = run(command)
+            watcher = self._watcher
+            if watcher is not None and outcome.events_written:
+                watcher.committed(outcome.position, VIEW_OF[command])
+
+        return op
+
+    def cell_extra(self, scenario: str, ops: int) -> dict[str, Any]:
+        extra: dict[str, Any] = {"writes": self.rt.ledger.head_position() - self._head}
+        if self._watcher is not None:
+            self._watcher.stop()
+            self.lags.extend(self._watcher.lags)
+            extra["lag_unresolved"] = self._watcher.unresolved
+            self._watcher = None
+        return extra
+
+    def after_commands(self, args: Any) -> dict[str, Any]:
+        if not self.lags:
+            return {}
+        return {
+            "lag": {
+                "what": "commit → visible in the read model showing it, in-process runners,"
+                " every write of the mixed cells (all concurrencies)",
+                "samples": len(self.lags),
+                **latency_summary(self.lags),
+            }
+        }
+
+    def close(self) -> None:
+        try:
+            self.rt.close()
+        finally:
+            _drop_schema(self.url, self.schema)
+
+
+class LagWatcher:
+    """Read-model lag, commit → visible: each write is noted when its command returns; a
+    thread polls (every ~0.5 ms) the position each runner here has processed and committed,
+    and records how long each write waited to be covered by its read model's runner."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self._runners = rt.runners.runners
+        self._pending: list[tuple[int, float, str]] = []
+        self._lock = threading.Lock()
+        self._active = True
+        self.lags: list[float] = []
+        self.unresolved = 0
+        self._thread = threading.Thread(target=self._watch, name="lag-watcher", daemon=True)
+        self._thread.start()
+
+    def committed(self, position: int, view: str) -> None:
+        with self._lock:
+            self._pending.append((position, time.perf_counter(), view))
+
+    def _watch(self) -> None:
+        drain_until = None
+        while True:
+            progress = {n: r.progress() or 0 for n, r in self._runners.items()}
+            now = time.perf_counter()
+            with self._lock:
+                waiting = []
+                for position, at, view in self._pending:
+                    if progress.get(view, 0) >= position:
+                        self.lags.append(max(0.0, now - at))
+                    else:
+                        waiting.append((position, at, view))
+                self._pending = waiting
+            if not self._active:
+                drain_until = drain_until or now + 5.0
+                if not waiting or now > drain_until:
+                    self.unresolved = len(waiting)
+                    return
+            time.sleep(0.0005)
+
+    def stop(self) -> None:
+        self._active = False
+        self._thread.join(10)
+
+
+class Http:
+    name = "agentledger-http"
+
+    def __init__(self, database_url: str) -> None:
+        self.url = database_url
+        self.schema = throwaway_schema("http")
+        self._stack = ExitStack()
+
+    def open(self) -> None:
+        env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+        env |= {"DATABASE_URL": self.url, "AGENTLEDGER_POSTGRES_SCHEMA": self.schema}
+        env |= {f"AGENTLEDGER_{k.upper()}": str(v) for k, v in POOL.items()}
+        self.base = self._stack.enter_context(served(env))
+        # The same schema, no runners: writes setup data the server's runners then project.
+        self.rt = build_runtime(
+            Settings(
+                database_url=self.url,
+                postgres_schema=self.schema,
+                pool_size=1,
+                pool_max_overflow=1,
+            )
+        )
+        self.setup = _Setup(self.rt)
+        for project in PROJECTS:
+            self.rt.projects.create(self.setup.boss, project)
+        self.agents: list[dict[str, Any]] = []
+
+    def _agent(self, index: int) -> dict[str, Any]:
+        name = f"bench{index}"
+        token = self.setup.token(f"agent:{name}", "agent")
+        client = httpx.Client(
+            base_url=self.base, headers={"Authorization": f"Bearer {token}"}, timeout=60
+        )
+        session = _ok(client.post("/v1/sessions", json={"ttl_seconds": 600}))["id"]
+        selected = client.put(
+            f"/v1/agents/{name}/project",
+            json={"project": PROJECTS[0], "session_id": session},
+            headers={"If-None-Match": "*"},
+        )
+        return {
+            "name": name,
+            "client": client,
+            "session": session,
+            "version": _ok(selected)["version"],
+            "project": PROJECTS[0],
+        }
+
+    def prepare(self, scenario: str, clients: int, claimable: int) -> list[Operation]:
+        while len(self.agents) < clients:
+            self.agents.append(self._agent(len(self.agents)))
+        project = None
+        if scenario in ("claim_next", "mixed"):
+            project, last = self.setup.claim_project(claimable)
+            self._caught_up(self.agents[0]["client"], project, last)
+        self._head = self.rt.ledger.head_position()
+        return [self._client(a, project) for a in self.agents[:clients]]
+
+    @staticmethod
+    def _caught_up(client: httpx.Client, project: str, position: int) -> None:
+        deadline = time.monotonic() + 60
+        while True:
+            response = client.get(
+                "/v1/work-items/ready",
+                params={"project": project},
+                headers={CONSISTENT_WITH: str(position)},
+            )
+            if response.status_code == 200:
+                return
+            assert response.status_code == 503 and time.monotonic() < deadline, response.text
+
+    def _client(self, agent: dict[str, Any], project: str | None) -> Operation:
+        client, session, name = agent["client"], agent["session"], agent["name"]
+        counter = itertools.count()
+
+        def op(command: str) -> float | None:
+            if command == "session_start":
+                response = client.post("/v1/sessions", json={"ttl_seconds": 600})
+            elif command == "heartbeat":
+                response = client.post(f"/v1/sessions/{session}/heartbeat")
+            elif command == "switch":
+                response = client.put(
+                    f"/v1/agents/{name}/project",
+                    json={"project": _other(agent), "session_id": session},
+                    headers={"If-Match": f'"{agent["version"]}"'},
+                )
+                body = _ok(response)
+                agent["version"], agent["project"] = body["version"], body["project"]
+            elif command == "append":
+                i = next(counter)
+                response = client.post(
+                    f"/v1/projects/{PROJECTS[0]}/entries",
+                    json={"message": f"step {i}", "session_id": session, "metadata": {"i": i}},
+                )
+            elif command == "claim_next":
+                response = client.post(
+                    "/v1/work-items/claim-next", json={"session_id": session, "project": project}
+                )
+                if response.status_code == 204:
+                    raise Stop
+            else:
+                raise ValueError(command)
+            if response.status_code not in (200, 201):
+                raise RuntimeError(f"{response.status_code} {response.text[:200]}")
+            return server_seconds(response)
+
+        return op
+
+    def cell_extra(self, scenario: str, ops: int) -> dict[str, Any]:
+        return {"writes": self.rt.ledger.head_position() - self._head}
+
+    def after_commands(self, args: Any) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if args.wanted is None or "generator" in args.wanted:
+            out["generator"] = self.generator_ceiling(args.concurrencies, args.duration)
+        if args.wanted is None or "queries" in args.wanted:
+            from bench import queries
+
+            print("queries:", flush=True)
+            out |= queries.measure(self, args.query_clients, args.rounds, args.duration)
+        return out
+
+    def generator_ceiling(self, concurrencies: list[int], duration: float) -> list[dict[str, Any]]:
+        """What the load generator reaches against `GET /healthz` (no store work)."""
+        from bench.core import run_cell
+
+        out = []
+        for clients in concurrencies:
+            while len(self.agents) < clients:
+                self.agents.append(self._agent(len(self.agents)))
+
+            def ping(client: httpx.Client) -> Operation:
+                def op(command: str) -> float | None:
+                    return server_seconds(client.get("/healthz"))
+
+                return op
+
+            cell = run_cell([ping(a["client"]) for a in self.agents[:clients]], "ping", duration)
+            out.append(
+                {
+                    "clients": clients,
+                    "per_second": round(cell.per_second, 1),
+                    **latency_summary(cell.latencies),
+                }
+            )
+        return out
+
+    def close(self) -> None:
+        try:
+            for agent in getattr(self, "agents", []):
+                agent["client"].close()
+            if hasattr(self, "rt"):
+                self.rt.close()
+            self._stack.close()
+        finally:
+            _drop_schema(self.url, self.schema)
+
+
+def _other(agent: dict[str, Any]) -> str:
+    """The project a switch moves the agent to: always a change, so always written."""
+    return PROJECTS[1] if agent["project"] == PROJECTS[0] else PROJECTS[0]
+
+
+def _ok(response: httpx.Response) -> Any:
+    assert response.status_code in (200, 201), response.text
+    return response.json()
+
+
+__all__ = ["UUID", "Http", "InProcess"]
