@@ -171,7 +171,6 @@ class CommandRunner:
             return Outcome(value, position, len(recordings))
         raise ConcurrencyConflict(f"{command}: gave up after {MAX_ATTEMPTS} conflicting attempts")
 
-
     def _record(
         self, events: list[Any], aggregates: list[LedgerAggregate], tracking: Tracking | None
     ) -> list[Any]:
