@@ -119,7 +119,7 @@ def main() -> None:
         "commands": [],
     }
     scenarios = [s for s in core.SCENARIOS if wants(args, s)]
-    if scenarios or any(wants(args, s) for s in ("queries", "generator", "lag")):
+    if scenarios or any(wants(args, s) for s in ("queries", "generator", "lag", "rebuild")):
         competitors = build_competitors(args)
         try:
             for competitor in competitors:

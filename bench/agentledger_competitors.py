@@ -176,16 +176,43 @@ class InProcess:
         return extra
 
     def after_commands(self, args: Any) -> dict[str, Any]:
-        if not self.lags:
-            return {}
-        return {
-            "lag": {
+        out: dict[str, Any] = {}
+        if self.lags:
+            out["lag"] = {
                 "what": "commit → visible in the read model showing it, in-process runners,"
                 " every write of the mixed cells (all concurrencies)",
                 "samples": len(self.lags),
                 **latency_summary(self.lags),
             }
-        }
+        if args.wanted is None or "rebuild" in args.wanted:
+            out["rebuild"] = self.rebuild_rates()
+        return out
+
+    def rebuild_rates(self) -> dict[str, Any]:
+        """Each projection emptied and rebuilt from the whole log the commands left behind
+        (every event read; each projection applies the ones it follows)."""
+        print("rebuild:", flush=True)
+        head = self.rt.ledger.head_position()
+        found = []
+        for name in self.rt.views:
+            runner = self.rt.runners.runners[name]
+            runner.stop()  # a running runner is not rebuilt under its feet
+            try:
+                report = runner.rebuild()
+            finally:
+                runner.start()
+            if report is None:  # another process runs it: nothing to measure here
+                continue
+            found.append(
+                {
+                    "projection": name,
+                    "events": report.events,
+                    "seconds": round(report.seconds, 3),
+                    "events_per_second": round(report.events_per_second),
+                }
+            )
+            print(f"  {name}: {report.events_per_second:,.0f} events/s", flush=True)
+        return {"what": "in-process rebuild, PostgreSQL", "log_events": head, "projections": found}
 
     def close(self) -> None:
         try:
