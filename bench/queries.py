@@ -41,6 +41,8 @@ def build_plan(http: Any, log: Any = print) -> dict[str, Any]:
             last = outcome.position
         ids += current
         parents = current
+    if not http.agents:  # queries run alone (`--only queries`): no scenario made an agent yet
+        http.agents.append(http._agent(0))
     agent = http.agents[0]
     client = agent["client"]
     for i in range(100):

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from typing import Any
 from uuid import UUID
 
@@ -57,18 +58,12 @@ def encode(kind: str, value: Any) -> Any:
     return value
 
 
-def decode(kind: str, value: Any) -> Any:
-    if value is None:
-        return None
-    if kind == "time":
-        return EPOCH + value * _MICROSECOND
-    if kind == "json":
-        return json.loads(value)
-    if kind == "uuid":
-        return UUID(value)
-    if kind == "bool":
-        return bool(value)
-    return value
+_DECODERS: dict[str, Callable[[Any], Any]] = {
+    "time": lambda micros: EPOCH + micros * _MICROSECOND,
+    "json": json.loads,
+    "uuid": UUID,
+    "bool": bool,
+}
 
 
 @dataclass(frozen=True)
@@ -102,7 +97,17 @@ class Table:
         return {c: encode(self.columns[c], v) for c, v in values.items()}
 
     def decode_row(self, row: Mapping[str, Any]) -> dict[str, Any]:
-        return {c: decode(self.columns[c], row[c]) for c in self.columns}
+        # Reads decode thousands of rows (a whole hierarchy, a page of 500): look each
+        # column's decoder up once per table, and pass plain text and integers through.
+        decoded = {}
+        for column, convert in self._decoders:
+            value = row[column]
+            decoded[column] = value if convert is None or value is None else convert(value)
+        return decoded
+
+    @cached_property
+    def _decoders(self) -> tuple[tuple[str, Callable[[Any], Any] | None], ...]:
+        return tuple((c, _DECODERS.get(kind)) for c, kind in self.columns.items())
 
 
 class SqlView:
