@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import threading
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
@@ -38,8 +40,10 @@ class GroupCommitter:
         self._ledger = ledger
         self._max_batch = max_batch
         self._queue: deque[_Queued] = deque()
-        self._queue_lock = threading.Lock()
-        self._turn = threading.Lock()  # one batch written at a time, by whoever holds it
+        # Guards the queue and `_writing`; waiters sleep on it until their command is written
+        # or nobody is writing (then one of them writes the next batch).
+        self._changed = threading.Condition()
+        self._writing = False
         self.transactions = 0  # batches written (for benchmarks and tests)
         self.commands = 0  # commands written
 
@@ -47,29 +51,56 @@ class GroupCommitter:
         """Store one command's events (in a batch with others' if they are waiting too);
         returns its own recordings, or raises its own error."""
         mine = _Queued(events, aggregates, frozenset(a.id for a in aggregates))
-        with self._queue_lock:
+        with self._changed:
             self._queue.append(mine)
-        while not mine.done:
-            with self._turn:
-                if not mine.done:  # a previous turn may have written it already
-                    self._write(self._next_batch())
+            while not mine.done:
+                if self._writing:
+                    self._changed.wait()
+                    continue
+                self._writing = True
+                batch = self._next_batch()
+                self._changed.release()  # write outside the lock: others keep queueing
+                try:
+                    self._write(batch)
+                finally:
+                    self._changed.acquire()
+                    self._writing = False
+                    self._changed.notify_all()
         if mine.error is not None:
             raise mine.error
         return mine.recordings
 
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """Hold every write back (commands still queue) until the block ends."""
+        with self._changed:
+            while self._writing:
+                self._changed.wait()
+            self._writing = True
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._writing = False
+                self._changed.notify_all()
+
+    def queued(self) -> int:
+        with self._changed:
+            return len(self._queue)
+
     def _next_batch(self) -> list[_Queued]:
+        """The queued commands to write next, oldest first (called holding `_changed`)."""
         batch: list[_Queued] = []
         taken: set[UUID] = set()
         later: list[_Queued] = []
-        with self._queue_lock:
-            while self._queue and len(batch) < self._max_batch:
-                queued = self._queue.popleft()
-                if queued.ids & taken:
-                    later.append(queued)  # same aggregate as one in this batch: next batch
-                    continue
-                batch.append(queued)
-                taken |= queued.ids
-            self._queue.extendleft(reversed(later))
+        while self._queue and len(batch) < self._max_batch:
+            queued = self._queue.popleft()
+            if queued.ids & taken:
+                later.append(queued)  # same aggregate as one in this batch: next batch
+                continue
+            batch.append(queued)
+            taken |= queued.ids
+        self._queue.extendleft(reversed(later))
         return batch
 
     def _write(self, batch: list[_Queued]) -> None:

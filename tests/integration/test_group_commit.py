@@ -23,22 +23,19 @@ def committer_of(rt: Runtime) -> GroupCommitter:
 
 
 def queued_behind_a_held_turn(rt: Runtime, commands: list[Any], before_release: Any = None) -> None:
-    """Start every command while the committer's turn is held, so they all queue; then let
-    them go: the first to get the turn writes them as one batch."""
+    """Start every command while writes are paused, so they all queue; then let them go: the
+    first to get the turn writes them as one batch."""
     committer = committer_of(rt)
-    committer._turn.acquire()
     threads = [threading.Thread(target=c) for c in commands]
-    try:
+    with committer.paused():
         for t in threads:
             t.start()
         deadline = time.monotonic() + 20
-        while len(committer._queue) < len(commands):
+        while committer.queued() < len(commands):
             assert time.monotonic() < deadline, "commands did not queue"
             time.sleep(0.005)
         if before_release is not None:
             before_release()
-    finally:
-        committer._turn.release()
     for t in threads:
         t.join(30)
     assert not any(t.is_alive() for t in threads)
