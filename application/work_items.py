@@ -40,6 +40,7 @@ from application.readmodels import (
 )
 from domain.access import Role
 from domain.events import EventContext
+from domain.metadata import merge_patch
 from domain.plans import ProjectPlan, plan_id
 from domain.projects import Project, ProjectArchived, project_id
 from domain.readiness import Readiness, readiness
@@ -294,7 +295,7 @@ class WorkItemService:
         def act(uow: UnitOfWork, ctx: EventContext, item: WorkItem) -> None:
             _check_version(item, expected_version)
             if "metadata" in fields and fields["metadata"] is not None:
-                fields["metadata"] = _merge(item.metadata, fields["metadata"])
+                fields["metadata"] = merge_patch(item.metadata, fields["metadata"])
             item.update(ctx, **fields)
             if move and new_parent != item.parent_id:
                 plan = _plan(uow, ctx, item.project)
@@ -756,17 +757,6 @@ def _check_parent(uow: UnitOfWork, parent_id: UUID, project: str) -> None:
 def _check_version(item: WorkItem, expected_version: int | None) -> None:
     if expected_version is not None and expected_version != item.version:
         raise PreconditionFailed(expected_version, item.version)
-
-
-def _merge(current: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
-    """JSON merge patch (RFC 7396) of the metadata's top level: null removes a key."""
-    merged = dict(current)
-    for key, value in patch.items():
-        if value is None:
-            merged.pop(key, None)
-        else:
-            merged[key] = value
-    return merged
 
 
 def _with(detail: ItemDetail, **parts: list[WorkItemView]) -> ItemDetail:

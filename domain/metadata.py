@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 from domain.errors import InvalidValue
 from domain.text import clean_text
@@ -48,12 +48,17 @@ def validate_metadata(value: Mapping[str, object]) -> Metadata:
     return clean
 
 
-def merge_metadata(current: Metadata, patch: Mapping[str, object]) -> Metadata:
-    """JSON merge patch (RFC 7396) on a flat object: null removes a key."""
-    merged: dict[str, object] = dict(current)
+def merge_patch(current: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
+    """JSON merge patch (RFC 7396) of an object's top level: null removes a key."""
+    merged = dict(current)
     for key, item in patch.items():
         if item is None:
             merged.pop(key, None)
         else:
             merged[key] = item
-    return validate_metadata(merged)
+    return merged
+
+
+def merge_metadata(current: Metadata, patch: Mapping[str, object]) -> Metadata:
+    """A merge patch of a flat metadata object, validated."""
+    return validate_metadata(merge_patch(current, patch))

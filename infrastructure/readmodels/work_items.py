@@ -198,7 +198,20 @@ class WorkItemsTable(SqlView):
         return [r["item_id"] for r in rows]
 
     def statuses(self, item_ids: Sequence[UUID]) -> dict[UUID, str]:
-        return {row.id: row.status for row in self.get_many(list(set(item_ids)))}
+        """Only the status of each item: readiness asks it for every candidate's dependencies,
+        so it reads two columns rather than decoding whole rows."""
+        found: dict[UUID, str] = {}
+        for chunk in _chunks(list(set(item_ids))):
+            with self.reading() as cursor:
+                cursor.execute(
+                    self.sql(
+                        "SELECT id, status FROM {work_items} "
+                        f"WHERE id IN ({_placeholders(chunk)})"
+                    ),
+                    _params(chunk),
+                )
+                found.update({UUID(r["id"]): r["status"] for r in cursor.fetchall()})
+        return found
 
     def held_by(self, session_id: UUID) -> list[UUID]:
         rows = self._items(

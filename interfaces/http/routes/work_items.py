@@ -192,26 +192,23 @@ def item_readiness(call: HttpCall) -> Response:
 
 
 def project_status(call: HttpCall) -> Response:
-    read = call.runtime.status.report(
-        call.request.path_params["name"], consistent_with=call.consistent_with()
-    )
-    if MARKDOWN in call.request.headers.get("accept", ""):
-        return _markdown(render_markdown(read.value), read.position)
-    return call.read(StatusOut.of(read.value, read.position), read.position)
+    return _status(call, markdown=MARKDOWN in call.request.headers.get("accept", ""))
 
 
 def project_status_markdown(call: HttpCall) -> Response:
+    return _status(call, markdown=True)
+
+
+def _status(call: HttpCall, *, markdown: bool) -> Response:
     read = call.runtime.status.report(
         call.request.path_params["name"], consistent_with=call.consistent_with()
     )
-    return _markdown(render_markdown(read.value), read.position)
-
-
-def _markdown(text: str, position: int) -> Response:
+    if not markdown:
+        return call.read(StatusOut.of(read.value, read.position), read.position)
     return PlainTextResponse(
-        text,
+        render_markdown(read.value),
         media_type=f"{MARKDOWN}; charset=utf-8",
-        headers={POSITION_HEADER: str(position)},
+        headers={POSITION_HEADER: str(read.position)},
     )
 
 
