@@ -37,7 +37,14 @@ from infrastructure.readmodels.selections import PostgresSelectionsView, SQLiteS
 from infrastructure.readmodels.sessions import PostgresSessionsView, SQLiteSessionsView
 from infrastructure.readmodels.tokens import PostgresTokensView, SQLiteTokensView
 from infrastructure.readmodels.work_items import PostgresWorkItemsView, SQLiteWorkItemsView
-from infrastructure.runners import LiveView, PolicyWorker, ProjectionWorker, Runner, RunnerSet
+from infrastructure.runners import (
+    LiveView,
+    LogTail,
+    PolicyWorker,
+    ProjectionWorker,
+    Runner,
+    RunnerSet,
+)
 from infrastructure.settings import Settings
 from infrastructure.storage import (
     apply_connection_environment,
@@ -145,10 +152,12 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
         "entries_v1": EntriesProjection(),
         "work_items_v1": WorkItemsProjection(),
     }
+    tail = LogTail(ledger)
     projection_runners = [
         Runner(
             ledger,
-            ProjectionWorker(ledger, views[name], projection),
+            tail,
+            ProjectionWorker(tail, views[name], projection),
             runner_lock(settings, name),
             settings.projection_poll_seconds,
         )
@@ -164,7 +173,8 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
     policy_runners = [
         Runner(
             ledger,
-            PolicyWorker(ledger, commands, policy),
+            tail,
+            PolicyWorker(ledger, tail, commands, policy),
             runner_lock(settings, policy.name),
             settings.projection_poll_seconds,
         )

@@ -10,14 +10,21 @@ and restarts it with back-off when it fails. Workers are exactly-once by constru
   which has no subscriptions;
 - a `PolicyWorker` saves each reaction's events with the position of the event that caused it
   in one transaction (the library's process recorder).
+
+All runners of a process read the log through one `LogTail`: a commit wakes every runner at
+once, and without it each would query and decode the same new events (8 runners made every
+command about 2.7x slower in process).
 """
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -38,6 +45,7 @@ BATCH_SIZE = 500
 # often (re-reading events it ignores after a restart is harmless, and saves a write per event).
 POLICY_CHECKPOINT_EVERY = 1000
 MAX_BACKOFF_SECONDS = 30.0
+KEPT_READS = 16
 # Tracking past events a projection does not follow is written at most this often: a write
 # (and a commit) per event would multiply the store's work.
 TRACKING_FLUSH_EVENTS = 500
@@ -51,13 +59,69 @@ class LockLost(RuntimeError):
     pass
 
 
+@dataclass(frozen=True)
+class _Read:
+    taken: int  # the tail's tick when the query was sent
+    after: int
+    positions: list[int]
+    events: list[Any]
+    full: bool
+
+    def serves(self, after: int, fresh_since: int) -> bool:
+        """Whether this read answers a query after `after` sent after tick `fresh_since`: it
+        was sent later, starts at or before `after`, and either holds events past `after` or
+        was not cut short by the batch limit (then nothing lay past its end when it was sent)."""
+        last = self.positions[-1] if self.positions else self.after
+        return self.taken > fresh_since and self.after <= after and (after < last or not self.full)
+
+
+class LogTail:
+    """The newest events of the log, read and decoded once for all the runners of a process.
+
+    A reader takes a tick (`mark()`) before it looks; a read sent after that tick has seen every
+    commit whose wake-up the reader had cleared, so it may answer for it. Runners woken by the
+    same commit thus share one query instead of each sending its own."""
+
+    def __init__(self, ledger: Ledger, batch_size: int = BATCH_SIZE) -> None:
+        self._ledger = ledger
+        self._batch_size = batch_size
+        self._ticks = itertools.count(1)
+        self._lock = threading.Lock()
+        # The last few reads, newest first: a runner a few batches behind the others (one
+        # with more to write per event) still finds its next batch here.
+        self._reads: deque[_Read] = deque(maxlen=KEPT_READS)
+
+    def mark(self) -> int:
+        return next(self._ticks)
+
+    def read(self, after: int, fresh_since: int) -> tuple[Sequence[int], Sequence[Any]]:
+        """Positions and events after `after` (at most a batch), as seen by a query sent after
+        tick `fresh_since`."""
+        with self._lock:
+            found = next((r for r in self._reads if r.serves(after, fresh_since)), None)
+            if found is None:
+                taken = self.mark()
+                notifications = self._ledger.read_log(after=after, limit=self._batch_size)
+                found = _Read(
+                    taken,
+                    after,
+                    [n.id for n in notifications],
+                    [self._ledger.to_event(n) for n in notifications],
+                    len(notifications) == self._batch_size,
+                )
+                self._reads.appendleft(found)
+        start = bisect.bisect_right(found.positions, after)
+        return found.positions[start:], found.events[start:]
+
+
 class Worker(Protocol):
     name: str
 
     def position(self) -> int: ...
 
-    def step(self, after: int) -> int:
-        """Process the next batch after `after`; return the new position (same if idle)."""
+    def step(self, after: int, fresh_since: int) -> int:
+        """Process the next batch after `after`, read no earlier than tick `fresh_since` of
+        the log tail; return the new position (the same if there was nothing new)."""
 
 
 class ProjectionWorker:
@@ -65,8 +129,8 @@ class ProjectionWorker:
     position, and writes that alone at most every TRACKING_FLUSH_EVENTS or _SECONDS, not per
     event: in-process readers see the live position through `LiveView` meanwhile."""
 
-    def __init__(self, ledger: Ledger, view: Any, projection: Projection) -> None:
-        self.ledger = ledger
+    def __init__(self, tail: LogTail, view: Any, projection: Projection) -> None:
+        self.tail = tail
         self.view = view
         self.projection = projection
         self.name: str = view.name
@@ -77,16 +141,17 @@ class ProjectionWorker:
         self._recorded = max(self._recorded, int(self.view.position()))
         return self._recorded
 
-    def step(self, after: int) -> int:
-        notifications = self.ledger.read_log(after=after, limit=BATCH_SIZE)
-        if not notifications:
+    def step(self, after: int, fresh_since: int) -> int:
+        positions, events = self.tail.read(after, fresh_since)
+        if not positions:
             self._flush_if_due(after)
             return after
-        last = notifications[-1].id
+        last = positions[-1]
+        follows = self.projection.follows
         batch = [
-            (event, n.id)
-            for n in notifications
-            if isinstance(event := self.ledger.to_event(n), self.projection.follows)
+            (event, position)
+            for position, event in zip(positions, events, strict=True)
+            if isinstance(event, follows)
         ]
         if batch:
             self.view.process(batch, last, self.projection)
@@ -118,8 +183,11 @@ class ProjectionWorker:
 
 
 class PolicyWorker:
-    def __init__(self, ledger: Ledger, commands: CommandRunner, policy: Policy) -> None:
+    def __init__(
+        self, ledger: Ledger, tail: LogTail, commands: CommandRunner, policy: Policy
+    ) -> None:
         self.ledger = ledger
+        self.tail = tail
         self.commands = commands
         self.policy = policy
         self.name = policy.name
@@ -129,13 +197,12 @@ class PolicyWorker:
         self._recorded = max(self._recorded, self.ledger.tracked_position(self.name))
         return self._recorded
 
-    def step(self, after: int) -> int:
-        notifications = self.ledger.read_log(after=after, limit=BATCH_SIZE)
-        if not notifications:
+    def step(self, after: int, fresh_since: int) -> int:
+        positions, events = self.tail.read(after, fresh_since)
+        if not positions:
             return after
-        for notification in notifications:
-            event = self.ledger.to_event(notification)
-            decision = self.policy.decision(event, notification.id)
+        for position, event in zip(positions, events, strict=True):
+            decision = self.policy.decision(event, position)
             if decision is None:
                 continue
             request = RequestContext(SYSTEM_POLICY, getattr(event, "trace_id", self.name))
@@ -143,11 +210,11 @@ class PolicyWorker:
                 request,
                 f"policy.{self.name}",
                 decision,
-                tracking=Tracking(self.name, notification.id),
+                tracking=Tracking(self.name, position),
             )
             if outcome.events_written:
-                self._recorded = notification.id
-        last = notifications[-1].id
+                self._recorded = position
+        last = positions[-1]
         if last - self._recorded >= POLICY_CHECKPOINT_EVERY:
             self.ledger.record_position(Tracking(self.name, last))
             self._recorded = last
@@ -180,9 +247,15 @@ class RebuildReport:
 
 class Runner:
     def __init__(
-        self, ledger: Ledger, worker: Worker, lock: RunnerLock, poll_seconds: float
+        self,
+        ledger: Ledger,
+        tail: LogTail,
+        worker: Worker,
+        lock: RunnerLock,
+        poll_seconds: float,
     ) -> None:
         self.ledger = ledger
+        self._tail = tail
         self.worker = worker
         self.name = worker.name
         self._lock = lock
@@ -204,7 +277,7 @@ class Runner:
         try:
             position = self.worker.position()
             while position < head:
-                position = self.worker.step(position)
+                position = self.worker.step(position, self._tail.mark())
             _flush(self.worker, position)
             return position
         finally:
@@ -226,7 +299,7 @@ class Runner:
             while position < head:
                 if not self._lock.still_held():
                     raise LockLost(f"{self.name} lost its runner lock during the rebuild")
-                position = self.worker.step(position)
+                position = self.worker.step(position, self._tail.mark())
                 if progress is not None:
                     progress(position, head)
             _flush(self.worker, position)
@@ -295,17 +368,25 @@ class Runner:
         position = self.worker.position()
         self._progress = position
         verified = time.monotonic()
+        self._wake.clear()
+        fresh_since = self._tail.mark()
         while not self._stop.is_set():
-            self._wake.clear()
             if time.monotonic() - verified > LOCK_CHECK_SECONDS:
                 if not self._lock.still_held():
                     raise LockLost(f"{self.name} lost its runner lock; standing down")
                 verified = time.monotonic()
-            new_position = self.worker.step(position)
+            new_position = self.worker.step(position, fresh_since)
             if new_position == position:
                 self._wake.wait(self._poll_seconds)
+                # Cleared before the tick is taken: a commit after this line either wakes
+                # the runner again or is in a read sent after `fresh_since`.
+                self._wake.clear()
+                fresh_since = self._tail.mark()
             position = self._progress = new_position
             self.last_error = None
+        # Stopping: record the position reached past ignored events, so readers waiting on
+        # this view after the runner stops are not left short of it.
+        _flush(self.worker, position)
 
 
 def _flush(worker: Worker, position: int) -> None:
