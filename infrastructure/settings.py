@@ -27,6 +27,10 @@ class Settings(BaseSettings):
     pool_max_overflow: int = Field(default=20, ge=0)
     # Commands waiting while another transaction is written share the next one (1: no sharing).
     group_commit_max: int = Field(default=64, ge=1)
+    # Aggregates kept in memory per process (0: none). A cached aggregate is still brought up
+    # to date from the log on every load (one query instead of snapshot + events), so writes
+    # from other processes are seen; it spares decoding and replaying what has not changed.
+    aggregate_cache_size: int = Field(default=10_000, ge=0)
     consistency_timeout_seconds: float = Field(default=2.0, ge=0)
     projection_poll_seconds: float = Field(default=0.05, gt=0)
     sweep_interval_seconds: float = Field(default=5.0, gt=0)

@@ -37,7 +37,10 @@ _TIMEOUT_OPTION = re.compile(r"(-c\s*|--)(lock_timeout|statement_timeout)=\S+")
 
 
 def open_ledger(settings: Settings) -> Ledger:
-    return Ledger(env=ledger_environment(settings))
+    env = ledger_environment(settings)
+    if settings.aggregate_cache_size:
+        env["AGGREGATE_CACHE_MAXSIZE"] = str(settings.aggregate_cache_size)
+    return Ledger(env=env)
 
 
 def ledger_environment(settings: Settings) -> dict[str, str]:
