@@ -7,11 +7,10 @@ advances past the others (so `AgentLedger-Consistent-With` works for any positio
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from dataclasses import fields
 from typing import Any, Protocol
 
 from application.readmodels import (
-    EntryRow,
     ProjectRow,
     Rows,
     SelectionRow,
@@ -26,6 +25,12 @@ from domain.projects import Project
 from domain.selections import ProjectSelection
 from domain.sessions import AgentSession
 from domain.work_items import FINAL, WorkItem
+
+
+def _values(row: Any) -> dict[str, Any]:
+    """A row's fields as a dict, shallow: `dataclasses.asdict` deep-copies every metadata
+    dict, which was a quarter of a rebuild's time."""
+    return {f.name: getattr(row, f.name) for f in fields(row)}
 
 
 class Projection(Protocol):
@@ -46,7 +51,7 @@ class SessionsProjection:
         if isinstance(event, AgentSession.SessionStarted):
             rows.insert(
                 "sessions",
-                asdict(
+                _values(
                     SessionRow(
                         id=event.originator_id,
                         agent_id=event.agent_id,
@@ -94,7 +99,7 @@ class TokensProjection:
         if isinstance(event, AccessToken.Issued):
             rows.insert(
                 "tokens",
-                asdict(
+                _values(
                     TokenRow(
                         id=event.originator_id,
                         principal=event.principal,
@@ -134,7 +139,7 @@ class ProjectsProjection:
                 archived_position=None,
                 position=position,
             )
-            rows.insert("projects", asdict(row))
+            rows.insert("projects", _values(row))
         elif isinstance(event, Project.ProjectArchived):
             rows.update(
                 "projects",
@@ -166,7 +171,7 @@ class SelectionsProjection:
                 cleared_reason=None,
                 position=position,
             )
-            rows.insert("selections", asdict(row))
+            rows.insert("selections", _values(row))
             return
         changes: dict[str, Any] = {
             "version": event.originator_version,
@@ -189,18 +194,21 @@ class EntriesProjection:
     def handle(self, event: Any, position: int, rows: Rows) -> None:
         if not isinstance(event, LogEntry.EntryAppended):
             return
-        row = EntryRow(
-            position=position,
-            id=event.originator_id,
-            project=event.project,
-            agent_id=event.agent_id,
-            session_id=event.session_id,
-            status=event.status,
-            message=event.message,
-            metadata=dict(event.metadata),
-            created_at=event.timestamp,
+        rows.insert(
+            "entries",
+            {
+                "position": position,
+                "id": event.originator_id,
+                "project": event.project,
+                "agent_id": event.agent_id,
+                "session_id": event.session_id,
+                "status": event.status,
+                "message": event.message,
+                "metadata": event.metadata,
+                "created_at": event.timestamp,
+                "folded": event.message.casefold(),
+            },
         )
-        rows.insert("entries", {**asdict(row), "folded": event.message.casefold()})
         for key, value in event.metadata.items():
             rows.insert(
                 "entry_metadata",
@@ -286,7 +294,7 @@ class WorkItemsProjection:
             created_position=position,
             position=position,
         )
-        rows.insert("work_items", asdict(row))
+        rows.insert("work_items", _values(row))
 
     def _changes(self, event: Any, rows: Rows) -> dict[str, Any]:
         if isinstance(event, WorkItem.WorkItemUpdated):

@@ -9,8 +9,12 @@ import psycopg
 import pytest
 
 from application.clock import ManualClock
+from application.context import RequestContext
+from application.entries import NewEntry
 from application.errors import NotCaughtUp
+from application.readmodels import EntryFilter
 from infrastructure.bootstrap import Runtime, build_runtime
+from infrastructure.runners import LogTail
 from infrastructure.settings import Settings
 from tests.conftest import issue_token
 from tests.support.helpers import agent_context, wait_until
@@ -157,3 +161,72 @@ def test_postgres_runners_wake_on_other_processes_commits(postgres_url: str, tmp
         runner_side.close()
         with psycopg.connect(postgres_url, autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def test_log_tail_answers_only_from_reads_sent_after_the_reader_looked(runtime: Runtime) -> None:
+    """A read sent before a runner cleared its wake-up may predate the commit that woke it:
+    the tail must not answer from it, and must answer (the same decoded events) from a later
+    one, for runners level with it or a batch behind."""
+    runtime.runners.stop()  # the test drives the tail alone
+    tail = LogTail(runtime.ledger, batch_size=3)
+    alice = agent_context(runtime, "alice")
+    before = runtime.ledger.head_position()
+    runtime.sessions.start(alice)
+    first = tail.mark()
+    positions, events = tail.read(before, first)
+    assert positions[-1] == runtime.ledger.head_position()
+
+    runtime.sessions.start(alice)  # a commit after `first`: its reader marks again
+    stale_positions, _ = tail.read(positions[-1], first)
+    assert stale_positions == []  # what the read sent after `first` saw: nothing after
+    fresh_positions, _ = tail.read(positions[-1], tail.mark())
+    assert fresh_positions == [runtime.ledger.head_position()]
+
+    shared_positions, shared_events = tail.read(before, first)
+    assert shared_positions == positions
+    assert all(a is b for a, b in zip(shared_events, events, strict=True))  # decoded once
+
+
+def test_log_tail_reads_past_a_full_batch(runtime: Runtime) -> None:
+    runtime.runners.stop()
+    tail = LogTail(runtime.ledger, batch_size=2)
+    alice = agent_context(runtime, "alice")
+    for _ in range(3):
+        runtime.sessions.start(alice)
+    head = runtime.ledger.head_position()
+    since, position, seen = tail.mark(), 0, []
+    while True:
+        positions, _ = tail.read(position, since)
+        if not positions:
+            break
+        seen += positions
+        position = positions[-1]
+    assert position == head
+    assert seen == sorted(set(seen))
+
+
+def test_entries_rebuilt_in_bulk_equal_the_live_read_model(runtime: Runtime) -> None:
+    """A rebuild writes each batch's rows together (COPY on PostgreSQL); the rows, and the
+    metadata side table the filters use, come out as the live runner wrote them one by one."""
+    boss = RequestContext(
+        runtime.access.authenticate(issue_token(runtime, "user:boss", "coordinator")), "t"
+    )
+    runtime.projects.create(boss, "alpha")
+    alice = agent_context(runtime, "alice")
+    session = runtime.sessions.start(alice).value.id
+    last = 0
+    for n in range(40):
+        entry = NewEntry(f"step {n}", session, metadata={"n": n, "even": n % 2 == 0})
+        last = runtime.entries.append(alice, "alpha", entry).position
+
+    def both() -> tuple[list[Any], list[Any]]:
+        everything = runtime.entries.list(EntryFilter("alpha"), limit=100, consistent_with=last)
+        even = EntryFilter("alpha", metadata=(("even", "true"),))
+        return everything.items, runtime.entries.list(even, limit=100).items
+
+    live_all, live_even = both()
+    assert len(live_all) == 40 and len(live_even) == 20
+    runtime.runners.stop()
+    report = runtime.runners.runners["entries_v1"].rebuild()
+    assert report is not None
+    assert both() == (live_all, live_even)
