@@ -148,6 +148,11 @@ def main() -> None:
         finally:
             for competitor in competitors:
                 competitor.close()
+    if wants(args, "growth"):
+        from bench import growth
+
+        print("growth:", flush=True)
+        results.update(growth.measure(args.database_url, args.quick, args.rounds, args.duration))
     results["seconds"] = round(time.perf_counter() - started, 1)
     results["targets"] = report.targets(results)
     out.parent.mkdir(parents=True, exist_ok=True)
