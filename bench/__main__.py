@@ -42,7 +42,7 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--competitors", help="comma-separated subset of " + ",".join(COMPETITORS))
     parser.add_argument("--rounds", type=int, help="rounds per cell (default 3, quick 2)")
-    parser.add_argument("--duration", type=float, help="seconds per cell (default 1.0, quick 0.3)")
+    parser.add_argument("--duration", type=float, help="seconds per cell (default 0.8, quick 0.3)")
     parser.add_argument("--clients", help="concurrencies (default 1,4,16,64; quick 1,16)")
     parser.add_argument("--no-doc", action="store_true", help="do not rewrite docs/performance.md")
     parser.add_argument(
@@ -50,7 +50,7 @@ def parse_args() -> argparse.Namespace:
     )
     args = parser.parse_args()
     args.rounds = args.rounds or (2 if args.quick else 3)
-    args.duration = args.duration or (0.3 if args.quick else 1.0)
+    args.duration = args.duration or (0.3 if args.quick else 0.8)
     args.concurrencies = (
         [int(c) for c in args.clients.split(",")]
         if args.clients

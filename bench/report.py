@@ -350,7 +350,7 @@ def write_doc(results: dict[str, Any], json_path: Path, path: Path = DOC) -> Non
     parts += lag_section(results.get("lag"))
     parts += rebuild_section(results.get("rebuild"))
     parts += growth_section(results.get("growth"))
-    parts += PROFILE_FINDINGS
+    parts += findings_section(results)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(parts))
 
@@ -433,11 +433,78 @@ def growth_section(growth: dict[str, Any] | None) -> list[str]:
     ]
 
 
-# Written from profiling sessions (py-spy on the bench and on `agentledger serve` under load);
-# the figures quoted are from those sessions, named where they are quoted.
-PROFILE_FINDINGS = [
-    "## Where the time goes",
-    "",
-    "PROFILE_FINDINGS_PLACEHOLDER",
-    "",
-]
+def findings_section(results: dict[str, Any]) -> list[str]:
+    """What profiling found: the figures quoted from profiling sessions are named as such
+    (py-spy on the bench's own clients and on `agentledger serve` under load, PostgreSQL, this
+    VM); the rest come from this run."""
+    http_1 = _row(results, "heartbeat", 1, "agentledger-http")
+    inproc_1 = _row(results, "heartbeat", 1, "agentledger-inproc")
+    append_16 = _row(results, "append", 16, "agentledger-http")
+    ceiling = {g["clients"]: g["per_second"] for g in results.get("generator", [])}
+    this_run = []
+    if http_1 and inproc_1:
+        this_run.append(
+            f"In this run a heartbeat (a read, no write) took {inproc_1['p50_ms']:.2f} ms in "
+            f"process and {http_1['p50_ms']:.2f} ms over HTTP at one client (server-side "
+            f"{http_1['server']['p50_ms']:.2f} ms): the difference is the HTTP stack."
+        )
+    if append_16 and append_16.get("server") and 16 in ceiling:
+        this_run.append(
+            f"At 16 clients an append's server-side p50 was {append_16['server']['p50_ms']:.1f}"
+            f" ms for {append_16['per_second']:.0f} appends/s: 16 requests in flight on one "
+            "busy core queue behind each other (16 / throughput), and the load generator "
+            f"itself tops out at {ceiling[16]:.0f} requests/s against `/healthz`."
+        )
+    return [
+        "## Where the time goes",
+        "",
+        "Profiles taken with py-spy (sampling, `--gil` for CPU) on one in-process client, "
+        "on 16, and on `agentledger serve` under 16 HTTP clients, PostgreSQL on this VM. "
+        "What was ours to fix, and what it gained:",
+        "",
+        "- **Every commit woke eight runners, and each read the same events.** Six "
+        "projections and two policies run in each process. An in-process append took 6.0 ms "
+        "with them running and 2.3 ms without: each runner queried and decoded the new "
+        "events, then queried again to find nothing. They now share one read per wake-up "
+        "(`LogTail`): 4.5 ms.",
+        "- **Loading an aggregate took two queries** (latest snapshot, then events). The "
+        "library's aggregate cache, fast-forwarded from the log on each load, makes it one: "
+        "append 4.3 → 3.4 ms, switch 5.6 → 4.3 ms in process at one client.",
+        "- **Projections wrote a row per statement and deep-copied every row** "
+        "(`dataclasses.asdict`). Grouped inserts sent with `COPY` and shallow rows took a "
+        "runner's catch-up on 100,000 entries from 38.8 s to 9.6 s; the rebuild rates above "
+        "are what remains (each rebuild also reads and decodes the whole log, ~20 µs an "
+        "event: the tokens and projects projections, which apply almost nothing, show that "
+        "ceiling). The selections and work-items projections stay below 30,000 events/s "
+        "because each switch, claim and lease renewal is an `UPDATE` and a round trip.",
+        "- **The HTTP server is one Python process bound to one core.** Under 16 clients it "
+        "used 0.93 of a core; its CPU per heartbeat was 1.5 ms against about 0.45 ms for the "
+        "same call in process, 65 % of it on the event loop (HTTP parsing, routing, "
+        "middleware, writing responses) and 28 % in the handler threads. httptools and uvloop "
+        "took heartbeats from 513 to 618 requests/s and appends from 267 to 320. What remains "
+        "is CPython's cost per request; the way past it is more `serve` processes behind a "
+        "balancer (runner locks and the fast-forwarding cache keep that correct), which this "
+        "2-core VM, shared with PostgreSQL and the load generator, cannot show.",
+        "- **A command is not an INSERT.** The floor writes one row; an append first loads "
+        "the session and the project to check that the session is live and the project open, "
+        "takes the store's table lock (which serialises every writer), and its event is then "
+        "read by every runner and written to a read model. Group commit shares the lock and "
+        "the commit among commands that finish deciding together, but (profiled before the "
+        "changes above) 16 in-process appenders spent ~68 % of their time waiting for the "
+        "previous transaction and "
+        "~26 % loading aggregates, and a transaction held 1.7-2.9 commands on average: "
+        "deciding, not committing, is the cost.",
+        "- **Queries.** A single item takes ~0.7 ms in process; at 16 clients its server-side "
+        "time is queueing on the one core, as above. The 1,200-item hierarchy took 30 ms in "
+        "process: decoding rows 33 %, building row and view objects 38 %, the SQL ~15 %; "
+        "over HTTP, serialising 1,200 items adds about as much again.",
+        "- **Read-model lag** under the mixed load is the runners' threads waiting for the "
+        "interpreter behind 16-64 command threads in the same process. Running them in "
+        "their own process (`agentledger projections run`) would give them their own "
+        "interpreter; this suite does not measure that layout yet.",
+        "- **Growth.** Aggregates are loaded by id and read models by indexed keys, so a log "
+        "of a million events costs what one of ten thousand does (see the ratios above).",
+        "",
+        *[f"- {line}" for line in this_run],
+        "",
+    ]
