@@ -44,6 +44,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, help="rounds per cell (default 3, quick 2)")
     parser.add_argument("--duration", type=float, help="seconds per cell (default 0.8, quick 0.3)")
     parser.add_argument("--clients", help="concurrencies (default 1,4,16,64; quick 1,16)")
+    parser.add_argument(
+        "--http-workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="`serve --workers` for the HTTP competitor (default: one per CPU)",
+    )
     parser.add_argument("--no-doc", action="store_true", help="do not rewrite docs/performance.md")
     parser.add_argument(
         "--doc-from", type=Path, help="only regenerate docs/performance.md from this results file"
@@ -81,7 +87,7 @@ def build_competitors(args: argparse.Namespace) -> list[core.Competitor]:
         from bench.agentledger_competitors import Http, InProcess
 
         made["agentledger-inproc"] = lambda: InProcess(args.database_url)
-        made["agentledger-http"] = lambda: Http(args.database_url)
+        made["agentledger-http"] = lambda: Http(args.database_url, args.http_workers)
     except ImportError:
         pass
     return [made[name]() for name in args.competitor_names if name in made]
@@ -113,6 +119,7 @@ def main() -> None:
             "duration": args.duration,
             "concurrencies": args.concurrencies,
             "competitors": args.competitor_names,
+            "http_workers": args.http_workers,
             "only": sorted(args.wanted) if args.wanted else None,
         },
         "machine": describe(args.database_url),

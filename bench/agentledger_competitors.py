@@ -268,16 +268,19 @@ class LagWatcher:
 class Http:
     name = "agentledger-http"
 
-    def __init__(self, database_url: str) -> None:
+    def __init__(self, database_url: str, workers: int = 1) -> None:
         self.url = database_url
+        self.workers = workers
         self.schema = throwaway_schema("http")
         self._stack = ExitStack()
 
     def open(self) -> None:
         env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
         env |= {"DATABASE_URL": self.url, "AGENTLEDGER_POSTGRES_SCHEMA": self.schema}
-        env |= {f"AGENTLEDGER_{k.upper()}": str(v) for k, v in POOL.items()}
-        self.base = self._stack.enter_context(served(env))
+        # The workers split one process's overflow between them, to stay within the budget.
+        pool = {**POOL, "pool_max_overflow": max(2, POOL["pool_max_overflow"] // self.workers)}
+        env |= {f"AGENTLEDGER_{k.upper()}": str(v) for k, v in pool.items()}
+        self.base = self._stack.enter_context(served(env, self.workers))
         # The same schema, no runners: writes setup data the server's runners then project.
         self.rt = build_runtime(
             Settings(

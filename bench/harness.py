@@ -66,11 +66,11 @@ def store_environments(database_url: str, data_dir: Path) -> Iterator[dict[str, 
 
 
 @contextmanager
-def served(env: dict[str, str]) -> Iterator[str]:
+def served(env: dict[str, str], workers: int = 1) -> Iterator[str]:
     """Run `agentledger serve` with this environment; yield its base URL."""
     port = free_port()
     server = subprocess.Popen(
-        [CLI, "serve", "--port", str(port)],
+        [CLI, "serve", "--port", str(port), "--workers", str(workers)],
         env=env,
         cwd=ROOT,
         stdout=subprocess.DEVNULL,

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import timedelta
+from typing import Any
 from uuid import UUID
 
 import click
@@ -75,8 +76,15 @@ def cli() -> None:
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=int)
-def serve(host: str, port: int) -> None:
-    """Run the HTTP API, the projections and the lease sweeper in this process."""
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Server processes sharing the port (one per core); the runners run once among them.",
+)
+def serve(host: str, port: int, workers: int) -> None:
+    """Run the HTTP API, the projections and the lease sweeper."""
     import uvicorn
 
     from interfaces.http.app import create_app
@@ -90,7 +98,28 @@ def serve(host: str, port: int) -> None:
             "No admin token yet: create one with "
             "`agentledger tokens issue --principal user:admin --role admin`"
         )
-    uvicorn.run(create_app(rt, manage_runtime=True), host=host, port=port, log_level="info")
+    if workers == 1:
+        uvicorn.run(create_app(rt, manage_runtime=True), host=host, port=port, log_level="info")
+        return
+    # One Python process serves on one core at most (the GIL): several processes share the
+    # socket, each with its own runtime. Every runner's lock lets one of them run it, the others
+    # stand by; the aggregate cache reads what other processes wrote before every command.
+    rt.close()
+    uvicorn.run(
+        f"{__name__}:served_app",
+        factory=True,
+        workers=workers,
+        host=host,
+        port=port,
+        log_level="info",
+    )
+
+
+def served_app() -> Any:
+    """The app one `serve --workers N` process runs (uvicorn imports and calls this)."""
+    from interfaces.http.app import create_app
+
+    return create_app(open_runtime(), manage_runtime=True)
 
 
 # --- tokens --------------------------------------------------------------------------------

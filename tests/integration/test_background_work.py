@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+import httpx2 as httpx
 
 from application.clock import ManualClock
 from application.context import RequestContext
 from domain.sessions import AgentSession
 from infrastructure.bootstrap import build_runtime, runner_lock
 from infrastructure.settings import Settings
-from tests.conftest import issue_token
-from tests.support.helpers import wait_until
+from tests.cli.test_readme_example import free_port
+from tests.conftest import bearer, issue_token
+from tests.support.helpers import run_threads, wait_until
 
 CLI = str(Path(sys.executable).with_name("agentledger"))
 
@@ -74,3 +79,70 @@ def held_elsewhere(settings: Settings, name: str) -> bool:
         probe.release()
         return False
     return True
+
+
+def test_serve_with_two_workers_loses_no_concurrent_write(settings: Settings) -> None:
+    """`serve --workers 2`: two processes share the port, each with its runtime; 24 concurrent
+    session starts all land, each once, and every one is visible through either process."""
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env["AGENTLEDGER_DATA_DIR"] = str(settings.data_dir)
+    if settings.database_url:
+        env["DATABASE_URL"] = settings.database_url
+        env["AGENTLEDGER_POSTGRES_SCHEMA"] = settings.postgres_schema
+    rt = build_runtime(settings)  # issues the token; no runners here
+    token = issue_token(rt, "agent:alice", "agent")
+    rt.close()
+    port = free_port()
+    server = subprocess.Popen(
+        [CLI, "serve", "--port", str(port), "--workers", "2"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: _answers(f"{base}/readyz"), timeout=60)
+        wait_until(lambda: len(_children(server.pid)) >= 2, timeout=30)
+        responses: list[httpx.Response] = []
+
+        def start() -> None:
+            with httpx.Client(base_url=base, headers=bearer(token), timeout=30) as client:
+                responses.append(client.post("/v1/sessions", json={"ttl_seconds": 300}))
+
+        run_threads([start] * 24)
+        assert [r.status_code for r in responses] == [201] * 24
+        ids = {r.json()["id"] for r in responses}
+        assert len(ids) == 24
+        head = max(int(r.headers["AgentLedger-Position"]) for r in responses)
+        for _ in range(6):  # fresh connections: either process may answer
+            listed = httpx.get(
+                f"{base}/v1/sessions",
+                params={"agent_id": "alice", "limit": 100},
+                headers={**bearer(token), "AgentLedger-Consistent-With": str(head)},
+                timeout=30,
+            )
+            assert listed.status_code == 200, listed.text
+            assert {s["id"] for s in listed.json()["items"]} == ids
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.pid, signal.SIGTERM)
+        server.wait(20)
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                stat = (entry / "stat").read_text()
+                if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                    found.append(int(entry.name))
+    return found
