@@ -92,7 +92,9 @@ class InProcess:
     def __init__(self, database_url: str) -> None:
         self.url = database_url
         self.schema = throwaway_schema("al")
-        self.lags: list[float] = []  # commit → visible, over every mixed cell
+        # commit → visible, over every mixed cell, by the cell's number of clients
+        self.lags: dict[int, list[float]] = {}
+        self._clients = 0
         self._watcher: LagWatcher | None = None
 
     def open(self) -> None:
@@ -129,6 +131,7 @@ class InProcess:
             self.rt.work_items.ready(project=project, consistent_with=last)
         if scenario == "mixed":
             self._watcher = LagWatcher(self.rt)
+        self._clients = clients
         self._head = self.rt.ledger.head_position()
         return [self._client(a, project) for a in self.agents[:clients]]
 
@@ -170,7 +173,7 @@ class InProcess:
         extra: dict[str, Any] = {"writes": self.rt.ledger.head_position() - self._head}
         if self._watcher is not None:
             self._watcher.stop()
-            self.lags.extend(self._watcher.lags)
+            self.lags.setdefault(self._clients, []).extend(self._watcher.lags)
             extra["lag_unresolved"] = self._watcher.unresolved
             self._watcher = None
         return extra
@@ -178,11 +181,16 @@ class InProcess:
     def after_commands(self, args: Any) -> dict[str, Any]:
         out: dict[str, Any] = {}
         if self.lags:
+            every = [lag for lags in self.lags.values() for lag in lags]
             out["lag"] = {
                 "what": "commit → visible in the read model showing it, in-process runners,"
                 " every write of the mixed cells (all concurrencies)",
-                "samples": len(self.lags),
-                **latency_summary(self.lags),
+                "samples": len(every),
+                **latency_summary(every),
+                "by_clients": [
+                    {"clients": clients, "samples": len(lags), **latency_summary(lags)}
+                    for clients, lags in sorted(self.lags.items())
+                ],
             }
         if args.wanted is None or "rebuild" in args.wanted:
             out["rebuild"] = self.rebuild_rates()
