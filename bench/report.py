@@ -468,6 +468,14 @@ def findings_section(results: dict[str, Any]) -> list[str]:
             "server processes queue behind each other (16 / throughput), and the load generator "
             f"itself tops out at {ceiling[16]:.0f} requests/s against `/healthz`."
         )
+    lag = results.get("lag") or {}
+    by_clients = lag.get("by_clients", [])
+    if by_clients:
+        this_run.append(
+            "Read-model lag p99 by clients: "
+            + ", ".join(f"{b['clients']}: {b['p99_ms']:.0f} ms" for b in by_clients)
+            + " (the target is 50 ms)."
+        )
     return [
         "## Where the time goes",
         "",
