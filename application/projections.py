@@ -27,10 +27,16 @@ from domain.sessions import AgentSession
 from domain.work_items import FINAL, WorkItem
 
 
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
 def _values(row: Any) -> dict[str, Any]:
     """A row's fields as a dict, shallow: `dataclasses.asdict` deep-copies every metadata
     dict, which was a quarter of a rebuild's time."""
-    return {f.name: getattr(row, f.name) for f in fields(row)}
+    names = _FIELD_NAMES.get(type(row))
+    if names is None:
+        names = _FIELD_NAMES[type(row)] = tuple(f.name for f in fields(row))
+    return {name: getattr(row, name) for name in names}
 
 
 class Projection(Protocol):

@@ -46,20 +46,16 @@ def to_micros(moment: datetime) -> int:
     return (moment - EPOCH) // _MICROSECOND
 
 
-def encode(kind: str, value: Any) -> Any:
-    if value is None:
-        return None
-    if kind == "time":
-        return to_micros(value)
-    if kind == "json":
-        return json.dumps(value, separators=(",", ":"), sort_keys=True)
-    if kind == "uuid":
-        return str(value)
-    if kind == "bool":
-        return int(bool(value))
-    return value
+def _json_text(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), sort_keys=True)
 
 
+_ENCODERS: dict[str, Callable[[Any], Any]] = {
+    "time": to_micros,
+    "json": _json_text,
+    "uuid": str,
+    "bool": lambda value: int(bool(value)),
+}
 _DECODERS: dict[str, Callable[[Any], Any]] = {
     "time": lambda micros: EPOCH + micros * _MICROSECOND,
     "json": json.loads,
@@ -96,7 +92,14 @@ class Table:
         return statements
 
     def encode_row(self, values: Mapping[str, Any]) -> dict[str, Any]:
-        return {c: encode(self.columns[c], v) for c, v in values.items()}
+        # A rebuild encodes every row it writes: the column's encoder is looked up once per
+        # table, and plain text and integers pass through.
+        encoders = self._encoders
+        encoded = {}
+        for column, value in values.items():
+            convert = encoders[column]
+            encoded[column] = value if convert is None or value is None else convert(value)
+        return encoded
 
     def decode_row(self, row: Mapping[str, Any]) -> dict[str, Any]:
         # Reads decode thousands of rows (a whole hierarchy, a page of 500): look each
@@ -106,6 +109,10 @@ class Table:
             value = row[column]
             decoded[column] = value if convert is None or value is None else convert(value)
         return decoded
+
+    @cached_property
+    def _encoders(self) -> dict[str, Callable[[Any], Any] | None]:
+        return {c: _ENCODERS.get(kind) for c, kind in self.columns.items()}
 
     @cached_property
     def _decoders(self) -> tuple[tuple[str, Callable[[Any], Any] | None], ...]:
@@ -155,6 +162,14 @@ class SqlView:
         else:
             cursor.executemany(statement, rows)
 
+    def execute_each(self, cursor: Any, statements: Sequence[Statement]) -> list[int]:
+        """Run statements in order; returns each one's row count."""
+        counts = []
+        for statement in statements:
+            cursor.execute(self.statement(statement.template), statement.params)
+            counts.append(_rowcount(cursor))
+        return counts
+
     def position(self) -> int:
         return self.max_tracking_id(APPLICATION_NAME) or 0  # type: ignore[attr-defined]
 
@@ -201,67 +216,142 @@ class SqlView:
 class RowWriter:
     """What projections write through, inside the view's transaction.
 
-    Inserts are held back and sent together (`SqlView.insert_rows`) when the batch ends or
-    before any other statement, so every statement still sees the rows inserted before it."""
+    Writes are queued in order and sent when the batch ends or before a read: runs of inserts
+    together (`SqlView.insert_rows`), runs of updates and deletes in one round trip where the
+    store allows (`SqlView.execute_each`), so a rebuild does not wait for one per event. Every
+    statement still runs after the writes queued before it, and every read sees them."""
 
     def __init__(self, view: SqlView, cursor: Any) -> None:
         self._view = view
         self._cursor = cursor
-        self._inserts: dict[tuple[str, tuple[str, ...]], list[dict[str, Any]]] = {}
+        self._queue: list[_Inserts | Statement] = []
 
     def insert(self, table: str, values: Mapping[str, Any]) -> None:
-        row = self._view.table(table).encode_row(values)
-        self._inserts.setdefault((table, tuple(row)), []).append(row)
-
-    def flush(self) -> None:
-        # Grouped by table and columns, each group in the order its rows came: read-model
-        # tables have no foreign keys, so only the order within a table can matter.
-        for (table, columns), rows in self._inserts.items():
-            self._view.insert_rows(self._cursor, table, columns, rows)
-        self._inserts.clear()
-
-    def _execute(self, template: str, params: Mapping[str, Any]) -> None:
-        self.flush()
-        self._cursor.execute(self._view.statement(template), params)
+        spec = self._view.table(table)
+        last = self._queue[-1] if self._queue else None
+        if not isinstance(last, _Inserts):
+            last = _Inserts()
+            self._queue.append(last)
+        last.add(spec, spec.encode_row(values))
 
     def update(self, table: str, key: Mapping[str, Any], changes: Mapping[str, Any]) -> None:
-        if self.update_all(table, key, changes) != 1:
-            # An event for a row the view never saw: the view is inconsistent with the log.
-            # Fail loudly (the batch rolls back) rather than silently drop the change.
-            raise LookupError(f"{self._view.name}.{table}: no row for {dict(key)}")
+        """Update the one row with this key; the batch fails if there is none."""
+        spec = self._view.table(table)
+        last = self._queue[-1] if self._queue else None
+        if isinstance(last, _Inserts) and last.amend(spec, key, spec.encode_row(changes)):
+            return
+        self._write(table, *self._update(table, key, changes), expect_one=True)
+
+    def update_all(self, table: str, where: Mapping[str, Any], changes: Mapping[str, Any]) -> None:
+        """Update every row matching `where` (any number, none included)."""
+        self._write(table, *self._update(table, where, changes), expect_one=False)
 
     def delete(self, table: str, key: Mapping[str, Any]) -> None:
         spec = self._view.table(table)
         where = " AND ".join(f"{c} = %(key_{c})s" for c in key)
         params = {f"key_{c}": v for c, v in spec.encode_row(key).items()}
-        self._execute(f"DELETE FROM {{{table}}} WHERE {where}", params)
-
-    def update_all(self, table: str, where: Mapping[str, Any], changes: Mapping[str, Any]) -> int:
-        """Update every row matching `where` (any number, none included); returns how many."""
-        spec = self._view.table(table)
-        assignments = ", ".join(f"{c} = %({c})s" for c in changes)
-        condition = " AND ".join(f"{c} = %(key_{c})s" for c in where)
-        params = spec.encode_row(changes)
-        params.update({f"key_{c}": v for c, v in spec.encode_row(where).items()})
-        self._execute(f"UPDATE {{{table}}} SET {assignments} WHERE {condition}", params)
-        return _rowcount(self._cursor)
+        self._write(table, f"DELETE FROM {{{table}}} WHERE {where}", params, expect_one=False)
 
     def get(self, table: str, key: Mapping[str, Any]) -> dict[str, Any] | None:
         spec = self._view.table(table)
         condition = " AND ".join(f"{c} = %(key_{c})s" for c in key)
         params = {f"key_{c}": v for c, v in spec.encode_row(key).items()}
-        self._execute(f"SELECT * FROM {{{table}}} WHERE {condition}", params)
+        self._read(f"SELECT * FROM {{{table}}} WHERE {condition}", params)
         row = self._cursor.fetchone()
         return None if row is None else spec.decode_row(row)
 
     def with_prefix(self, table: str, column: str, prefix: str) -> list[dict[str, Any]]:
         """Rows whose text `column` starts with `prefix` (substr: no LIKE wildcards to escape)."""
         spec = self._view.table(table)
-        self._execute(
+        self._read(
             f"SELECT * FROM {{{table}}} WHERE substr({column}, 1, %(length)s) = %(prefix)s",
             {"length": len(prefix), "prefix": prefix},
         )
         return [spec.decode_row(r) for r in self._cursor.fetchall()]
+
+    def flush(self) -> None:
+        run: list[Statement] = []
+        for queued in self._queue:
+            if isinstance(queued, Statement):
+                run.append(queued)
+            else:
+                self._send(run)
+                run = []
+                queued.send(self._view, self._cursor)
+        self._send(run)
+        self._queue.clear()
+
+    def _send(self, run: list[Statement]) -> None:
+        if run:
+            _check_counts(self._view, run, self._view.execute_each(self._cursor, run))
+
+    def _update(
+        self, table: str, where: Mapping[str, Any], changes: Mapping[str, Any]
+    ) -> tuple[str, dict[str, Any]]:
+        spec = self._view.table(table)
+        assignments = ", ".join(f"{c} = %({c})s" for c in changes)
+        condition = " AND ".join(f"{c} = %(key_{c})s" for c in where)
+        params = spec.encode_row(changes)
+        params.update({f"key_{c}": v for c, v in spec.encode_row(where).items()})
+        return f"UPDATE {{{table}}} SET {assignments} WHERE {condition}", params
+
+    def _write(self, table: str, template: str, params: dict[str, Any], expect_one: bool) -> None:
+        self._queue.append(Statement(table, template, params, expect_one))
+
+    def _read(self, template: str, params: Mapping[str, Any]) -> None:
+        self.flush()
+        self._cursor.execute(self._view.statement(template), params)
+
+
+@dataclass
+class _Inserts:
+    """Consecutive inserts, grouped by table and columns, each group in the order its rows came:
+    read-model tables have no foreign keys, so only the order within a table can matter."""
+
+    rows: dict[tuple[str, tuple[str, ...]], list[dict[str, Any]]] = field(default_factory=dict)
+    by_key: dict[tuple[str, tuple[Any, ...]], dict[str, Any]] = field(default_factory=dict)
+
+    def add(self, spec: Table, row: dict[str, Any]) -> None:
+        self.rows.setdefault((spec.name, tuple(row)), []).append(row)
+        if all(c in row for c in spec.key):
+            self.by_key[spec.name, tuple(row[c] for c in spec.key)] = row
+
+    def amend(self, spec: Table, key: Mapping[str, Any], changes: dict[str, Any]) -> bool:
+        """Fold an update into a row not sent yet, when `key` is its primary key: a session
+        started and activated in one command becomes one inserted row. Only the last queued
+        block is amended, so no statement queued after the insert can see the difference."""
+        if set(key) != set(spec.key) or not set(changes) <= set(spec.columns):
+            return False
+        encoded = spec.encode_row(key)
+        row = self.by_key.get((spec.name, tuple(encoded[c] for c in spec.key)))
+        if row is None or not set(changes) <= set(row):
+            return False
+        row.update(changes)
+        return True
+
+    def send(self, view: SqlView, cursor: Any) -> None:
+        for (table, columns), rows in self.rows.items():
+            view.insert_rows(cursor, table, columns, rows)
+
+
+@dataclass(frozen=True)
+class Statement:
+    """A queued UPDATE or DELETE: `expect_one` when it must change exactly one row."""
+
+    table: str
+    template: str
+    params: dict[str, Any]
+    expect_one: bool
+
+
+def _check_counts(view: SqlView, statements: Sequence[Statement], counts: list[int]) -> None:
+    for statement, count in zip(statements, counts, strict=True):
+        if statement.expect_one and count != 1:
+            # An event for a row the view never saw: the view is inconsistent with the log.
+            # Fail loudly (the batch rolls back) rather than silently drop the change.
+            params = statement.params.items()
+            key = {k.removeprefix("key_"): v for k, v in params if k.startswith("key_")}
+            raise LookupError(f"{view.name}.{statement.table}: no row for {key}")
 
 
 def _rowcount(cursor: Any) -> int:
@@ -292,6 +382,21 @@ class PostgresSqlView(SqlView, PostgresTrackingRecorder):
         with cursor.copy(self.statement(f"COPY {{{table}}} ({names}) FROM STDIN")) as copy:
             for row in rows:
                 copy.write_row([row[c] for c in columns])
+
+    def execute_each(self, cursor: Any, statements: Sequence[Statement]) -> list[int]:
+        # One pipelined round trip for the lot instead of one per statement (a rebuild's
+        # selections went from 29,900 to 45,200 events/s); a cursor each keeps each
+        # statement's row count.
+        if len(statements) == 1:
+            return super().execute_each(cursor, statements)
+        connection = cursor.connection
+        cursors = []
+        with connection.pipeline():
+            for statement in statements:
+                each = connection.cursor()
+                each.execute(self.statement(statement.template), statement.params)
+                cursors.append(each)
+        return [each.rowcount for each in cursors]
 
     def tracking_reset_statement(self) -> Any:
         return SQL(
