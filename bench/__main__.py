@@ -50,6 +50,12 @@ def parse_args() -> argparse.Namespace:
         default=os.cpu_count() or 1,
         help="`serve --workers` for the HTTP competitor (default: one per CPU)",
     )
+    parser.add_argument(
+        "--runners-in-serve",
+        action="store_true",
+        help="the HTTP competitor's projections and policies run in the `serve` processes "
+        "(default: in one `agentledger projections run` process beside them)",
+    )
     parser.add_argument("--no-doc", action="store_true", help="do not rewrite docs/performance.md")
     parser.add_argument(
         "--doc-from", type=Path, help="only regenerate docs/performance.md from this results file"
@@ -87,7 +93,9 @@ def build_competitors(args: argparse.Namespace) -> list[core.Competitor]:
         from bench.agentledger_competitors import Http, InProcess
 
         made["agentledger-inproc"] = lambda: InProcess(args.database_url)
-        made["agentledger-http"] = lambda: Http(args.database_url, args.http_workers)
+        made["agentledger-http"] = lambda: Http(
+            args.database_url, args.http_workers, projections_process=not args.runners_in_serve
+        )
     except ImportError:
         pass
     return [made[name]() for name in args.competitor_names if name in made]
@@ -120,6 +128,7 @@ def main() -> None:
             "concurrencies": args.concurrencies,
             "competitors": args.competitor_names,
             "http_workers": args.http_workers,
+            "http_projections_process": not args.runners_in_serve,
             "only": sorted(args.wanted) if args.wanted else None,
         },
         "machine": describe(args.database_url),

@@ -16,6 +16,7 @@ import os
 import random
 import threading
 import time
+from collections.abc import Callable, Mapping
 from contextlib import ExitStack
 from typing import Any
 from uuid import UUID
@@ -28,10 +29,11 @@ from application.entries import NewEntry
 from application.selections import Precondition
 from application.work_items import NewWorkItem
 from bench.core import Operation, Stop, latency_summary
-from bench.harness import served
+from bench.harness import projections_running, served
 from bench.http_work_items import server_seconds
 from bench.sql_competitors import throwaway_schema
-from infrastructure.bootstrap import Runtime, build_runtime
+from infrastructure.bootstrap import Runtime, build_runtime, runner_lock
+from infrastructure.locks import AdvisoryLock
 from infrastructure.settings import Settings
 
 PROJECTS = ("bench-a", "bench-b")
@@ -92,16 +94,18 @@ class InProcess:
     def __init__(self, database_url: str) -> None:
         self.url = database_url
         self.schema = throwaway_schema("al")
-        # commit → visible, over every mixed cell, by the cell's number of clients
-        self.lags: dict[int, list[float]] = {}
-        self._clients = 0
-        self._watcher: LagWatcher | None = None
 
     def open(self) -> None:
         self.rt = build_runtime(
             Settings(database_url=self.url, postgres_schema=self.schema, **POOL)
         )
         self.rt.start_runners()
+        runners = self.rt.runners.runners
+        self.lag = LagLog(
+            "commit → visible in the read model showing it, runners in the process running the"
+            " commands (in-process), every write of the mixed cells",
+            lambda: {name: runner.progress() or 0 for name, runner in runners.items()},
+        )
         self.setup = _Setup(self.rt)
         for project in PROJECTS:
             self.rt.projects.create(self.setup.boss, project)
@@ -129,9 +133,7 @@ class InProcess:
         if scenario in ("claim_next", "mixed"):
             project, last = self.setup.claim_project(claimable)
             self.rt.work_items.ready(project=project, consistent_with=last)
-        if scenario == "mixed":
-            self._watcher = LagWatcher(self.rt)
-        self._clients = clients
+        self.lag.prepare(scenario, clients)
         self._head = self.rt.ledger.head_position()
         return [self._client(a, project) for a in self.agents[:clients]]
 
@@ -163,35 +165,20 @@ class InProcess:
 
         def op(command: str) -> None:
             outcome = run(command)
-            watcher = self._watcher
+            watcher = self.lag.watcher
             if watcher is not None and outcome.events_written:
                 watcher.committed(outcome.position, VIEW_OF[command])
 
         return op
 
     def cell_extra(self, scenario: str, ops: int) -> dict[str, Any]:
-        extra: dict[str, Any] = {"writes": self.rt.ledger.head_position() - self._head}
-        if self._watcher is not None:
-            self._watcher.stop()
-            self.lags.setdefault(self._clients, []).extend(self._watcher.lags)
-            extra["lag_unresolved"] = self._watcher.unresolved
-            self._watcher = None
-        return extra
+        writes = self.rt.ledger.head_position() - self._head
+        return {"writes": writes, **self.lag.cell_extra()}
 
     def after_commands(self, args: Any) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        if self.lags:
-            every = [lag for lags in self.lags.values() for lag in lags]
-            out["lag"] = {
-                "what": "commit → visible in the read model showing it, in-process runners,"
-                " every write of the mixed cells (all concurrencies)",
-                "samples": len(every),
-                **latency_summary(every),
-                "by_clients": [
-                    {"clients": clients, "samples": len(lags), **latency_summary(lags)}
-                    for clients, lags in sorted(self.lags.items())
-                ],
-            }
+        if (lag := self.lag.summary()) is not None:
+            out["lag"] = lag
         if args.wanted is None or "rebuild" in args.wanted:
             out["rebuild"] = self.rebuild_rates()
         return out
@@ -231,11 +218,11 @@ class InProcess:
 
 class LagWatcher:
     """Read-model lag, commit → visible: each write is noted when its command returns; a
-    thread polls (every ~0.5 ms) the position each runner here has processed and committed,
-    and records how long each write waited to be covered by its read model's runner."""
+    thread polls (every ~0.5 ms) the position each read model has processed and committed,
+    and records how long each write waited to be covered by its read model."""
 
-    def __init__(self, rt: Runtime) -> None:
-        self._runners = rt.runners.runners
+    def __init__(self, progress: Callable[[], Mapping[str, int]]) -> None:
+        self._progress = progress
         self._pending: list[tuple[int, float, str]] = []
         self._lock = threading.Lock()
         self._active = True
@@ -251,7 +238,7 @@ class LagWatcher:
     def _watch(self) -> None:
         drain_until = None
         while True:
-            progress = {n: r.progress() or 0 for n, r in self._runners.items()}
+            progress = self._progress()
             now = time.perf_counter()
             with self._lock:
                 waiting = []
@@ -273,12 +260,54 @@ class LagWatcher:
         self._thread.join(10)
 
 
+class LagLog:
+    """Lag samples of the mixed cells, by the cell's number of clients."""
+
+    def __init__(self, what: str, progress: Callable[[], Mapping[str, int]]) -> None:
+        self.what = what
+        self._progress = progress
+        self.lags: dict[int, list[float]] = {}
+        self._clients = 0
+        self.watcher: LagWatcher | None = None
+
+    def prepare(self, scenario: str, clients: int) -> None:
+        self._clients = clients
+        if scenario == "mixed":
+            self.watcher = LagWatcher(self._progress)
+
+    def cell_extra(self) -> dict[str, Any]:
+        if self.watcher is None:
+            return {}
+        self.watcher.stop()
+        self.lags.setdefault(self._clients, []).extend(self.watcher.lags)
+        unresolved = self.watcher.unresolved
+        self.watcher = None
+        return {"lag_unresolved": unresolved}
+
+    def summary(self) -> dict[str, Any] | None:
+        if not self.lags:
+            return None
+        every = [lag for lags in self.lags.values() for lag in lags]
+        return {
+            "what": self.what,
+            "samples": len(every),
+            **latency_summary(every),
+            "by_clients": [
+                {"clients": clients, "samples": len(lags), **latency_summary(lags)}
+                for clients, lags in sorted(self.lags.items())
+            ],
+        }
+
+
 class Http:
     name = "agentledger-http"
 
-    def __init__(self, database_url: str, workers: int = 1) -> None:
+    def __init__(
+        self, database_url: str, workers: int = 1, projections_process: bool = True
+    ) -> None:
         self.url = database_url
         self.workers = workers
+        self.projections_process = projections_process
         self.schema = throwaway_schema("http")
         self._stack = ExitStack()
 
@@ -288,15 +317,24 @@ class Http:
         # The workers split one process's overflow between them, to stay within the budget.
         pool = {**POOL, "pool_max_overflow": max(2, POOL["pool_max_overflow"] // self.workers)}
         env |= {f"AGENTLEDGER_{k.upper()}": str(v) for k, v in pool.items()}
-        self.base = self._stack.enter_context(served(env, self.workers))
         # The same schema, no runners: writes setup data the server's runners then project.
-        self.rt = build_runtime(
-            Settings(
-                database_url=self.url,
-                postgres_schema=self.schema,
-                pool_size=1,
-                pool_max_overflow=1,
-            )
+        settings = Settings(
+            database_url=self.url, postgres_schema=self.schema, pool_size=1, pool_max_overflow=1
+        )
+        self.rt = build_runtime(settings)
+        if self.projections_process:
+            locks = [runner_lock(settings, name) for name in self.rt.runners.runners]
+            held = [lock.key for lock in locks if isinstance(lock, AdvisoryLock)]
+            process_env = env | {f"AGENTLEDGER_{k.upper()}": str(v) for k, v in POOL.items()}
+            self._stack.enter_context(projections_running(process_env, held, self.url))
+        self.base = self._stack.enter_context(served(env, self.workers))
+        views = {name: self.rt.views[name] for name in set(VIEW_OF.values())}
+        self.lag = LagLog(
+            "commit → visible in the read model showing it, runners in "
+            + ("one `projections run` process" if self.projections_process else "`serve`")
+            + ", every write of the mixed cells but heartbeats (an answer does not say whether"
+            " it wrote; almost none do), read-model positions polled from PostgreSQL",
+            lambda: {name: view.position() for name, view in views.items()},
         )
         self.setup = _Setup(self.rt)
         for project in PROJECTS:
@@ -330,6 +368,7 @@ class Http:
         if scenario in ("claim_next", "mixed"):
             project, last = self.setup.claim_project(claimable)
             self._caught_up(self.agents[0]["client"], project, last)
+        self.lag.prepare(scenario, clients)
         self._head = self.rt.ledger.head_position()
         return [self._client(a, project) for a in self.agents[:clients]]
 
@@ -379,15 +418,23 @@ class Http:
                 raise ValueError(command)
             if response.status_code not in (200, 201):
                 raise RuntimeError(f"{response.status_code} {response.text[:200]}")
+            watcher = self.lag.watcher
+            # A heartbeat's answer does not say whether it wrote (almost none do): counted
+            # only in process, where the outcome says so.
+            if watcher is not None and command != "heartbeat":
+                watcher.committed(int(response.headers[POSITION]), VIEW_OF[command])
             return server_seconds(response)
 
         return op
 
     def cell_extra(self, scenario: str, ops: int) -> dict[str, Any]:
-        return {"writes": self.rt.ledger.head_position() - self._head}
+        writes = self.rt.ledger.head_position() - self._head
+        return {"writes": writes, **self.lag.cell_extra()}
 
     def after_commands(self, args: Any) -> dict[str, Any]:
         out: dict[str, Any] = {}
+        if (lag := self.lag.summary()) is not None:
+            out["lag_server"] = lag
         if args.wanted is None or "generator" in args.wanted:
             out["generator"] = self.generator_ceiling(args.concurrencies, args.duration)
         if args.wanted is None or "queries" in args.wanted:

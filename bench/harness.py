@@ -93,6 +93,40 @@ def served(env: dict[str, str], workers: int = 1) -> Iterator[str]:
         server.wait(10)
 
 
+@contextmanager
+def projections_running(env: dict[str, str], lock_keys: list[int], url: str) -> Iterator[None]:
+    """Run `agentledger projections run` with this environment, once it holds every runner's
+    lock (so that `serve` processes started next stand by)."""
+    process = subprocess.Popen(
+        [CLI, "projections", "run"],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while _advisory_locks_held(url, lock_keys) < len(lock_keys):
+            assert process.poll() is None, "agentledger projections run exited"
+            assert time.monotonic() < deadline, "projections run did not take its runners"
+            time.sleep(0.1)
+        yield
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def _advisory_locks_held(url: str, keys: list[int]) -> int:
+    # PostgreSQL shows a bigint advisory key as two 32-bit halves: classid high, objid low.
+    halves = [((k & 0xFFFFFFFFFFFFFFFF) >> 32, k & 0xFFFFFFFF) for k in keys]
+    with psycopg.connect(url, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT classid::bigint, objid::bigint FROM pg_locks "
+            "WHERE locktype = 'advisory' AND granted AND objsubid = 1"
+        ).fetchall()
+    return len(set(halves) & {(int(c), int(o)) for c, o in rows})
+
+
 def issue_token(env: dict[str, str], principal: str, role: str) -> str:
     return subprocess.run(
         [CLI, "tokens", "issue", "--principal", principal, "--role", role],

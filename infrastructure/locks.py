@@ -28,6 +28,11 @@ class AdvisoryLock:
         self._connect_timeout = connect_timeout
         self._conn: psycopg.Connection[tuple[object, ...]] | None = None
 
+    @property
+    def key(self) -> int:
+        """The advisory lock's key, as `pg_locks` shows it (classid, objid) split in halves."""
+        return self._key
+
     def try_acquire(self) -> bool:
         if self._conn is not None and not self._conn.closed:
             return True
