@@ -26,7 +26,6 @@ from domain.selections import ProjectSelection
 from domain.sessions import AgentSession
 from domain.work_items import FINAL, WorkItem
 
-
 _FIELD_NAMES: dict[type, tuple[str, ...]] = {}
 
 

@@ -56,9 +56,16 @@ _ENCODERS: dict[str, Callable[[Any], Any]] = {
     "uuid": str,
     "bool": lambda value: int(bool(value)),
 }
+
+
+def _json_value(text: str) -> Any:
+    # Most rows' metadata is empty: a hierarchy of 1,200 items spent 4 ms in json.loads.
+    return {} if text == "{}" else json.loads(text)
+
+
 _DECODERS: dict[str, Callable[[Any], Any]] = {
     "time": lambda micros: EPOCH + micros * _MICROSECOND,
-    "json": json.loads,
+    "json": _json_value,
     "uuid": UUID,
     "bool": bool,
 }

@@ -10,7 +10,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import Response
 
 from application.commands import Outcome
 from application.context import Principal, RequestContext
@@ -217,19 +217,27 @@ class HttpCall:
         version: int | None,
         status: int = 200,
         location: str | None = None,
-    ) -> JSONResponse:
+    ) -> Response:
         headers = {POSITION_HEADER: str(outcome.position)}
         if version is not None:
             headers["ETag"] = f'"{version}"'
         if location:
             headers["Location"] = location
-        return JSONResponse(body.model_dump(mode="json"), status_code=status, headers=headers)
+        return _json(body, status, headers)
 
-    def read(self, body: BaseModel, position: int, version: int | None = None) -> JSONResponse:
+    def read(self, body: BaseModel, position: int, version: int | None = None) -> Response:
         headers = {POSITION_HEADER: str(position)}
         if version is not None:
             headers["ETag"] = f'"{version}"'
-        return JSONResponse(body.model_dump(mode="json"), headers=headers)
+        return _json(body, 200, headers)
+
+
+def _json(body: BaseModel, status: int, headers: dict[str, str]) -> Response:
+    # pydantic writes the JSON itself: a third of the time of dumping to Python objects and
+    # then `json.dumps` (6.6 → 2.1 ms for a 1,200-item hierarchy), for equivalent JSON.
+    return Response(
+        body.model_dump_json(), status_code=status, headers=headers, media_type="application/json"
+    )
 
 
 def _validate(model: type[M], data: dict[str, Any], where: str) -> M:
