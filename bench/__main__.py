@@ -22,7 +22,7 @@ from bench.machine import describe
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # Competitors a command scenario runs, in this order on the first round.
-COMPETITORS = ("floor", "crud", "agentledger-inproc", "agentledger-http")
+COMPETITORS = ("floor", "crud", "agentledger-inproc", "agentledger-sqlite", "agentledger-http")
 EXTRA_SECTIONS = ("queries", "generator", "lag", "rebuild", "growth")
 
 
@@ -90,9 +90,10 @@ def build_competitors(args: argparse.Namespace) -> list[core.Competitor]:
         "crud": lambda: Crud(args.database_url),
     }
     try:
-        from bench.agentledger_competitors import Http, InProcess
+        from bench.agentledger_competitors import Embedded, Http, InProcess
 
         made["agentledger-inproc"] = lambda: InProcess(args.database_url)
+        made["agentledger-sqlite"] = Embedded
         made["agentledger-http"] = lambda: Http(
             args.database_url, args.http_workers, projections_process=not args.runners_in_serve
         )

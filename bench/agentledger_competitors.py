@@ -1,7 +1,8 @@
-"""AgentLedger as a competitor, two ways, each on PostgreSQL in its own throwaway schema:
+"""AgentLedger as a competitor, three ways; on PostgreSQL each in its own throwaway schema:
 
 - `agentledger-inproc`: the application services called directly, the runners (projections,
   policies) running in the same process, default settings;
+- `agentledger-sqlite`: the same in process on the embedded SQLite store (1 and 16 clients);
 - `agentledger-http`: a real `agentledger serve` on loopback, one HTTP client per load
   generator thread; the server's own time comes from `Server-Timing: app;dur=<ms>`.
 
@@ -14,10 +15,13 @@ from __future__ import annotations
 import itertools
 import os
 import random
+import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping
 from contextlib import ExitStack
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -95,10 +99,11 @@ class InProcess:
         self.url = database_url
         self.schema = throwaway_schema("al")
 
+    def settings(self) -> Settings:
+        return Settings(database_url=self.url, postgres_schema=self.schema, **POOL)
+
     def open(self) -> None:
-        self.rt = build_runtime(
-            Settings(database_url=self.url, postgres_schema=self.schema, **POOL)
-        )
+        self.rt = build_runtime(self.settings())
         self.rt.start_runners()
         runners = self.rt.runners.runners
         self.lag = LagLog(
@@ -214,6 +219,31 @@ class InProcess:
             self.rt.close()
         finally:
             _drop_schema(self.url, self.schema)
+
+
+class Embedded(InProcess):
+    """The application layer in process on the embedded SQLite store, the zero-setup default;
+    at 1 and 16 clients only (a full run has to fit in ten minutes). Lag and rebuild rates
+    are measured on PostgreSQL."""
+
+    name = "agentledger-sqlite"
+    concurrencies = (1, 16)
+
+    def __init__(self) -> None:
+        super().__init__("")
+        self._data_dir = Path(tempfile.mkdtemp(prefix="agentledger-bench-"))
+
+    def settings(self) -> Settings:
+        return Settings(database_url=None, data_dir=self._data_dir)
+
+    def after_commands(self, args: Any) -> dict[str, Any]:
+        return {}
+
+    def close(self) -> None:
+        try:
+            self.rt.close()
+        finally:
+            shutil.rmtree(self._data_dir, ignore_errors=True)
 
 
 class LagWatcher:

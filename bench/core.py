@@ -203,11 +203,15 @@ def run_scenario(
         for r in range(rounds):
             order = competitors[r % len(competitors) :] + competitors[: r % len(competitors)]
             for competitor in order:
+                if clients not in getattr(competitor, "concurrencies", (clients,)):
+                    continue
                 operations = competitor.prepare(scenario, clients, claimable(clients))
                 cell = run_cell(operations, scenario, duration)
                 cell.extra = competitor.cell_extra(scenario, cell.ops)
                 cells[competitor.name].append(cell)
         for competitor in competitors:
+            if not cells[competitor.name]:
+                continue
             summary = summarise_cells(cells[competitor.name])
             rows.append(
                 {"scenario": scenario, "clients": clients, "competitor": competitor.name} | summary

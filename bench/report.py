@@ -258,6 +258,9 @@ def write_doc(results: dict[str, Any], json_path: Path, path: Path = DOC) -> Non
         "switch or append) and keeps no history;",
         "- **agentledger-inproc**: the application layer called directly (no HTTP), runners "
         "(projections, policies) running in the same process;",
+        "- **agentledger-sqlite**: the same on the embedded SQLite store, the zero-setup "
+        "default (1 and 16 clients only; its ratios are to the PostgreSQL floor and baseline, "
+        "and lag and rebuild rates are measured on PostgreSQL);",
         "- **agentledger-http**: a real `agentledger serve --workers W` (uvicorn, W server "
         "processes, one per CPU unless `--http-workers` says otherwise) on loopback, with the "
         "projections and policies in one `agentledger projections run` process beside it "
