@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-import httpx2 as httpx
 import psycopg
 
 from application.context import RequestContext, local_operator
@@ -34,6 +33,7 @@ from application.selections import Precondition
 from application.work_items import NewWorkItem
 from bench.core import Operation, Stop, latency_summary
 from bench.harness import projections_running, served
+from bench.http_client import Client, Reply
 from bench.http_work_items import server_seconds
 from bench.sql_competitors import throwaway_schema
 from infrastructure.bootstrap import Runtime, build_runtime, runner_lock
@@ -374,9 +374,7 @@ class Http:
     def _agent(self, index: int) -> dict[str, Any]:
         name = f"bench{index}"
         token = self.setup.token(f"agent:{name}", "agent")
-        client = httpx.Client(
-            base_url=self.base, headers={"Authorization": f"Bearer {token}"}, timeout=60
-        )
+        client = Client(self.base, headers={"Authorization": f"Bearer {token}"})
         session = _ok(client.post("/v1/sessions", json={"ttl_seconds": 600}))["id"]
         selected = client.put(
             f"/v1/agents/{name}/project",
@@ -403,7 +401,7 @@ class Http:
         return [self._client(a, project) for a in self.agents[:clients]]
 
     @staticmethod
-    def _caught_up(client: httpx.Client, project: str, position: int) -> None:
+    def _caught_up(client: Client, project: str, position: int) -> None:
         deadline = time.monotonic() + 60
         while True:
             response = client.get(
@@ -483,7 +481,7 @@ class Http:
             while len(self.agents) < clients:
                 self.agents.append(self._agent(len(self.agents)))
 
-            def ping(client: httpx.Client) -> Operation:
+            def ping(client: Client) -> Operation:
                 def op(command: str) -> float | None:
                     return server_seconds(client.get("/healthz"))
 
@@ -515,7 +513,7 @@ def _other(agent: dict[str, Any]) -> str:
     return PROJECTS[1] if agent["project"] == PROJECTS[0] else PROJECTS[0]
 
 
-def _ok(response: httpx.Response) -> Any:
+def _ok(response: Reply) -> Any:
     assert response.status_code in (200, 201), response.text
     return response.json()
 

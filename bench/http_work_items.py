@@ -24,6 +24,7 @@ from typing import Any
 import httpx2 as httpx
 
 from bench.harness import DEFAULT_DATABASE_URL, issue_token, served, store_environments, summarise
+from bench.http_client import Reply
 
 CONSISTENT_WITH = "AgentLedger-Consistent-With"
 POSITION = "AgentLedger-Position"
@@ -40,7 +41,7 @@ PATHS = {  # the transitions that take an open item to each status
 }
 
 
-def server_seconds(response: httpx.Response) -> float | None:
+def server_seconds(response: httpx.Response | Reply) -> float | None:
     """The server's own time on the request, from `Server-Timing: app;dur=<ms>`."""
     match = _SERVER_TIMING.search(response.headers.get("server-timing", ""))
     return float(match.group(1)) / 1000 if match else None

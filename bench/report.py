@@ -266,7 +266,8 @@ def write_doc(results: dict[str, Any], json_path: Path, path: Path = DOC) -> Non
         "projections and policies in one `agentledger projections run` process beside it "
         "(the layout [operations.md](operations.md) recommends under load; "
         "`--runners-in-serve` measures them inside `serve`), driven by a load generator of N "
-        "threads with one HTTP client each, in the bench process.",
+        "threads with one keep-alive connection each (the standard library's `http.client`), "
+        "in the bench process.",
         "",
         "Only figures from a real run appear below; anything the suite does not measure yet "
         "says so. Absolute numbers on this shared 2-core VM move 1.15-1.55x between runs "
@@ -551,6 +552,12 @@ def findings_section(results: dict[str, Any]) -> list[str]:
         "row still waiting to be inserted is folded into the insert, and rows are encoded by "
         "per-table encoders: 43,900 and 38,500 events/s, sessions 32,900 → 35,000, in a "
         "run of the same commands.",
+        "- **The load generator was the bottleneck.** It shares the two cores with the "
+        "server, and with httpx it reached only ~1,250 requests/s against `/healthz` at 16 "
+        "clients, so half the floor was out of reach before the server did any work. With "
+        "`http.client` it reaches ~4,500, and at 16 clients the server answered 1,425 "
+        "heartbeats/s instead of 885, 490 appends/s instead of 383 and 389 switches/s "
+        "instead of 263 (runs minutes apart).",
         "- **One server process is bound to one core.** Under 16 clients one `serve` process "
         "used 0.93 of a core; its CPU per heartbeat was 1.5 ms against about 0.45 ms for the "
         "same call in process, 65 % of it on the event loop (HTTP parsing, routing, "
