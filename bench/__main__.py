@@ -105,7 +105,7 @@ def build_competitors(args: argparse.Namespace) -> list[core.Competitor]:
 def claimable(args: argparse.Namespace, scenario: str) -> Any:
     """Ready items per claim cell: about what AgentLedger claims in a cell at the rates seen
     (a competitor that empties the queue stops early; its rate stays ops over elapsed time)."""
-    per_second = 250 if scenario == "claim_next" else 60
+    per_second = 200 if scenario == "claim_next" else 60
     return lambda clients: int(per_second * args.duration) + 20
 
 

@@ -40,7 +40,10 @@ from infrastructure.locks import RunnerLock
 
 log = logging.getLogger("agentledger.runners")
 
-BATCH_SIZE = 500
+# Events per read of the log. Catching up on 100,000 events took 10 s with 500 and 6.8 s with
+# 1,000 (fewer transactions, and runners of different speeds share more reads); live batches
+# are small anyway.
+BATCH_SIZE = 1000
 # A policy records its position with each reaction; between reactions it records it only this
 # often (re-reading events it ignores after a restart is harmless, and saves a write per event).
 POLICY_CHECKPOINT_EVERY = 1000
