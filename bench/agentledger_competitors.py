@@ -207,6 +207,7 @@ class InProcess:
                 {
                     "projection": name,
                     "events": report.events,
+                    "applied": report.applied,
                     "seconds": round(report.seconds, 3),
                     "events_per_second": round(report.events_per_second),
                 }

@@ -470,5 +470,5 @@ def projections_rebuild(name: str) -> None:
             sys.exit(EXIT_BUSY)
         click.echo(
             f"rebuilt {name}: {report.events} events in {report.seconds:.2f}s "
-            f"({report.events_per_second:,.0f} events/s)"
+            f"({report.events_per_second:,.0f} events/s; {report.applied} of them applied)"
         )
