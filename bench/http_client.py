@@ -1,9 +1,9 @@
 """The load generator's HTTP client: the standard library's `http.client`, one keep-alive
 connection per simulated agent.
 
-The generator shares the machine's two cores with the server and PostgreSQL, so its own cost
-per request is taken from the server's figures. Against `GET /healthz` at 16 clients, httpx
-reached about 1,250 requests/s and `http.client` about 5,900 on this VM.
+The generator shares the machine's two cores with the server and PostgreSQL, so every
+microsecond it spends per request is taken away from the server. Against `GET /healthz` at
+16 clients, httpx reached about 1,250 requests/s and `http.client` about 5,900 on this VM.
 """
 
 from __future__ import annotations

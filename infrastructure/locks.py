@@ -30,7 +30,7 @@ class AdvisoryLock:
 
     @property
     def key(self) -> int:
-        """The advisory lock's key, as `pg_locks` shows it (classid, objid) split in halves."""
+        """The advisory lock's bigint key (`pg_locks` shows it split: classid, objid)."""
         return self._key
 
     def try_acquire(self) -> bool:

@@ -24,7 +24,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Protocol
@@ -156,16 +156,7 @@ class ProjectionWorker:
             self._flush_if_due(after)
             return after
         last = positions[-1]
-        follows = self.projection.follows
-        batch = [
-            (event, position)
-            for position, event in zip(positions, events, strict=True)
-            if isinstance(event, follows)
-        ]
-        if batch:
-            self.view.process(batch, last, self.projection)
-            self._mark_recorded(last)
-        else:
+        if not self._apply(zip(events, positions, strict=True), last):
             self._flush_if_due(last)
         return last
 
@@ -180,15 +171,20 @@ class ProjectionWorker:
             position = notifications[-1].id
         else:  # nothing more it follows had been written when this read was sent
             position = max(head, notifications[-1].id if notifications else after)
+        applied = self._apply(((ledger.to_event(n), n.id) for n in notifications), position)
+        if not applied:
+            self.flush(position)
+        return position, applied
+
+    def _apply(self, events: Iterable[tuple[Any, int]], position: int) -> int:
+        """Apply the events the projection follows, recording `position` with them; returns
+        how many (0: nothing written, the caller decides when to record the position)."""
         follows = self.projection.follows
-        events = ((ledger.to_event(n), n.id) for n in notifications)
         batch = [(event, at) for event, at in events if isinstance(event, follows)]
         if batch:
             self.view.process(batch, position, self.projection)
             self._mark_recorded(position)
-        else:
-            self.flush(position)
-        return position, len(batch)
+        return len(batch)
 
     @cached_property
     def _topics(self) -> list[str]:

@@ -244,14 +244,16 @@ class RowWriter:
     def update(self, table: str, key: Mapping[str, Any], changes: Mapping[str, Any]) -> None:
         """Update the one row with this key; the batch fails if there is none."""
         spec = self._view.table(table)
+        encoded = spec.encode_row(changes)
         last = self._queue[-1] if self._queue else None
-        if isinstance(last, _Inserts) and last.amend(spec, key, spec.encode_row(changes)):
+        if isinstance(last, _Inserts) and last.amend(spec, key, encoded):
             return
-        self._write(table, *self._update(table, key, changes), expect_one=True)
+        self._write(table, *self._update(spec, key, encoded), expect_one=True)
 
     def update_all(self, table: str, where: Mapping[str, Any], changes: Mapping[str, Any]) -> None:
         """Update every row matching `where` (any number, none included)."""
-        self._write(table, *self._update(table, where, changes), expect_one=False)
+        spec = self._view.table(table)
+        self._write(table, *self._update(spec, where, spec.encode_row(changes)), expect_one=False)
 
     def delete(self, table: str, key: Mapping[str, Any]) -> None:
         spec = self._view.table(table)
@@ -292,15 +294,15 @@ class RowWriter:
         if run:
             _check_counts(self._view, run, self._view.execute_each(self._cursor, run))
 
+    @staticmethod
     def _update(
-        self, table: str, where: Mapping[str, Any], changes: Mapping[str, Any]
+        spec: Table, where: Mapping[str, Any], changes: dict[str, Any]
     ) -> tuple[str, dict[str, Any]]:
-        spec = self._view.table(table)
+        """The UPDATE of `changes` (already encoded) on the rows matching `where`."""
         assignments = ", ".join(f"{c} = %({c})s" for c in changes)
         condition = " AND ".join(f"{c} = %(key_{c})s" for c in where)
-        params = spec.encode_row(changes)
-        params.update({f"key_{c}": v for c, v in spec.encode_row(where).items()})
-        return f"UPDATE {{{table}}} SET {assignments} WHERE {condition}", params
+        params = {**changes, **{f"key_{c}": v for c, v in spec.encode_row(where).items()}}
+        return f"UPDATE {{{spec.name}}} SET {assignments} WHERE {condition}", params
 
     def _write(self, table: str, template: str, params: dict[str, Any], expect_one: bool) -> None:
         self._queue.append(Statement(table, template, params, expect_one))
@@ -327,7 +329,7 @@ class _Inserts:
         """Fold an update into a row not sent yet, when `key` is its primary key: a session
         started and activated in one command becomes one inserted row. Only the last queued
         block is amended, so no statement queued after the insert can see the difference."""
-        if set(key) != set(spec.key) or not set(changes) <= set(spec.columns):
+        if set(key) != set(spec.key):
             return False
         encoded = spec.encode_row(key)
         row = self.by_key.get((spec.name, tuple(encoded[c] for c in spec.key)))
