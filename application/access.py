@@ -9,14 +9,14 @@ from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
 
-from application.commands import CommandRunner, Outcome, UnitOfWork
-from application.consistency import Consistency
-from application.context import Principal, RequestContext
-from application.errors import Unauthenticated
-from application.ledger import Ledger
-from application.readmodels import Read, TokenRow, TokensReader
-from domain.access import AccessToken, Role, hash_secret, token_id_for_hash
-from domain.events import EventContext
+from agentledger.application.commands import CommandRunner, Outcome, UnitOfWork
+from agentledger.application.consistency import Consistency
+from agentledger.application.context import Principal, RequestContext
+from agentledger.application.errors import Unauthenticated
+from agentledger.application.ledger import Ledger
+from agentledger.application.readmodels import Read, TokenRow, TokensReader
+from agentledger.domain.access import AccessToken, Role, hash_secret, token_id_for_hash
+from agentledger.domain.events import EventContext
 
 TOKEN_PREFIX = "alt_"
 

@@ -19,12 +19,12 @@ from uuid import UUID
 from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError, Tracking
 
-from application.clock import Clock
-from application.context import RequestContext
-from application.errors import ConcurrencyConflict, NotFound
-from application.group_commit import GroupCommitter
-from application.ledger import Ledger
-from domain.events import EventContext, LedgerAggregate
+from agentledger.application.clock import Clock
+from agentledger.application.context import RequestContext
+from agentledger.application.errors import ConcurrencyConflict, NotFound
+from agentledger.application.group_commit import GroupCommitter
+from agentledger.application.ledger import Ledger
+from agentledger.domain.events import EventContext, LedgerAggregate
 
 T = TypeVar("T")
 A = TypeVar("A", bound=LedgerAggregate)

@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-from application.errors import NotCaughtUp, PositionNotInLog
+from agentledger.application.errors import NotCaughtUp, PositionNotInLog
 
 
 class Positioned(Protocol):

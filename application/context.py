@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from uuid import UUID
 
-from application.errors import Forbidden
-from domain.access import Role
+from agentledger.application.errors import Forbidden
+from agentledger.domain.access import Role
 
 
 @dataclass(frozen=True)

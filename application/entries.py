@@ -7,12 +7,12 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from application.commands import CommandRunner, Outcome, UnitOfWork
-from application.consistency import Consistency
-from application.context import RequestContext
-from application.errors import Forbidden, NoProjectSelected, NotFound
-from application.projects import load_project
-from application.readmodels import (
+from agentledger.application.commands import CommandRunner, Outcome, UnitOfWork
+from agentledger.application.consistency import Consistency
+from agentledger.application.context import RequestContext
+from agentledger.application.errors import Forbidden, NoProjectSelected, NotFound
+from agentledger.application.projects import load_project
+from agentledger.application.readmodels import (
     MAX_PAGE,
     Cursor,
     EntriesReader,
@@ -22,11 +22,11 @@ from application.readmodels import (
     ProjectsReader,
     paged,
 )
-from domain.access import Role
-from domain.entries import LogEntry
-from domain.events import EventContext
-from domain.selections import ProjectSelection, selection_id
-from domain.sessions import AgentSession
+from agentledger.domain.access import Role
+from agentledger.domain.entries import LogEntry
+from agentledger.domain.events import EventContext
+from agentledger.domain.selections import ProjectSelection, selection_id
+from agentledger.domain.sessions import AgentSession
 
 
 @dataclass(frozen=True)

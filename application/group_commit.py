@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
-from application.ledger import Ledger
+from agentledger.application.ledger import Ledger
 
 
 @dataclass

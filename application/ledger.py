@@ -13,16 +13,35 @@ from uuid import UUID
 
 from eventsourcing.application import Application, ProcessingEvent
 from eventsourcing.persistence import Notification, ProcessRecorder, Tracking
-from eventsourcing.utils import Environment, EnvType
+from eventsourcing.utils import Environment, EnvType, get_topic, register_topic
 
-from domain.plans import ProjectPlan
-from domain.selections import ProjectSelection
-from domain.sessions import AgentSession
+import agentledger.domain
+from agentledger.domain.plans import ProjectPlan
+from agentledger.domain.selections import ProjectSelection
+from agentledger.domain.sessions import AgentSession
 
 log = logging.getLogger("agentledger.ledger")
 
 # Pinned: the PostgreSQL table names derive from it, and renaming would orphan the log.
 APPLICATION_NAME = "agentledger"
+
+# Events and snapshots stored while the layers were installed as top-level packages name their
+# classes `domain.<module>:<Class>`. The library resolves a registered package prefix for every
+# topic under it, so those rows load as the classes now under `agentledger.domain`.
+LEGACY_TOPIC_PACKAGES = {"domain": agentledger.domain}
+for _old_name, _package in LEGACY_TOPIC_PACKAGES.items():
+    register_topic(_old_name, _package)
+
+
+def stored_topics(event_class: type) -> list[str]:
+    """Every topic the log may hold for `event_class`: its own, then the names it was stored
+    under before (what a reader filtering the log by topic must ask for)."""
+    topic = get_topic(event_class)
+    topics = [topic]
+    for old_name, package in LEGACY_TOPIC_PACKAGES.items():
+        if topic.startswith(package.__name__ + "."):
+            topics.append(old_name + topic.removeprefix(package.__name__))
+    return topics
 
 
 class Ledger(Application[UUID]):

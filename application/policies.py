@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Protocol
 
-from application.commands import Decision, UnitOfWork
-from application.consistency import Consistency
-from application.readmodels import ProjectsReader, SelectionsReader, WorkItemsReader
-from domain.events import EventContext
-from domain.projects import Project
-from domain.selections import CLEARED_PROJECT_ARCHIVED, ProjectSelection, selection_id
-from domain.sessions import AgentSession
-from domain.work_items import WorkItem
+from agentledger.application.commands import Decision, UnitOfWork
+from agentledger.application.consistency import Consistency
+from agentledger.application.readmodels import ProjectsReader, SelectionsReader, WorkItemsReader
+from agentledger.domain.events import EventContext
+from agentledger.domain.projects import Project
+from agentledger.domain.selections import CLEARED_PROJECT_ARCHIVED, ProjectSelection, selection_id
+from agentledger.domain.sessions import AgentSession
+from agentledger.domain.work_items import WorkItem
 
 
 class Policy(Protocol):

@@ -10,7 +10,7 @@ import json
 from dataclasses import fields
 from typing import Any, Protocol
 
-from application.readmodels import (
+from agentledger.application.readmodels import (
     ProjectRow,
     Rows,
     SelectionRow,
@@ -18,13 +18,13 @@ from application.readmodels import (
     TokenRow,
     WorkItemRow,
 )
-from domain.access import AccessToken
-from domain.entries import LogEntry
-from domain.plans import ProjectPlan
-from domain.projects import Project
-from domain.selections import ProjectSelection
-from domain.sessions import AgentSession
-from domain.work_items import FINAL, WorkItem
+from agentledger.domain.access import AccessToken
+from agentledger.domain.entries import LogEntry
+from agentledger.domain.plans import ProjectPlan
+from agentledger.domain.projects import Project
+from agentledger.domain.selections import ProjectSelection
+from agentledger.domain.sessions import AgentSession
+from agentledger.domain.work_items import FINAL, WorkItem
 
 _FIELD_NAMES: dict[type, tuple[str, ...]] = {}
 

@@ -5,15 +5,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from application.commands import CommandRunner, Outcome, UnitOfWork
-from application.consistency import Consistency
-from application.context import RequestContext
-from application.errors import NotFound, ProjectExists
-from application.readmodels import MAX_PAGE, Cursor, Page, ProjectRow, ProjectsReader, Read, paged
-from domain.access import Role
-from domain.errors import InvalidValue
-from domain.events import EventContext
-from domain.projects import Project, project_id, validate_project_name
+from agentledger.application.commands import CommandRunner, Outcome, UnitOfWork
+from agentledger.application.consistency import Consistency
+from agentledger.application.context import RequestContext
+from agentledger.application.errors import NotFound, ProjectExists
+from agentledger.application.readmodels import (
+    MAX_PAGE,
+    Cursor,
+    Page,
+    ProjectRow,
+    ProjectsReader,
+    Read,
+    paged,
+)
+from agentledger.domain.access import Role
+from agentledger.domain.errors import InvalidValue
+from agentledger.domain.events import EventContext
+from agentledger.domain.projects import Project, project_id, validate_project_name
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,8 @@ from datetime import datetime
 from typing import Any, Generic, Protocol, TypeVar
 from uuid import UUID
 
-from application.errors import InvalidCursor
-from domain.sessions import effective_status
+from agentledger.application.errors import InvalidCursor
+from agentledger.domain.sessions import effective_status
 
 T = TypeVar("T")
 R = TypeVar("R")

@@ -6,18 +6,23 @@ from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
-from application.commands import CommandRunner, Outcome, UnitOfWork
-from application.consistency import Consistency
-from application.context import Principal, RequestContext
-from application.errors import Forbidden, NotFound, PreconditionFailed, PreconditionRequired
-from application.projects import load_project
-from application.readmodels import Read, SelectionRow, SelectionsReader
-from domain.access import Role
-from domain.errors import InvalidValue
-from domain.events import EventContext
-from domain.names import validate_agent_id
-from domain.selections import CLEARED_BY_AGENT, ProjectSelection, selection_id
-from domain.sessions import AgentSession
+from agentledger.application.commands import CommandRunner, Outcome, UnitOfWork
+from agentledger.application.consistency import Consistency
+from agentledger.application.context import Principal, RequestContext
+from agentledger.application.errors import (
+    Forbidden,
+    NotFound,
+    PreconditionFailed,
+    PreconditionRequired,
+)
+from agentledger.application.projects import load_project
+from agentledger.application.readmodels import Read, SelectionRow, SelectionsReader
+from agentledger.domain.access import Role
+from agentledger.domain.errors import InvalidValue
+from agentledger.domain.events import EventContext
+from agentledger.domain.names import validate_agent_id
+from agentledger.domain.selections import CLEARED_BY_AGENT, ProjectSelection, selection_id
+from agentledger.domain.sessions import AgentSession
 
 
 @dataclass(frozen=True)

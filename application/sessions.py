@@ -7,16 +7,24 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid4
 
-from application.clock import Clock
-from application.commands import CommandRunner, Outcome, UnitOfWork
-from application.consistency import Consistency
-from application.context import SYSTEM_SWEEPER, Principal, RequestContext
-from application.errors import Forbidden, NotFound, PreconditionFailed
-from application.readmodels import MAX_PAGE, Cursor, Page, Read, SessionRow, SessionsReader, paged
-from domain.access import Role
-from domain.errors import InvalidValue
-from domain.events import EventContext
-from domain.sessions import AgentSession, heartbeat_interval
+from agentledger.application.clock import Clock
+from agentledger.application.commands import CommandRunner, Outcome, UnitOfWork
+from agentledger.application.consistency import Consistency
+from agentledger.application.context import SYSTEM_SWEEPER, Principal, RequestContext
+from agentledger.application.errors import Forbidden, NotFound, PreconditionFailed
+from agentledger.application.readmodels import (
+    MAX_PAGE,
+    Cursor,
+    Page,
+    Read,
+    SessionRow,
+    SessionsReader,
+    paged,
+)
+from agentledger.domain.access import Role
+from agentledger.domain.errors import InvalidValue
+from agentledger.domain.events import EventContext
+from agentledger.domain.sessions import AgentSession, heartbeat_interval
 
 
 @dataclass(frozen=True)

@@ -12,19 +12,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
-from application.clock import Clock
-from application.consistency import Consistency
-from application.errors import NotFound
-from application.readmodels import (
+from agentledger.application.clock import Clock
+from agentledger.application.consistency import Consistency
+from agentledger.application.errors import NotFound
+from agentledger.application.readmodels import (
     ProjectsReader,
     Read,
     SelectionsReader,
     SessionsReader,
     WorkItemsReader,
 )
-from application.work_items import WorkItemService, WorkItemView
-from domain.sessions import SessionStatus
-from domain.work_items import WorkStatus
+from agentledger.application.work_items import WorkItemService, WorkItemView
+from agentledger.domain.sessions import SessionStatus
+from agentledger.domain.work_items import WorkStatus
 
 READY_SHOWN = 20
 DONE_SHOWN = 10

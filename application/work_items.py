@@ -16,19 +16,19 @@ from itertools import islice
 from typing import Any
 from uuid import UUID
 
-from application.clock import Clock
-from application.commands import CommandRunner, Outcome, UnitOfWork
-from application.consistency import Consistency
-from application.context import Principal, RequestContext
-from application.errors import (
+from agentledger.application.clock import Clock
+from agentledger.application.commands import CommandRunner, Outcome, UnitOfWork
+from agentledger.application.consistency import Consistency
+from agentledger.application.context import Principal, RequestContext
+from agentledger.application.errors import (
     CrossProject,
     FenceRequired,
     NotFound,
     PreconditionFailed,
     PreconditionRequired,
 )
-from application.projects import load_project
-from application.readmodels import (
+from agentledger.application.projects import load_project
+from agentledger.application.readmodels import (
     MAX_PAGE,
     Cursor,
     Page,
@@ -38,14 +38,15 @@ from application.readmodels import (
     WorkItemsReader,
     paged,
 )
-from domain.access import Role
-from domain.events import EventContext
-from domain.metadata import merge_patch
-from domain.plans import ProjectPlan, plan_id
-from domain.projects import Project, ProjectArchived, project_id
-from domain.readiness import Readiness, readiness
-from domain.sessions import AgentSession, SessionStatus
-from domain.work_items import AlreadyClaimed, ItemArchived, WorkItem
+from agentledger.domain.access import Role
+from agentledger.domain.errors import AlreadyClaimed, ItemArchived, ProjectArchived
+from agentledger.domain.events import EventContext
+from agentledger.domain.metadata import merge_patch
+from agentledger.domain.plans import ProjectPlan, plan_id
+from agentledger.domain.projects import Project, project_id
+from agentledger.domain.readiness import Readiness, readiness
+from agentledger.domain.sessions import AgentSession, SessionStatus
+from agentledger.domain.work_items import WorkItem
 
 # Candidates judged per read-model query by the ready queue: a small first page serves
 # claim-next and short queues, larger ones the rest.

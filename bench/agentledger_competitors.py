@@ -27,18 +27,18 @@ from uuid import UUID
 
 import psycopg
 
-from application.context import RequestContext, local_operator
-from application.entries import NewEntry
-from application.selections import Precondition
-from application.work_items import NewWorkItem
+from agentledger.application.context import RequestContext, local_operator
+from agentledger.application.entries import NewEntry
+from agentledger.application.selections import Precondition
+from agentledger.application.work_items import NewWorkItem
+from agentledger.infrastructure.bootstrap import Runtime, build_runtime, runner_lock
+from agentledger.infrastructure.locks import AdvisoryLock
+from agentledger.infrastructure.settings import Settings
 from bench.core import Operation, Stop, latency_summary
 from bench.harness import projections_running, served
 from bench.http_client import Client, Reply
 from bench.http_work_items import server_seconds
 from bench.sql_competitors import throwaway_schema
-from infrastructure.bootstrap import Runtime, build_runtime, runner_lock
-from infrastructure.locks import AdvisoryLock
-from infrastructure.settings import Settings
 
 PROJECTS = ("bench-a", "bench-b")
 # Connection pools of each AgentLedger process (event store, and read models: two pools), set

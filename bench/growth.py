@@ -19,12 +19,12 @@ import time
 from typing import Any
 from uuid import UUID
 
-from application.readmodels import EntryFilter
-from application.work_items import NewWorkItem
+from agentledger.application.readmodels import EntryFilter
+from agentledger.application.work_items import NewWorkItem
+from agentledger.domain.entries import LogEntry
+from agentledger.domain.events import EventContext
 from bench.agentledger_competitors import PROJECTS, InProcess
 from bench.core import Operation, run_cell, summarise_cells
-from domain.entries import LogEntry
-from domain.events import EventContext
 
 FULL_LEVELS = (10_000, 100_000, 1_000_000)
 QUICK_LEVELS = (10_000, 100_000)

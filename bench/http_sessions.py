@@ -19,11 +19,11 @@ from pathlib import Path
 import httpx2 as httpx
 import psycopg
 
-from application.clock import ManualClock
-from application.context import RequestContext, local_operator
+from agentledger.application.clock import ManualClock
+from agentledger.application.context import RequestContext, local_operator
+from agentledger.infrastructure.bootstrap import build_runtime
+from agentledger.infrastructure.settings import Settings
 from bench.harness import DEFAULT_DATABASE_URL, issue_token, served, store_environments, summarise
-from infrastructure.bootstrap import build_runtime
-from infrastructure.settings import Settings
 
 
 def measure_http(env: dict[str, str], calls: int) -> dict[str, dict[str, float]]:

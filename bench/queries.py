@@ -8,8 +8,8 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from application.readmodels import EntryFilter
-from application.work_items import NewWorkItem
+from agentledger.application.readmodels import EntryFilter
+from agentledger.application.work_items import NewWorkItem
 from bench.core import Operation, run_cell, summarise_cells
 
 # Items per level below... the root is level 0; 1 + 4 + 16 + 64 + 256 + 859 = 1,200.

@@ -12,10 +12,10 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 
-from domain.errors import InvalidValue, TokenRevoked
-from domain.events import EventContext, LedgerAggregate
-from domain.names import NAME
-from domain.text import clean_optional_text
+from agentledger.domain.errors import InvalidValue, TokenRevoked
+from agentledger.domain.events import EventContext, LedgerAggregate
+from agentledger.domain.names import NAME
+from agentledger.domain.text import clean_optional_text
 
 PRINCIPAL_PATTERN = re.compile(rf"^(agent|user|service):{NAME}$")
 ROLE_PATTERN = re.compile(r"^(agent|coordinator|auditor|admin|approver:[a-z0-9][a-z0-9_-]{0,63})$")
@@ -29,7 +29,7 @@ class Role(StrEnum):
 
 
 def validate_principal(principal: str) -> str:
-    if not PRINCIPAL_PATTERN.match(principal):
+    if not PRINCIPAL_PATTERN.fullmatch(principal):
         raise InvalidValue(
             f"principal '{principal}' must look like agent:NAME, user:NAME or service:NAME",
             field="principal",
@@ -41,7 +41,7 @@ def validate_roles(principal: str, roles: list[str]) -> list[str]:
     if not roles:
         raise InvalidValue("a token needs at least one role", field="roles")
     for role in roles:
-        if not ROLE_PATTERN.match(role):
+        if not ROLE_PATTERN.fullmatch(role):
             raise InvalidValue(
                 f"unknown role '{role}': use agent, coordinator, auditor, admin or approver:NAME",
                 field="roles",

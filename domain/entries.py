@@ -7,10 +7,10 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 from uuid import UUID, uuid4
 
-from domain.errors import InvalidValue
-from domain.events import EventContext, LedgerAggregate
-from domain.metadata import validate_metadata
-from domain.text import clean_text
+from agentledger.domain.errors import InvalidValue
+from agentledger.domain.events import EventContext, LedgerAggregate
+from agentledger.domain.metadata import validate_metadata
+from agentledger.domain.text import clean_text
 
 MAX_MESSAGE = 4000
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from uuid import UUID
+
 
 class DomainError(Exception):
     """A command the current state does not allow."""
@@ -60,3 +63,52 @@ class SessionNotOwned(DomainError):
 
 class TokenRevoked(DomainError):
     """The access token has been revoked."""
+
+
+class ProjectArchived(DomainError):
+    """The project is archived: it takes no new entries and no selections."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"project '{name}' is archived")
+
+
+class DependencyCycle(DomainError):
+    def __init__(self, path: list[UUID]) -> None:
+        self.path = path
+        super().__init__("the edge would close a cycle: " + " -> ".join(map(str, path)))
+
+
+class DepthExceeded(DomainError):
+    def __init__(self, depth: int, max_depth: int) -> None:
+        self.depth = depth
+        self.max_depth = max_depth
+        super().__init__(f"the item would sit {depth} levels below its root; at most {max_depth}")
+
+
+class AlreadyClaimed(DomainError):
+    def __init__(self, holder_session: UUID, holder_agent: str, expires_at: datetime) -> None:
+        self.holder_session = holder_session
+        self.holder_agent = holder_agent
+        self.expires_at = expires_at
+        super().__init__(
+            f"claimed by agent '{holder_agent}' (session {holder_session}) "
+            f"until its lease ends ({expires_at.isoformat()}) unless renewed"
+        )
+
+
+class ItemArchived(DomainError):
+    def __init__(self, item_id: UUID) -> None:
+        self.item_id = item_id
+        super().__init__(f"work item {item_id} is archived; unarchive it first")
+
+
+class ClaimLost(DomainError):
+    """The writer's fence is not the current claim's: its claim was lost or superseded."""
+
+    def __init__(self, presented: int | None, current: int | None) -> None:
+        self.presented = presented
+        self.current = current
+        now = "the item has no live claim" if current is None else f"the current fence is {current}"
+        shown = "no fence" if presented is None else f"fence {presented}"
+        super().__init__(f"{shown} does not hold the claim: {now}")

@@ -7,8 +7,8 @@ import math
 from collections.abc import Mapping
 from typing import Any, TypeAlias
 
-from domain.errors import InvalidValue
-from domain.text import clean_text
+from agentledger.domain.errors import InvalidValue
+from agentledger.domain.text import clean_text
 
 Scalar: TypeAlias = str | int | float | bool | None
 Metadata: TypeAlias = dict[str, Scalar]

@@ -10,22 +10,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 
-from domain.errors import DomainError
-from domain.events import EventContext, LedgerAggregate
+from agentledger.domain.errors import DependencyCycle, DepthExceeded, DomainError
+from agentledger.domain.events import EventContext, LedgerAggregate
 
 MAX_DEPTH = 5  # levels below a root: a root is level 0, its deepest descendant level 5
-
-
-class DependencyCycle(DomainError):
-    def __init__(self, path: list[UUID]) -> None:
-        self.path = path
-        super().__init__("the edge would close a cycle: " + " -> ".join(map(str, path)))
-
-
-class DepthExceeded(DomainError):
-    def __init__(self, depth: int) -> None:
-        self.depth = depth
-        super().__init__(f"the item would sit {depth} levels below its root; at most {MAX_DEPTH}")
 
 
 def plan_id(project: str) -> UUID:
@@ -83,7 +71,7 @@ class ProjectPlan(LedgerAggregate):
                 raise DependencyCycle([item_id, *map(UUID, path)])
             depth = self.depth(parent_id) + 1 + self._height(str(item_id))
             if depth > MAX_DEPTH:
-                raise DepthExceeded(depth)
+                raise DepthExceeded(depth, MAX_DEPTH)
         self._record(self.ItemPlaced, ctx, item_id=item_id, parent_id=parent_id)
 
     def add_dependency(self, ctx: EventContext, item_id: UUID, depends_on: UUID) -> bool:

@@ -8,24 +8,16 @@ import re
 from typing import TYPE_CHECKING, Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 
-from domain.errors import DomainError, InvalidValue
-from domain.events import EventContext, LedgerAggregate
-from domain.text import clean_optional_text
+from agentledger.domain.errors import InvalidValue, ProjectArchived
+from agentledger.domain.events import EventContext, LedgerAggregate
+from agentledger.domain.text import clean_optional_text
 
 PROJECT_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 MAX_DESCRIPTION = 2000
 
 
-class ProjectArchived(DomainError):
-    """The project is archived: it takes no new entries and no selections."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        super().__init__(f"project '{name}' is archived")
-
-
 def validate_project_name(name: str) -> str:
-    if not PROJECT_NAME_PATTERN.match(name):
+    if not PROJECT_NAME_PATTERN.fullmatch(name):
         raise InvalidValue(
             "project name must be a slug: 1-64 ASCII letters, digits, '.', '_' or '-', "
             "starting with a letter or digit (case-sensitive)",

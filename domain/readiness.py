@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from uuid import UUID
 
-from domain.work_items import WorkStatus
+from agentledger.domain.work_items import WorkStatus
 
 
 @dataclass(frozen=True)

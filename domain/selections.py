@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 
-from domain.events import EventContext, LedgerAggregate
-from domain.names import validate_agent_id
+from agentledger.domain.events import EventContext, LedgerAggregate
+from agentledger.domain.names import validate_agent_id
 
 CLEARED_BY_AGENT = "cleared"
 CLEARED_PROJECT_ARCHIVED = "project_archived"

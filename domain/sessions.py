@@ -12,17 +12,17 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 from uuid import UUID, uuid4
 
-from domain.errors import (
+from agentledger.domain.errors import (
     InvalidTransition,
     LeaseLapsed,
     SessionNotActive,
     SessionNotOwned,
     SessionTerminated,
 )
-from domain.events import EventContext, LedgerAggregate
-from domain.metadata import Metadata, merge_metadata, validate_metadata
-from domain.names import validate_agent_id
-from domain.text import clean_optional_text
+from agentledger.domain.events import EventContext, LedgerAggregate
+from agentledger.domain.metadata import Metadata, merge_metadata, validate_metadata
+from agentledger.domain.names import validate_agent_id
+from agentledger.domain.text import clean_optional_text
 
 DEFAULT_TTL_SECONDS = 900
 MIN_TTL_SECONDS = 60

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from domain.errors import InvalidValue
+from agentledger.domain.errors import InvalidValue
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 

@@ -13,8 +13,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
-from domain.errors import InvalidValue
-from domain.metadata import Metadata, validate_metadata
+from agentledger.domain.errors import InvalidValue
+from agentledger.domain.metadata import Metadata, validate_metadata
 
 Short = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
 Role = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]

@@ -14,10 +14,16 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 from uuid import UUID, uuid4
 
-from domain.errors import DomainError, InvalidTransition, InvalidValue
-from domain.events import EventContext, LedgerAggregate
-from domain.text import clean_optional_text, clean_text
-from domain.work_item_metadata import validate_item_metadata
+from agentledger.domain.errors import (
+    AlreadyClaimed,
+    ClaimLost,
+    InvalidTransition,
+    InvalidValue,
+    ItemArchived,
+)
+from agentledger.domain.events import EventContext, LedgerAggregate
+from agentledger.domain.text import clean_optional_text, clean_text
+from agentledger.domain.work_item_metadata import validate_item_metadata
 
 
 class WorkStatus(StrEnum):
@@ -53,34 +59,6 @@ KIND_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 ROLE_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 MIN_PRIORITY, MAX_PRIORITY = -1000, 1000
 EDITABLE = ("title", "description", "priority", "to_role", "metadata")
-
-
-class AlreadyClaimed(DomainError):
-    def __init__(self, holder_session: UUID, holder_agent: str, expires_at: datetime) -> None:
-        self.holder_session = holder_session
-        self.holder_agent = holder_agent
-        self.expires_at = expires_at
-        super().__init__(
-            f"claimed by agent '{holder_agent}' (session {holder_session}) "
-            f"until its lease ends ({expires_at.isoformat()}) unless renewed"
-        )
-
-
-class ItemArchived(DomainError):
-    def __init__(self, item_id: UUID) -> None:
-        self.item_id = item_id
-        super().__init__(f"work item {item_id} is archived; unarchive it first")
-
-
-class ClaimLost(DomainError):
-    """The writer's fence is not the current claim's: its claim was lost or superseded."""
-
-    def __init__(self, presented: int | None, current: int | None) -> None:
-        self.presented = presented
-        self.current = current
-        now = "the item has no live claim" if current is None else f"the current fence is {current}"
-        shown = "no fence" if presented is None else f"fence {presented}"
-        super().__init__(f"{shown} does not hold the claim: {now}")
 
 
 class WorkItem(LedgerAggregate):
@@ -190,7 +168,7 @@ class WorkItem(LedgerAggregate):
         metadata: Mapping[str, Any] | None = None,
         item_id: UUID | None = None,
     ) -> WorkItem:
-        if not KIND_PATTERN.match(kind):
+        if not KIND_PATTERN.fullmatch(kind):
             raise InvalidValue(
                 f"kind must be a lowercase slug such as {', '.join(KINDS)}", field="kind"
             )
@@ -360,7 +338,7 @@ def _editable(kind: str, **fields: Any) -> dict[str, Any]:
         clean["priority"] = priority
     if "to_role" in fields:
         role = fields["to_role"]
-        if role is not None and not ROLE_PATTERN.match(role):
+        if role is not None and not ROLE_PATTERN.fullmatch(role):
             raise InvalidValue("to_role must be a role name (letters, digits, ._-)", "to_role")
         clean["to_role"] = role
     if "metadata" in fields:

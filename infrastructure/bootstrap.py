@@ -10,14 +10,17 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from application.access import AccessService
-from application.clock import Clock, SystemClock
-from application.commands import CommandRunner
-from application.consistency import Consistency
-from application.entries import EntryService
-from application.ledger import Ledger
-from application.policies import ArchivedProjectClearsSelections, SessionEndReleasesClaims
-from application.projections import (
+from agentledger.application.access import AccessService
+from agentledger.application.clock import Clock, SystemClock
+from agentledger.application.commands import CommandRunner
+from agentledger.application.consistency import Consistency
+from agentledger.application.entries import EntryService
+from agentledger.application.ledger import Ledger
+from agentledger.application.policies import (
+    ArchivedProjectClearsSelections,
+    SessionEndReleasesClaims,
+)
+from agentledger.application.projections import (
     EntriesProjection,
     ProjectsProjection,
     SelectionsProjection,
@@ -25,19 +28,25 @@ from application.projections import (
     TokensProjection,
     WorkItemsProjection,
 )
-from application.projects import ProjectService
-from application.selections import SelectionService
-from application.sessions import SessionService
-from application.status import StatusService
-from application.work_items import WorkItemService
-from infrastructure.locks import AdvisoryLock, FileLock, RunnerLock
-from infrastructure.readmodels.entries import PostgresEntriesView, SQLiteEntriesView
-from infrastructure.readmodels.projects import PostgresProjectsView, SQLiteProjectsView
-from infrastructure.readmodels.selections import PostgresSelectionsView, SQLiteSelectionsView
-from infrastructure.readmodels.sessions import PostgresSessionsView, SQLiteSessionsView
-from infrastructure.readmodels.tokens import PostgresTokensView, SQLiteTokensView
-from infrastructure.readmodels.work_items import PostgresWorkItemsView, SQLiteWorkItemsView
-from infrastructure.runners import (
+from agentledger.application.projects import ProjectService
+from agentledger.application.selections import SelectionService
+from agentledger.application.sessions import SessionService
+from agentledger.application.status import StatusService
+from agentledger.application.work_items import WorkItemService
+from agentledger.infrastructure.locks import AdvisoryLock, FileLock, RunnerLock
+from agentledger.infrastructure.readmodels.entries import PostgresEntriesView, SQLiteEntriesView
+from agentledger.infrastructure.readmodels.projects import PostgresProjectsView, SQLiteProjectsView
+from agentledger.infrastructure.readmodels.selections import (
+    PostgresSelectionsView,
+    SQLiteSelectionsView,
+)
+from agentledger.infrastructure.readmodels.sessions import PostgresSessionsView, SQLiteSessionsView
+from agentledger.infrastructure.readmodels.tokens import PostgresTokensView, SQLiteTokensView
+from agentledger.infrastructure.readmodels.work_items import (
+    PostgresWorkItemsView,
+    SQLiteWorkItemsView,
+)
+from agentledger.infrastructure.runners import (
     LiveView,
     LogTail,
     PolicyWorker,
@@ -45,15 +54,15 @@ from infrastructure.runners import (
     Runner,
     RunnerSet,
 )
-from infrastructure.settings import Settings
-from infrastructure.storage import (
+from agentledger.infrastructure.settings import Settings
+from agentledger.infrastructure.storage import (
     apply_connection_environment,
     open_ledger,
     open_views,
     postgres_conninfo,
     probe_store,
 )
-from infrastructure.wakeups import CommitListener
+from agentledger.infrastructure.wakeups import CommitListener
 
 log = logging.getLogger("agentledger")
 

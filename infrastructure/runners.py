@@ -30,15 +30,14 @@ from functools import cached_property
 from typing import Any, Protocol
 
 from eventsourcing.persistence import Tracking
-from eventsourcing.utils import get_topic
 
-from application.commands import CommandRunner
-from application.consistency import Consistency
-from application.context import SYSTEM_POLICY, RequestContext
-from application.ledger import Ledger
-from application.policies import Policy
-from application.projections import Projection
-from infrastructure.locks import RunnerLock
+from agentledger.application.commands import CommandRunner
+from agentledger.application.consistency import Consistency
+from agentledger.application.context import SYSTEM_POLICY, RequestContext
+from agentledger.application.ledger import Ledger, stored_topics
+from agentledger.application.policies import Policy
+from agentledger.application.projections import Projection
+from agentledger.infrastructure.locks import RunnerLock
 
 log = logging.getLogger("agentledger.runners")
 
@@ -193,7 +192,7 @@ class ProjectionWorker:
         pending = list(self.projection.follows)
         while pending:
             cls = pending.pop()
-            found.add(get_topic(cls))
+            found.update(stored_topics(cls))
             pending.extend(cls.__subclasses__())
         return sorted(found)
 

@@ -15,9 +15,9 @@ from eventsourcing.persistence import InfrastructureFactory
 from eventsourcing.utils import Environment
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from application.ledger import Ledger
-from infrastructure.readmodels.base import SqlView
-from infrastructure.settings import Settings
+from agentledger.application.ledger import Ledger
+from agentledger.infrastructure.readmodels.base import SqlView
+from agentledger.infrastructure.settings import Settings
 
 _CORE = ("dbname", "host", "port", "user", "password")
 # DATABASE_URL parameters the library cannot take directly travel through libpq's own

@@ -14,11 +14,11 @@ import psycopg
 import pytest
 from starlette.testclient import TestClient
 
-from application.clock import ManualClock, SystemClock
-from application.context import RequestContext, local_operator
-from infrastructure.bootstrap import Runtime, build_runtime
-from infrastructure.settings import Settings
-from interfaces.http.app import create_app
+from agentledger.application.clock import ManualClock, SystemClock
+from agentledger.application.context import RequestContext, local_operator
+from agentledger.infrastructure.bootstrap import Runtime, build_runtime
+from agentledger.infrastructure.settings import Settings
+from agentledger.interfaces.http.app import create_app
 from tests.support.postgres import fresh_database, server_url
 
 BACKENDS = ("postgres", "sqlite")

@@ -24,8 +24,8 @@ from eventsourcing.postgres import PostgresTrackingRecorder
 from eventsourcing.sqlite import SQLiteTrackingRecorder
 from psycopg.sql import SQL
 
-from application.ledger import APPLICATION_NAME
-from application.projections import Projection
+from agentledger.application.ledger import APPLICATION_NAME
+from agentledger.application.projections import Projection
 
 # Below this many rows an INSERT costs less than setting up a COPY.
 COPY_FROM_ROWS = 8

@@ -8,8 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from application.readmodels import EntryFilter, EntryRow
-from infrastructure.readmodels.base import PostgresSqlView, SQLiteSqlView, SqlView, Table, to_micros
+from agentledger.application.readmodels import EntryFilter, EntryRow
+from agentledger.infrastructure.readmodels.base import (
+    PostgresSqlView,
+    SQLiteSqlView,
+    SqlView,
+    Table,
+    to_micros,
+)
 
 ENTRIES = Table(
     name="entries",

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from application.readmodels import ProjectRow
-from infrastructure.readmodels.base import PostgresSqlView, SQLiteSqlView, SqlView, Table
+from agentledger.application.readmodels import ProjectRow
+from agentledger.infrastructure.readmodels.base import (
+    PostgresSqlView,
+    SQLiteSqlView,
+    SqlView,
+    Table,
+)
 
 PROJECTS = Table(
     name="projects",

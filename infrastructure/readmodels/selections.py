@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-from application.readmodels import SelectionRow
-from infrastructure.readmodels.base import PostgresSqlView, SQLiteSqlView, SqlView, Table
+from agentledger.application.readmodels import SelectionRow
+from agentledger.infrastructure.readmodels.base import (
+    PostgresSqlView,
+    SQLiteSqlView,
+    SqlView,
+    Table,
+)
 
 SELECTIONS = Table(
     name="selections",

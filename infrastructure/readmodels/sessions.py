@@ -6,9 +6,15 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from application.readmodels import SessionRow
-from domain.sessions import SessionStatus
-from infrastructure.readmodels.base import PostgresSqlView, SQLiteSqlView, SqlView, Table, to_micros
+from agentledger.application.readmodels import SessionRow
+from agentledger.domain.sessions import SessionStatus
+from agentledger.infrastructure.readmodels.base import (
+    PostgresSqlView,
+    SQLiteSqlView,
+    SqlView,
+    Table,
+    to_micros,
+)
 
 SESSIONS = Table(
     name="sessions",

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-from application.readmodels import TokenRow
-from infrastructure.readmodels.base import PostgresSqlView, SQLiteSqlView, SqlView, Table
+from agentledger.application.readmodels import TokenRow
+from agentledger.infrastructure.readmodels.base import (
+    PostgresSqlView,
+    SQLiteSqlView,
+    SqlView,
+    Table,
+)
 
 TOKENS = Table(
     name="tokens",

@@ -8,8 +8,14 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from application.readmodels import WorkItemFilter, WorkItemRow
-from infrastructure.readmodels.base import PostgresSqlView, SQLiteSqlView, SqlView, Table, to_micros
+from agentledger.application.readmodels import WorkItemFilter, WorkItemRow
+from agentledger.infrastructure.readmodels.base import (
+    PostgresSqlView,
+    SQLiteSqlView,
+    SqlView,
+    Table,
+    to_micros,
+)
 
 WORK_ITEMS = Table(
     name="work_items",

@@ -24,15 +24,15 @@ import psycopg
 from eventsourcing.persistence import PersistenceError
 from pydantic import ValidationError
 
-from application.context import RequestContext, local_operator
-from application.entries import EntryView
-from application.errors import ApplicationError, NotFound
-from application.readmodels import EntryFilter
-from application.status import render_markdown
-from domain.errors import DomainError
-from infrastructure.bootstrap import Runtime, build_runtime
-from infrastructure.settings import Settings
-from interfaces.cli.output import emit
+from agentledger.application.context import RequestContext, local_operator
+from agentledger.application.entries import EntryView
+from agentledger.application.errors import ApplicationError, NotFound
+from agentledger.application.readmodels import EntryFilter
+from agentledger.application.status import render_markdown
+from agentledger.domain.errors import DomainError
+from agentledger.infrastructure.bootstrap import Runtime, build_runtime
+from agentledger.infrastructure.settings import Settings
+from agentledger.interfaces.cli.output import emit
 
 EXIT_REFUSED = 1
 EXIT_BUSY = 3
@@ -87,7 +87,7 @@ def serve(host: str, port: int, workers: int) -> None:
     """Run the HTTP API, the projections and the lease sweeper."""
     import uvicorn
 
-    from interfaces.http.app import create_app
+    from agentledger.interfaces.http.app import create_app
 
     rt = open_runtime()
     settings = rt.settings
@@ -117,7 +117,7 @@ def serve(host: str, port: int, workers: int) -> None:
 
 def served_app() -> Any:
     """The app one `serve --workers N` process runs (uvicorn imports and calls this)."""
-    from interfaces.http.app import create_app
+    from agentledger.interfaces.http.app import create_app
 
     return create_app(open_runtime(), manage_runtime=True)
 

@@ -13,12 +13,19 @@ from starlette.responses import Response
 from starlette.routing import Match, Route
 from starlette.types import Receive, Scope, Send
 
-from infrastructure.bootstrap import Runtime
-from interfaces.http.call import TRACE_HEADER, trace_id_of
-from interfaces.http.openapi import build_openapi
-from interfaces.http.problems import problem_response, to_problem
-from interfaces.http.routes import entries, health, projects, selections, sessions, work_items
-from interfaces.http.routing import Operation, to_route
+from agentledger.infrastructure.bootstrap import Runtime
+from agentledger.interfaces.http.call import TRACE_HEADER, trace_id_of
+from agentledger.interfaces.http.openapi import build_openapi
+from agentledger.interfaces.http.problems import problem_response, to_problem
+from agentledger.interfaces.http.routes import (
+    entries,
+    health,
+    projects,
+    selections,
+    sessions,
+    work_items,
+)
+from agentledger.interfaces.http.routing import Operation, to_route
 
 OPERATIONS: list[Operation] = [
     *health.OPERATIONS,

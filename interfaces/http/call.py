@@ -12,12 +12,12 @@ from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
-from application.commands import Outcome
-from application.context import Principal, RequestContext
-from application.errors import NotFound, PreconditionFailed, Unauthenticated
-from application.selections import Precondition
-from infrastructure.bootstrap import Runtime
-from interfaces.http.problems import HttpProblem
+from agentledger.application.commands import Outcome
+from agentledger.application.context import Principal, RequestContext
+from agentledger.application.errors import NotFound, PreconditionFailed, Unauthenticated
+from agentledger.application.selections import Precondition
+from agentledger.infrastructure.bootstrap import Runtime
+from agentledger.interfaces.http.problems import HttpProblem
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -34,11 +34,11 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 def trace_id_of(request: Request) -> str:
     """W3C traceparent's trace id, else X-Request-ID, else a fresh id."""
-    match = _TRACEPARENT.match(request.headers.get("traceparent", "").strip().lower())
+    match = _TRACEPARENT.fullmatch(request.headers.get("traceparent", "").strip().lower())
     if match and match.group(1) != "0" * 32:
         return match.group(1)
     request_id = request.headers.get("x-request-id", "").strip()
-    if _REQUEST_ID.match(request_id):
+    if _REQUEST_ID.fullmatch(request_id):
         return request_id
     # Unique, not secret: os.urandom (behind uuid4) cost ~0.7 ms a call on the VMs measured.
     return f"{random.getrandbits(128):032x}"
@@ -144,7 +144,7 @@ class HttpCall:
         value = header.strip()
         if value.startswith("W/"):
             return PreconditionFailed.WEAK
-        match = _STRONG_ETAG.match(value)
+        match = _STRONG_ETAG.fullmatch(value)
         if not match:
             raise HttpProblem(
                 400,
@@ -185,7 +185,7 @@ class HttpCall:
         header = self.request.headers.get(CONSISTENT_WITH_HEADER)
         if header is None:
             return None
-        if not _POSITION.match(header.strip()):
+        if not _POSITION.fullmatch(header.strip()):
             raise HttpProblem(
                 400,
                 "invalid-position",
@@ -199,7 +199,7 @@ class HttpCall:
         header = self.request.headers.get(FENCE_HEADER)
         if header is None:
             return None
-        if not _POSITION.match(header.strip()):
+        if not _POSITION.fullmatch(header.strip()):
             raise HttpProblem(
                 400,
                 "invalid-fence",

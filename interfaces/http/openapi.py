@@ -7,9 +7,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from interfaces.http.call import CONSISTENT_WITH_HEADER, POSITION_HEADER
-from interfaces.http.routing import Operation
-from interfaces.http.schemas import ProblemOut
+from agentledger.interfaces.http.call import CONSISTENT_WITH_HEADER, POSITION_HEADER
+from agentledger.interfaces.http.routing import Operation
+from agentledger.interfaces.http.schemas import ProblemOut
 
 _PATH_PARAM = re.compile(r"\{(\w+)\}")
 _STATUS_TEXT = {

@@ -11,7 +11,7 @@ from psycopg_pool import PoolTimeout
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from application.errors import (
+from agentledger.application.errors import (
     ConcurrencyConflict,
     CrossProject,
     FenceRequired,
@@ -26,19 +26,22 @@ from application.errors import (
     ProjectExists,
     Unauthenticated,
 )
-from domain.errors import (
+from agentledger.domain.errors import (
+    AlreadyClaimed,
+    ClaimLost,
+    DependencyCycle,
+    DepthExceeded,
     DomainError,
     InvalidTransition,
     InvalidValue,
+    ItemArchived,
     LeaseLapsed,
+    ProjectArchived,
     SessionNotActive,
     SessionNotOwned,
     SessionTerminated,
     TokenRevoked,
 )
-from domain.plans import MAX_DEPTH, DependencyCycle, DepthExceeded
-from domain.projects import ProjectArchived
-from domain.work_items import AlreadyClaimed, ClaimLost, ItemArchived
 
 PROBLEM_BASE = "https://agentledger.dev/problems/"
 PROBLEM_JSON = "application/problem+json"
@@ -177,7 +180,7 @@ def to_problem(request: Request, exc: Exception) -> JSONResponse:
                 str(exc),
                 request,
                 depth=exc.depth,
-                max_depth=MAX_DEPTH,
+                max_depth=exc.max_depth,
             )
         case ItemArchived():
             return problem_response(409, "item-archived", "Work item archived", str(exc), request)

@@ -11,8 +11,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from interfaces.http.call import HttpCall
-from interfaces.http.problems import HttpProblem, to_problem
+from agentledger.interfaces.http.call import HttpCall
+from agentledger.interfaces.http.problems import HttpProblem, to_problem
 
 Handler = Callable[[HttpCall], Response]
 

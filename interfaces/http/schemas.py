@@ -9,11 +9,11 @@ from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from application.entries import EntryView
-from application.projects import ProjectView
-from application.selections import SelectionView
-from application.sessions import SessionView
-from domain.names import AGENT_ID_PATTERN
+from agentledger.application.entries import EntryView
+from agentledger.application.projects import ProjectView
+from agentledger.application.selections import SelectionView
+from agentledger.application.sessions import SessionView
+from agentledger.domain.names import AGENT_ID_PATTERN
 
 MetadataValue = str | int | float | bool | None
 W = TypeVar("W", bound=BaseModel)

@@ -8,11 +8,17 @@ from uuid import UUID
 
 from pydantic import Field
 
-from application.status import SessionSummary, StatusReport
-from application.work_items import INCLUDES, Claim, Dependencies, ItemDetail, WorkItemView
-from domain.readiness import Readiness
-from domain.work_items import MAX_PRIORITY, MIN_PRIORITY
-from interfaces.http.schemas import LooseUUID, Query, Strict
+from agentledger.application.status import SessionSummary, StatusReport
+from agentledger.application.work_items import (
+    INCLUDES,
+    Claim,
+    Dependencies,
+    ItemDetail,
+    WorkItemView,
+)
+from agentledger.domain.readiness import Readiness
+from agentledger.domain.work_items import MAX_PRIORITY, MIN_PRIORITY
+from agentledger.interfaces.http.schemas import LooseUUID, Query, Strict
 
 StatusName = Literal["open", "in_progress", "in_review", "done", "blocked", "cancelled"]
 KIND_DOC = "project, epic, task, research or session; other lowercase slugs are allowed too"

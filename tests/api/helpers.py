@@ -12,7 +12,7 @@ import httpx2 as httpx
 from starlette.testclient import TestClient
 from starlette.types import ASGIApp
 
-from infrastructure.bootstrap import Runtime
+from agentledger.infrastructure.bootstrap import Runtime
 from tests.conftest import bearer, issue_token
 
 PROBLEM_JSON = "application/problem+json"

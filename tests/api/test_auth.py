@@ -8,9 +8,9 @@ from uuid import uuid4
 import pytest
 from starlette.testclient import TestClient
 
-from application.clock import ManualClock
-from application.context import RequestContext, local_operator
-from infrastructure.bootstrap import Runtime
+from agentledger.application.clock import ManualClock
+from agentledger.application.context import RequestContext, local_operator
+from agentledger.infrastructure.bootstrap import Runtime
 from tests.api.helpers import (
     CONSISTENT_WITH,
     agent,

@@ -14,9 +14,9 @@ from typing import Any
 import httpx2 as httpx
 from starlette.testclient import TestClient
 
-from application.clock import ManualClock
-from domain.entries import LogEntry
-from infrastructure.bootstrap import Runtime
+from agentledger.application.clock import ManualClock
+from agentledger.domain.entries import LogEntry
+from agentledger.infrastructure.bootstrap import Runtime
 from tests.api.helpers import (
     CONSISTENT_WITH,
     POSITION,

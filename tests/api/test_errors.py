@@ -12,7 +12,7 @@ from uuid import uuid4
 import pytest
 from starlette.testclient import TestClient
 
-from infrastructure.bootstrap import Runtime
+from agentledger.infrastructure.bootstrap import Runtime
 from tests.api.helpers import (
     CONSISTENT_WITH,
     PROBLEM_JSON,

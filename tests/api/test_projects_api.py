@@ -10,9 +10,9 @@ from typing import Any
 
 from starlette.testclient import TestClient
 
-from application.clock import ManualClock
-from domain.projects import Project, project_id
-from infrastructure.bootstrap import Runtime
+from agentledger.application.clock import ManualClock
+from agentledger.domain.projects import Project, project_id
+from agentledger.infrastructure.bootstrap import Runtime
 from tests.api.helpers import (
     CONSISTENT_WITH,
     POSITION,

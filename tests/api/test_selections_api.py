@@ -12,9 +12,9 @@ from typing import Any
 import httpx2 as httpx
 from starlette.testclient import TestClient
 
-from application.clock import ManualClock
-from domain.selections import ProjectSelection, selection_id
-from infrastructure.bootstrap import Runtime
+from agentledger.application.clock import ManualClock
+from agentledger.domain.selections import ProjectSelection, selection_id
+from agentledger.infrastructure.bootstrap import Runtime
 from tests.api.helpers import (
     CONSISTENT_WITH,
     POSITION,

@@ -8,8 +8,8 @@ from typing import Any
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from infrastructure.bootstrap import Runtime
-from interfaces.http.app import OPERATIONS
+from agentledger.infrastructure.bootstrap import Runtime
+from agentledger.interfaces.http.app import OPERATIONS
 from tests.api.helpers import TRACE, agent, start
 
 HTTP_METHODS = {"get", "put", "post", "delete", "patch", "options", "head", "trace"}

@@ -9,8 +9,8 @@ from typing import Any
 
 from starlette.testclient import TestClient
 
-from application.clock import ManualClock
-from infrastructure.bootstrap import Runtime
+from agentledger.application.clock import ManualClock
+from agentledger.infrastructure.bootstrap import Runtime
 from tests.api.helpers import (
     CONSISTENT_WITH,
     POSITION,

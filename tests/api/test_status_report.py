@@ -7,8 +7,8 @@ from pathlib import Path
 
 from starlette.testclient import TestClient
 
-from application.clock import ManualClock
-from infrastructure.bootstrap import Runtime
+from agentledger.application.clock import ManualClock
+from agentledger.infrastructure.bootstrap import Runtime
 from tests.api.helpers import CONSISTENT_WITH, POSITION, agent, refused, start
 from tests.conftest import bearer, issue_token
 

@@ -9,11 +9,11 @@ from typing import Any
 import psycopg
 from starlette.testclient import TestClient
 
-from application.clock import ManualClock
-from infrastructure.bootstrap import build_runtime
-from infrastructure.settings import Settings
-from infrastructure.storage import postgres_conninfo
-from interfaces.http.app import create_app
+from agentledger.application.clock import ManualClock
+from agentledger.infrastructure.bootstrap import build_runtime
+from agentledger.infrastructure.settings import Settings
+from agentledger.infrastructure.storage import postgres_conninfo
+from agentledger.interfaces.http.app import create_app
 from tests.api.helpers import agent, assert_problem
 
 

@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from application.context import RequestContext, local_operator
-from application.entries import NewEntry
-from infrastructure.bootstrap import build_runtime
-from infrastructure.settings import Settings
-from interfaces.cli.main import cli
+from agentledger.application.context import RequestContext, local_operator
+from agentledger.application.entries import NewEntry
+from agentledger.infrastructure.bootstrap import build_runtime
+from agentledger.infrastructure.settings import Settings
+from agentledger.interfaces.cli.main import cli
 
 CLI = str(Path(sys.executable).with_name("agentledger"))
 
@@ -160,8 +160,8 @@ def lines_of(process: subprocess.Popen[str]) -> queue.Queue[str]:
 def test_work_items_tree_status_and_archive_done(run, settings: Settings) -> None:  # type: ignore[no-untyped-def]
     from datetime import UTC, datetime, timedelta
 
-    from application.clock import ManualClock
-    from application.work_items import NewWorkItem
+    from agentledger.application.clock import ManualClock
+    from agentledger.application.work_items import NewWorkItem
 
     clock = ManualClock(datetime.now(UTC) - timedelta(days=400))  # the CLI runs at "now"
     rt = build_runtime(settings, clock)

@@ -12,13 +12,14 @@ from uuid import UUID
 import pytest
 from starlette.testclient import TestClient
 
-from application.commands import UnitOfWork
-from application.context import RequestContext
-from application.selections import Precondition
-from domain.events import EventContext
-from domain.projects import Project, ProjectArchived, project_id
-from domain.selections import ProjectSelection, selection_id
-from infrastructure.bootstrap import Runtime
+from agentledger.application.commands import UnitOfWork
+from agentledger.application.context import RequestContext
+from agentledger.application.selections import Precondition
+from agentledger.domain.errors import ProjectArchived
+from agentledger.domain.events import EventContext
+from agentledger.domain.projects import Project, project_id
+from agentledger.domain.selections import ProjectSelection, selection_id
+from agentledger.infrastructure.bootstrap import Runtime
 from tests.api.helpers import CONSISTENT_WITH
 from tests.conftest import bearer, issue_token
 

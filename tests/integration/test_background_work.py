@@ -12,11 +12,11 @@ from pathlib import Path
 
 import httpx2 as httpx
 
-from application.clock import ManualClock
-from application.context import RequestContext
-from domain.sessions import AgentSession
-from infrastructure.bootstrap import build_runtime, runner_lock
-from infrastructure.settings import Settings
+from agentledger.application.clock import ManualClock
+from agentledger.application.context import RequestContext
+from agentledger.domain.sessions import AgentSession
+from agentledger.infrastructure.bootstrap import build_runtime, runner_lock
+from agentledger.infrastructure.settings import Settings
 from tests.cli.test_readme_example import free_port
 from tests.conftest import bearer, issue_token
 from tests.support.helpers import run_threads, wait_until

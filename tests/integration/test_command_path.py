@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from eventsourcing.persistence import IntegrityError
 
-from application.clock import ManualClock
-from domain.sessions import AgentSession
-from infrastructure.bootstrap import Runtime
+from agentledger.application.clock import ManualClock
+from agentledger.domain.sessions import AgentSession
+from agentledger.infrastructure.bootstrap import Runtime
 from tests.support.helpers import agent_context
 
 

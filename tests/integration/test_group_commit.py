@@ -8,11 +8,11 @@ import time
 from typing import Any
 from uuid import UUID
 
-from application.clock import ManualClock
-from application.context import RequestContext
-from application.group_commit import GroupCommitter
-from domain.events import EventContext
-from infrastructure.bootstrap import Runtime
+from agentledger.application.clock import ManualClock
+from agentledger.application.context import RequestContext
+from agentledger.application.group_commit import GroupCommitter
+from agentledger.domain.events import EventContext
+from agentledger.infrastructure.bootstrap import Runtime
 from tests.support.helpers import agent_context, run_threads
 
 

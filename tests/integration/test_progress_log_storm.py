@@ -9,13 +9,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from application.context import RequestContext
-from application.entries import EntryView, NewEntry
-from application.errors import NotCaughtUp
-from application.readmodels import EntryFilter
-from domain.entries import LogEntry
-from domain.projects import project_id
-from infrastructure.bootstrap import Runtime
+from agentledger.application.context import RequestContext
+from agentledger.application.entries import EntryView, NewEntry
+from agentledger.application.errors import NotCaughtUp
+from agentledger.application.readmodels import EntryFilter
+from agentledger.domain.entries import LogEntry
+from agentledger.domain.projects import project_id
+from agentledger.infrastructure.bootstrap import Runtime
 from tests.support.helpers import agent_context, run_threads
 
 AGENTS = 16

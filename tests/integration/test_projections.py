@@ -9,16 +9,16 @@ from uuid import uuid4
 import psycopg
 import pytest
 
-from application.clock import ManualClock
-from application.context import RequestContext, local_operator
-from application.entries import NewEntry
-from application.errors import NotCaughtUp
-from application.readmodels import EntryFilter
-from application.selections import Precondition
-from application.work_items import NewWorkItem
-from infrastructure.bootstrap import Runtime, build_runtime
-from infrastructure.runners import LogTail
-from infrastructure.settings import Settings
+from agentledger.application.clock import ManualClock
+from agentledger.application.context import RequestContext, local_operator
+from agentledger.application.entries import NewEntry
+from agentledger.application.errors import NotCaughtUp
+from agentledger.application.readmodels import EntryFilter
+from agentledger.application.selections import Precondition
+from agentledger.application.work_items import NewWorkItem
+from agentledger.infrastructure.bootstrap import Runtime, build_runtime
+from agentledger.infrastructure.runners import LogTail
+from agentledger.infrastructure.settings import Settings
 from tests.conftest import issue_token
 from tests.support.helpers import agent_context, wait_until
 

@@ -10,12 +10,12 @@ from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
-from application.clock import ManualClock
-from application.context import RequestContext
-from application.errors import ConcurrencyConflict
-from domain.errors import InvalidTransition, LeaseLapsed
-from domain.sessions import AgentSession
-from infrastructure.bootstrap import Runtime
+from agentledger.application.clock import ManualClock
+from agentledger.application.context import RequestContext
+from agentledger.application.errors import ConcurrencyConflict
+from agentledger.domain.errors import InvalidTransition, LeaseLapsed
+from agentledger.domain.sessions import AgentSession
+from agentledger.infrastructure.bootstrap import Runtime
 from tests.support.helpers import agent_context, run_threads
 
 REFUSALS = (InvalidTransition, LeaseLapsed, ConcurrencyConflict)

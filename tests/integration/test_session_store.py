@@ -7,12 +7,12 @@ from uuid import UUID
 
 import pytest
 
-from application.clock import ManualClock
-from application.context import RequestContext
-from application.errors import Forbidden, InvalidCursor, NotFound, PreconditionFailed
-from domain.errors import InvalidValue, LeaseLapsed
-from domain.sessions import AgentSession
-from infrastructure.bootstrap import Runtime
+from agentledger.application.clock import ManualClock
+from agentledger.application.context import RequestContext
+from agentledger.application.errors import Forbidden, InvalidCursor, NotFound, PreconditionFailed
+from agentledger.domain.errors import InvalidValue, LeaseLapsed
+from agentledger.domain.sessions import AgentSession
+from agentledger.infrastructure.bootstrap import Runtime
 from tests.conftest import issue_token
 from tests.support.helpers import agent_context
 

@@ -9,9 +9,10 @@ from uuid import UUID
 
 import pytest
 
-from application.clock import ManualClock
-from domain.work_items import AlreadyClaimed, ClaimLost, WorkItem
-from infrastructure.bootstrap import Runtime
+from agentledger.application.clock import ManualClock
+from agentledger.domain.errors import AlreadyClaimed, ClaimLost
+from agentledger.domain.work_items import WorkItem
+from agentledger.infrastructure.bootstrap import Runtime
 from tests.integration.work_items_support import Team
 from tests.support.helpers import run_threads, wait_until
 

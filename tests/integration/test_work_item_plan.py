@@ -15,16 +15,17 @@ from uuid import UUID
 
 import pytest
 
-from application.clock import ManualClock
-from application.context import RequestContext
-from application.errors import NotFound
-from application.work_items import NewWorkItem
-from domain.plans import MAX_DEPTH, DependencyCycle, DepthExceeded, ProjectPlan, plan_id
-from domain.readiness import Reason
-from domain.sessions import AgentSession
-from domain.work_items import WorkItem
-from infrastructure.bootstrap import Runtime, build_runtime
-from infrastructure.settings import Settings
+from agentledger.application.clock import ManualClock
+from agentledger.application.context import RequestContext
+from agentledger.application.errors import NotFound
+from agentledger.application.work_items import NewWorkItem
+from agentledger.domain.errors import DependencyCycle, DepthExceeded
+from agentledger.domain.plans import MAX_DEPTH, ProjectPlan, plan_id
+from agentledger.domain.readiness import Reason
+from agentledger.domain.sessions import AgentSession
+from agentledger.domain.work_items import WorkItem
+from agentledger.infrastructure.bootstrap import Runtime, build_runtime
+from agentledger.infrastructure.settings import Settings
 from tests.integration.work_items_support import Team
 from tests.support.helpers import run_threads, wait_until
 

@@ -9,12 +9,12 @@ from dataclasses import asdict
 from typing import Any
 from uuid import UUID
 
-from application.clock import ManualClock
-from application.errors import PreconditionFailed
-from domain.errors import InvalidTransition
-from domain.plans import ProjectPlan, plan_id
-from domain.work_items import WorkItem
-from infrastructure.bootstrap import Runtime
+from agentledger.application.clock import ManualClock
+from agentledger.application.errors import PreconditionFailed
+from agentledger.domain.errors import InvalidTransition
+from agentledger.domain.plans import ProjectPlan, plan_id
+from agentledger.domain.work_items import WorkItem
+from agentledger.infrastructure.bootstrap import Runtime
 from tests.integration.work_items_support import Team
 from tests.support.helpers import run_threads
 

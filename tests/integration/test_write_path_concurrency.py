@@ -6,14 +6,14 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from application.context import RequestContext, local_operator
-from application.errors import PreconditionFailed
-from application.selections import Precondition
-from domain.access import AccessToken
-from domain.errors import TokenRevoked
-from domain.projects import Project, project_id
-from domain.sessions import AgentSession
-from infrastructure.bootstrap import Runtime
+from agentledger.application.context import RequestContext, local_operator
+from agentledger.application.errors import PreconditionFailed
+from agentledger.application.selections import Precondition
+from agentledger.domain.access import AccessToken
+from agentledger.domain.errors import TokenRevoked
+from agentledger.domain.projects import Project, project_id
+from agentledger.domain.sessions import AgentSession
+from agentledger.infrastructure.bootstrap import Runtime
 from tests.conftest import issue_token
 from tests.support.helpers import agent_context, run_threads
 

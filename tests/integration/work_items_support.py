@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
-from application.context import RequestContext
-from application.work_items import NewWorkItem, WorkItemView
-from domain.work_items import WorkItem
-from infrastructure.bootstrap import Runtime
+from agentledger.application.context import RequestContext
+from agentledger.application.work_items import NewWorkItem, WorkItemView
+from agentledger.domain.work_items import WorkItem
+from agentledger.infrastructure.bootstrap import Runtime
 from tests.conftest import issue_token
 
 

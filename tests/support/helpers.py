@@ -6,8 +6,8 @@ import threading
 import time
 from collections.abc import Callable
 
-from application.context import RequestContext
-from infrastructure.bootstrap import Runtime
+from agentledger.application.context import RequestContext
+from agentledger.infrastructure.bootstrap import Runtime
 from tests.conftest import issue_token
 
 

@@ -6,9 +6,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from domain.access import AccessToken, hash_secret, token_id_for_hash
-from domain.errors import InvalidValue, TokenRevoked
-from domain.events import EventContext
+from agentledger.domain.access import AccessToken, hash_secret, token_id_for_hash
+from agentledger.domain.errors import InvalidValue, TokenRevoked
+from agentledger.domain.events import EventContext
 
 CTX = EventContext("system:cli:op", "t", "tokens.issue", "c", datetime(2026, 1, 1, tzinfo=UTC))
 

@@ -3,36 +3,32 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import inspect
+import pkgutil
 
-from eventsourcing.utils import get_topic
+from eventsourcing.utils import get_topic, resolve_topic
 
-import domain.access
-import domain.entries
-import domain.plans
-import domain.projects
-import domain.selections
-import domain.sessions
-import domain.work_items
-from application.ledger import APPLICATION_NAME, Ledger
-from domain.events import LedgerAggregate
+import agentledger.domain
+from agentledger.application.ledger import APPLICATION_NAME, Ledger, stored_topics
+from agentledger.domain.events import LedgerAggregate
 
 CONTEXT_FIELDS = {"actor", "trace_id", "causation", "command_id", "timestamp"}
 
 
 def all_event_classes() -> list[type]:
     found = []
-    for module in (
-        domain.sessions,
-        domain.access,
-        domain.projects,
-        domain.selections,
-        domain.entries,
-        domain.plans,
-        domain.work_items,
-    ):
+    modules = [
+        importlib.import_module(f"agentledger.domain.{info.name}")
+        for info in pkgutil.iter_modules(agentledger.domain.__path__)
+    ]
+    for module in modules:
         for _, aggregate in inspect.getmembers(module, inspect.isclass):
-            if issubclass(aggregate, LedgerAggregate) and aggregate is not LedgerAggregate:
+            if (
+                issubclass(aggregate, LedgerAggregate)
+                and aggregate is not LedgerAggregate
+                and aggregate.__module__ == module.__name__
+            ):
                 for _, member in inspect.getmembers(aggregate, inspect.isclass):
                     if (
                         issubclass(member, LedgerAggregate.Event)
@@ -60,31 +56,47 @@ def test_stored_names_are_stable() -> None:
     # or registered topic aliases.
     assert APPLICATION_NAME == Ledger.name == "agentledger"
     assert {get_topic(c) for c in all_event_classes()} == {
-        "domain.sessions:AgentSession.SessionStarted",
-        "domain.sessions:AgentSession.SessionActivated",
-        "domain.sessions:AgentSession.LeaseRenewed",
-        "domain.sessions:AgentSession.SessionMetadataUpdated",
-        "domain.sessions:AgentSession.SessionCompleted",
-        "domain.sessions:AgentSession.SessionFailed",
-        "domain.sessions:AgentSession.SessionExpired",
-        "domain.access:AccessToken.Issued",
-        "domain.access:AccessToken.Revoked",
-        "domain.projects:Project.ProjectCreated",
-        "domain.projects:Project.ProjectArchived",
-        "domain.selections:ProjectSelection.SelectionStarted",
-        "domain.selections:ProjectSelection.ProjectSelected",
-        "domain.selections:ProjectSelection.SelectionCleared",
-        "domain.entries:LogEntry.EntryAppended",
-        "domain.plans:ProjectPlan.PlanStarted",
-        "domain.plans:ProjectPlan.ItemPlaced",
-        "domain.plans:ProjectPlan.DependencyAdded",
-        "domain.plans:ProjectPlan.DependencyRemoved",
-        "domain.work_items:WorkItem.WorkItemCreated",
-        "domain.work_items:WorkItem.StatusChanged",
-        "domain.work_items:WorkItem.WorkItemClaimed",
-        "domain.work_items:WorkItem.ClaimReleased",
-        "domain.work_items:WorkItem.WorkItemUpdated",
-        "domain.work_items:WorkItem.ParentChanged",
-        "domain.work_items:WorkItem.WorkItemArchived",
-        "domain.work_items:WorkItem.WorkItemUnarchived",
+        f"agentledger.{name}" for name in TOPICS_BEFORE_THE_NAMESPACE
     }
+
+
+def test_topics_stored_before_the_namespace_resolve_to_the_same_classes() -> None:
+    """Events written while the layers were top-level packages name `domain.<module>`: each
+    still resolves to its class, and a projection asking the store for a class's events asks
+    for both names."""
+    for old in TOPICS_BEFORE_THE_NAMESPACE:
+        event_class = resolve_topic(old)
+        assert get_topic(event_class) == f"agentledger.{old}"
+        assert stored_topics(event_class) == [f"agentledger.{old}", old]
+
+
+# Every topic the log held before the layers moved under `agentledger.` (main at 0b5a137).
+TOPICS_BEFORE_THE_NAMESPACE = {
+    "domain.sessions:AgentSession.SessionStarted",
+    "domain.sessions:AgentSession.SessionActivated",
+    "domain.sessions:AgentSession.LeaseRenewed",
+    "domain.sessions:AgentSession.SessionMetadataUpdated",
+    "domain.sessions:AgentSession.SessionCompleted",
+    "domain.sessions:AgentSession.SessionFailed",
+    "domain.sessions:AgentSession.SessionExpired",
+    "domain.access:AccessToken.Issued",
+    "domain.access:AccessToken.Revoked",
+    "domain.projects:Project.ProjectCreated",
+    "domain.projects:Project.ProjectArchived",
+    "domain.selections:ProjectSelection.SelectionStarted",
+    "domain.selections:ProjectSelection.ProjectSelected",
+    "domain.selections:ProjectSelection.SelectionCleared",
+    "domain.entries:LogEntry.EntryAppended",
+    "domain.plans:ProjectPlan.PlanStarted",
+    "domain.plans:ProjectPlan.ItemPlaced",
+    "domain.plans:ProjectPlan.DependencyAdded",
+    "domain.plans:ProjectPlan.DependencyRemoved",
+    "domain.work_items:WorkItem.WorkItemCreated",
+    "domain.work_items:WorkItem.StatusChanged",
+    "domain.work_items:WorkItem.WorkItemClaimed",
+    "domain.work_items:WorkItem.ClaimReleased",
+    "domain.work_items:WorkItem.WorkItemUpdated",
+    "domain.work_items:WorkItem.ParentChanged",
+    "domain.work_items:WorkItem.WorkItemArchived",
+    "domain.work_items:WorkItem.WorkItemUnarchived",
+}

@@ -8,8 +8,9 @@ from uuid import UUID, uuid4
 
 import pytest
 
-from domain.events import EventContext
-from domain.plans import MAX_DEPTH, DependencyCycle, DepthExceeded, ProjectPlan
+from agentledger.domain.errors import DependencyCycle, DepthExceeded
+from agentledger.domain.events import EventContext
+from agentledger.domain.plans import MAX_DEPTH, ProjectPlan
 
 CTX = EventContext("agent:a", "t", "test", "c", datetime(2026, 1, 1, tzinfo=UTC))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from domain.readiness import readiness
+from agentledger.domain.readiness import readiness
 
 A, B = UUID(int=1), UUID(int=2)
 

@@ -8,9 +8,14 @@ from typing import Any
 
 import pytest
 
-from domain.errors import InvalidTransition, InvalidValue, LeaseLapsed, SessionTerminated
-from domain.events import EventContext
-from domain.sessions import AgentSession, SessionStatus, clamp_ttl
+from agentledger.domain.errors import (
+    InvalidTransition,
+    InvalidValue,
+    LeaseLapsed,
+    SessionTerminated,
+)
+from agentledger.domain.events import EventContext
+from agentledger.domain.sessions import AgentSession, SessionStatus, clamp_ttl
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 

@@ -7,9 +7,9 @@ from uuid import uuid4
 
 import pytest
 
-from domain.errors import InvalidTransition, InvalidValue
-from domain.events import EventContext
-from domain.work_items import (
+from agentledger.domain.errors import InvalidTransition, InvalidValue
+from agentledger.domain.events import EventContext
+from agentledger.domain.work_items import (
     ALLOWED_TRANSITIONS,
     AlreadyClaimed,
     ClaimLost,

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from starlette.responses import Response
 
-from application.entries import NewEntry
-from application.readmodels import EntryFilter
-from interfaces.http.call import CONSISTENT_WITH_HEADER, HttpCall
-from interfaces.http.routing import Operation
-from interfaces.http.schemas import (
+from agentledger.application.entries import NewEntry
+from agentledger.application.readmodels import EntryFilter
+from agentledger.interfaces.http.call import CONSISTENT_WITH_HEADER, HttpCall
+from agentledger.interfaces.http.routing import Operation
+from agentledger.interfaces.http.schemas import (
     AppendEntry,
     EntryOut,
     EntryPage,

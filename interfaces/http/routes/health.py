@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from starlette.responses import JSONResponse, Response
 
-from interfaces.http.call import HttpCall
-from interfaces.http.routing import Operation
+from agentledger.interfaces.http.call import HttpCall
+from agentledger.interfaces.http.routing import Operation
 
 
 def healthz(call: HttpCall) -> Response:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from starlette.responses import Response
 
-from interfaces.http.call import CONSISTENT_WITH_HEADER, HttpCall
-from interfaces.http.routing import Operation
-from interfaces.http.schemas import (
+from agentledger.interfaces.http.call import CONSISTENT_WITH_HEADER, HttpCall
+from agentledger.interfaces.http.routing import Operation
+from agentledger.interfaces.http.schemas import (
     ArchiveProject,
     CreateProject,
     ListProjectsQuery,

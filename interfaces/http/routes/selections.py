@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from starlette.responses import Response
 
-from interfaces.http.call import CONSISTENT_WITH_HEADER, HttpCall
-from interfaces.http.routing import Operation
-from interfaces.http.schemas import SelectionOut, SelectionWritten, SelectProject, with_position
+from agentledger.interfaces.http.call import CONSISTENT_WITH_HEADER, HttpCall
+from agentledger.interfaces.http.routing import Operation
+from agentledger.interfaces.http.schemas import (
+    SelectionOut,
+    SelectionWritten,
+    SelectProject,
+    with_position,
+)
 
 _PATH = "/v1/agents/{agent_id}/project"
 

@@ -4,20 +4,20 @@ from __future__ import annotations
 
 from starlette.responses import PlainTextResponse, Response
 
-from application.commands import Outcome
-from application.readmodels import WorkItemFilter
-from application.status import render_markdown
-from application.work_items import INCLUDES, NewWorkItem, WorkItemView
-from interfaces.http.call import (
+from agentledger.application.commands import Outcome
+from agentledger.application.readmodels import WorkItemFilter
+from agentledger.application.status import render_markdown
+from agentledger.application.work_items import INCLUDES, NewWorkItem, WorkItemView
+from agentledger.interfaces.http.call import (
     CONSISTENT_WITH_HEADER,
     FENCE_HEADER,
     POSITION_HEADER,
     HttpCall,
 )
-from interfaces.http.problems import HttpProblem
-from interfaces.http.routing import Handler, Operation
-from interfaces.http.schemas import EmptyBody, with_position
-from interfaces.http.work_item_schemas import (
+from agentledger.interfaces.http.problems import HttpProblem
+from agentledger.interfaces.http.routing import Handler, Operation
+from agentledger.interfaces.http.schemas import EmptyBody, with_position
+from agentledger.interfaces.http.work_item_schemas import (
     ClaimBody,
     ClaimNextBody,
     CreateWorkItem,
