@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,7 +34,13 @@ from agentledger.application.selections import SelectionService
 from agentledger.application.sessions import SessionService
 from agentledger.application.status import StatusService
 from agentledger.application.work_items import WorkItemService
-from agentledger.infrastructure.locks import AdvisoryLock, FileLock, RunnerLock
+from agentledger.infrastructure.locks import (
+    AdvisoryLock,
+    FileLock,
+    RunnerLock,
+    advisory_lock_held,
+    file_lock_held,
+)
 from agentledger.infrastructure.readmodels.entries import PostgresEntriesView, SQLiteEntriesView
 from agentledger.infrastructure.readmodels.projects import PostgresProjectsView, SQLiteProjectsView
 from agentledger.infrastructure.readmodels.selections import (
@@ -68,6 +75,9 @@ log = logging.getLogger("agentledger")
 
 # Policies wait this long for the read models they consult before failing (and retrying).
 POLICY_READ_TIMEOUT_SECONDS = 30.0
+# A process starting on a fresh store waits at most this long for another one creating its
+# tables (which takes well under a second).
+SCHEMA_LOCK_WAIT_SECONDS = 60.0
 
 
 @dataclass
@@ -136,22 +146,26 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
     clock = clock or SystemClock()
     if settings.uses_postgres:
         apply_connection_environment(settings)
-        _ensure_schema(settings)
-    ledger = open_ledger(settings)
+    # Every process creates the tables it finds missing: one at a time, or two starting on a
+    # fresh store at once both create them (duplicate types, a second migration record).
+    with schema_lock(settings):
+        if settings.uses_postgres:
+            _ensure_schema(settings)
+        ledger = open_ledger(settings)
+        views = open_views(
+            settings,
+            [
+                (PostgresSessionsView, SQLiteSessionsView),
+                (PostgresTokensView, SQLiteTokensView),
+                (PostgresProjectsView, SQLiteProjectsView),
+                (PostgresSelectionsView, SQLiteSelectionsView),
+                (PostgresEntriesView, SQLiteEntriesView),
+                (PostgresWorkItemsView, SQLiteWorkItemsView),
+            ],
+        )
     commands = CommandRunner(ledger, clock, settings.group_commit_max)
     consistency = Consistency(
         timeout=settings.consistency_timeout_seconds, head=ledger.head_position
-    )
-    views = open_views(
-        settings,
-        [
-            (PostgresSessionsView, SQLiteSessionsView),
-            (PostgresTokensView, SQLiteTokensView),
-            (PostgresProjectsView, SQLiteProjectsView),
-            (PostgresSelectionsView, SQLiteSelectionsView),
-            (PostgresEntriesView, SQLiteEntriesView),
-            (PostgresWorkItemsView, SQLiteWorkItemsView),
-        ],
     )
     projections = {
         "sessions_v1": SessionsProjection(),
@@ -233,6 +247,18 @@ def runner_lock(settings: Settings, name: str) -> RunnerLock:
             settings.connect_timeout_seconds,
         )
     return FileLock(settings.data_dir / f"{name}.lock")
+
+
+def schema_lock(settings: Settings) -> AbstractContextManager[None]:
+    """Held while a process creates the store's schema and tables (or finds them made)."""
+    if settings.uses_postgres:
+        return advisory_lock_held(
+            postgres_conninfo(settings),
+            f"agentledger:schema:{settings.postgres_schema}",
+            settings.connect_timeout_seconds,
+            SCHEMA_LOCK_WAIT_SECONDS,
+        )
+    return file_lock_held(settings.data_dir / "schema.lock", SCHEMA_LOCK_WAIT_SECONDS)
 
 
 def _ensure_schema(settings: Settings) -> None:
