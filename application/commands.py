@@ -1,6 +1,6 @@
 """The one path every command takes: load, decide, save atomically, retry on conflict.
 
-Cross-cutting behaviour (event context, optimistic concurrency, positions, commit listeners)
+Cross-cutting behaviour (event context, optimistic concurrency, positions, commit callbacks)
 lives here once, so use cases stay a few lines and later concerns (idempotency records, group
 commit) have one place to go.
 """
@@ -79,7 +79,8 @@ class UnitOfWork:
 
 
 Decision = Callable[[UnitOfWork, EventContext], T]
-CommitListener = Callable[[int], None]
+# Told the log position after each commit.
+CommitCallback = Callable[[int], None]
 
 
 class CommandRunner:
@@ -88,7 +89,7 @@ class CommandRunner:
         self._ledger = ledger
         self._clock = clock
         self.committer = GroupCommitter(ledger, group_commit) if group_commit > 1 else None
-        self._listeners: list[CommitListener] = []
+        self._commit_callbacks: list[CommitCallback] = []
         self._stripes = [threading.Lock() for _ in range(LOCK_STRIPES)]
         self.conflicts = 0  # version conflicts met (and retried or reported): a race indicator
 
@@ -97,9 +98,9 @@ class CommandRunner:
         stored = list(self._ledger.events.get(aggregate_id, gt=version - 1, lte=version))
         return bool(stored) and getattr(stored[0], "command_id", None) == command_id
 
-    def on_commit(self, listener: CommitListener) -> None:
+    def on_commit(self, callback: CommitCallback) -> None:
         """Be told the position after each commit (lets in-process projections wake at once)."""
-        self._listeners.append(listener)
+        self._commit_callbacks.append(callback)
 
     def run(
         self,
@@ -166,8 +167,8 @@ class CommandRunner:
                 _back_off(attempt)
                 continue
             position = max(r.notification.id for r in recordings)
-            for listener in self._listeners:
-                listener(position)
+            for callback in self._commit_callbacks:
+                callback(position)
             return Outcome(value, position, len(recordings))
         raise ConcurrencyConflict(f"{command}: gave up after {MAX_ATTEMPTS} conflicting attempts")
 

@@ -39,15 +39,17 @@ def _values(row: Any) -> dict[str, Any]:
 
 
 class Projection(Protocol):
-    name: str
-    # The events this projection reads; a batch with none of them writes no rows.
-    follows: tuple[type, ...]
+    """What one read model makes of the events. It has no name of its own: its read model's
+    name (`sessions_v1`) names the tables, the tracking position and the runner."""
+
+    @property
+    def follows(self) -> tuple[type, ...]:
+        """The events this projection reads; a batch with none of them writes no rows."""
 
     def handle(self, event: Any, position: int, rows: Rows) -> None: ...
 
 
 class SessionsProjection:
-    name = "sessions"
     follows = (AgentSession.Event,)
 
     def handle(self, event: Any, position: int, rows: Rows) -> None:
@@ -97,7 +99,6 @@ class SessionsProjection:
 
 
 class TokensProjection:
-    name = "tokens"
     follows = (AccessToken.Event,)
 
     def handle(self, event: Any, position: int, rows: Rows) -> None:
@@ -126,7 +127,6 @@ class TokensProjection:
 
 
 class ProjectsProjection:
-    name = "projects"
     follows = (Project.Event,)
 
     def handle(self, event: Any, position: int, rows: Rows) -> None:
@@ -161,7 +161,6 @@ class ProjectsProjection:
 
 
 class SelectionsProjection:
-    name = "selections"
     follows = (ProjectSelection.Event,)
 
     def handle(self, event: Any, position: int, rows: Rows) -> None:
@@ -193,7 +192,6 @@ class SelectionsProjection:
 
 
 class EntriesProjection:
-    name = "entries"
     follows = (LogEntry.Event,)
 
     def handle(self, event: Any, position: int, rows: Rows) -> None:
@@ -231,7 +229,6 @@ class WorkItemsProjection:
     each claim's expiry, which follows the holder's session lease: a heartbeat keeps every
     claim of its session alive, and a session's end ends them at once, before any release."""
 
-    name = "work_items"
     follows = (
         WorkItem.Event,
         ProjectPlan.DependencyAdded,

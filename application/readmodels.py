@@ -86,20 +86,6 @@ class Read(Generic[T]):
     position: int
 
 
-class TrackedView(Protocol):
-    """A read model with a tracking position recorded atomically with its rows."""
-
-    name: str
-
-    def position(self) -> int: ...
-
-    def process(self, batch: Sequence[tuple[Any, int]], last_position: int) -> None:
-        """Apply a batch of (event, position) and record `last_position`, in one transaction."""
-
-    def reset(self) -> None:
-        """Empty the rows and the tracking position, in one transaction (for a rebuild)."""
-
-
 class Rows(Protocol):
     """What a projection writes through: rows of named tables, inside the view's transaction."""
 

@@ -108,7 +108,7 @@ class InProcess:
     def open(self) -> None:
         self.rt = build_runtime(self.settings())
         self.rt.start_runners()
-        runners = self.rt.runners.runners
+        runners = {runner.name: runner for runner in self.rt.runners.all()}
         self.lag = LagLog(
             "commit → visible in the read model showing it, runners in the process running the"
             " commands (in-process), every write of the mixed cells",
@@ -198,8 +198,7 @@ class InProcess:
         print("rebuild:", flush=True)
         head = self.rt.ledger.head_position()
         found = []
-        for name in self.rt.views:
-            runner = self.rt.runners.runners[name]
+        for name, runner in self.rt.runners.projections.items():
             runner.stop()  # a running runner is not rebuilt under its feet
             try:
                 report = runner.rebuild()
@@ -359,12 +358,12 @@ class Http:
         )
         self.rt = build_runtime(settings)
         if self.projections_process:
-            locks = [runner_lock(settings, name) for name in self.rt.runners.runners]
+            locks = [runner_lock(settings, runner.name) for runner in self.rt.runners.all()]
             held = [lock.key for lock in locks if isinstance(lock, AdvisoryLock)]
             process_env = env | {f"AGENTLEDGER_{k.upper()}": str(v) for k, v in POOL.items()}
             self._stack.enter_context(projections_running(process_env, held, self.url))
         self.base = self._stack.enter_context(served(env, self.workers))
-        views = {name: self.rt.views[name] for name in set(VIEW_OF.values())}
+        views = {name: self.rt.read_models[name] for name in set(VIEW_OF.values())}
         self.lag = LagLog(
             "commit → visible in the read model showing it, runners in "
             + ("one `projections run` process" if self.projections_process else "`serve`")

@@ -129,7 +129,7 @@ class Growth:
         rt = self.app.rt
         started = time.perf_counter()
         head = rt.ledger.head_position()
-        for runner in rt.runners.runners.values():
+        for runner in rt.runners.all():
             while (runner.progress() or 0) < head:
                 if time.perf_counter() - started > timeout:
                     raise TimeoutError(f"{runner.name} did not catch up")

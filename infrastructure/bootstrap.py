@@ -6,9 +6,9 @@ import logging
 import threading
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any
 
 import psycopg
+from eventsourcing.postgres import PostgresApplicationRecorder
 from psycopg import sql
 
 from agentledger.application.access import AccessService
@@ -19,10 +19,12 @@ from agentledger.application.entries import EntryService
 from agentledger.application.ledger import Ledger
 from agentledger.application.policies import (
     ArchivedProjectClearsSelections,
+    Policy,
     SessionEndReleasesClaims,
 )
 from agentledger.application.projections import (
     EntriesProjection,
+    Projection,
     ProjectsProjection,
     SelectionsProjection,
     SessionsProjection,
@@ -41,35 +43,28 @@ from agentledger.infrastructure.locks import (
     advisory_lock_held,
     file_lock_held,
 )
-from agentledger.infrastructure.readmodels.entries import PostgresEntriesView, SQLiteEntriesView
-from agentledger.infrastructure.readmodels.projects import PostgresProjectsView, SQLiteProjectsView
-from agentledger.infrastructure.readmodels.selections import (
-    PostgresSelectionsView,
-    SQLiteSelectionsView,
-)
-from agentledger.infrastructure.readmodels.sessions import PostgresSessionsView, SQLiteSessionsView
-from agentledger.infrastructure.readmodels.tokens import PostgresTokensView, SQLiteTokensView
-from agentledger.infrastructure.readmodels.work_items import (
-    PostgresWorkItemsView,
-    SQLiteWorkItemsView,
-)
-from agentledger.infrastructure.runners import (
-    LiveView,
-    LogTail,
-    PolicyWorker,
-    ProjectionWorker,
-    Runner,
-    RunnerSet,
-)
+from agentledger.infrastructure.readmodels.base import ReadModel
+from agentledger.infrastructure.readmodels.entries import EntriesReadModel
+from agentledger.infrastructure.readmodels.projects import ProjectsReadModel
+from agentledger.infrastructure.readmodels.selections import SelectionsReadModel
+from agentledger.infrastructure.readmodels.sessions import SessionsReadModel
+from agentledger.infrastructure.readmodels.tokens import TokensReadModel
+from agentledger.infrastructure.readmodels.work_items import WorkItemsTable
+from agentledger.infrastructure.runners.log_tail import LogTail
+from agentledger.infrastructure.runners.policy_worker import PolicyWorker
+from agentledger.infrastructure.runners.projection_runner import ProjectionRunner
+from agentledger.infrastructure.runners.projection_worker import ProjectionWorker
+from agentledger.infrastructure.runners.runner import Runner
+from agentledger.infrastructure.runners.runner_set import RunnerSet
 from agentledger.infrastructure.settings import Settings
 from agentledger.infrastructure.storage import (
+    ReadModelStores,
     apply_connection_environment,
     open_ledger,
-    open_views,
     postgres_conninfo,
     probe_store,
 )
-from agentledger.infrastructure.wakeups import CommitListener
+from agentledger.infrastructure.wakeups import NotifyListener
 
 log = logging.getLogger("agentledger")
 
@@ -95,8 +90,9 @@ class Runtime:
     work_items: WorkItemService
     status: StatusService
     runners: RunnerSet
-    views: dict[str, Any]
-    listener: CommitListener | None = None
+    read_models: dict[str, ReadModel]
+    stores: ReadModelStores
+    listener: NotifyListener | None = None
     _sweeper_stop: threading.Event = field(default_factory=threading.Event)
     _sweeper: threading.Thread | None = None
 
@@ -115,8 +111,8 @@ class Runtime:
 
     def catch_up(self) -> None:
         """Bring every read model to the head of the log (for one-shot CLI commands)."""
-        for name in self.views:
-            self.runners.runners[name].catch_up(self.consistency)
+        for runner in self.runners.projections.values():
+            runner.catch_up(self.consistency)
 
     def is_store_reachable(self) -> bool:
         return probe_store(self.settings)
@@ -128,8 +124,7 @@ class Runtime:
         if self.listener is not None:
             self.listener.stop()
         self.runners.stop()
-        for datastore in {id(v.datastore): v.datastore for v in self.views.values()}.values():
-            datastore.close()
+        self.stores.close()
         self.ledger.close()
 
     def _sweep_forever(self) -> None:
@@ -152,46 +147,40 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
         if settings.uses_postgres:
             _ensure_schema(settings)
         ledger = open_ledger(settings)
-        views = open_views(
-            settings,
-            [
-                (PostgresSessionsView, SQLiteSessionsView),
-                (PostgresTokensView, SQLiteTokensView),
-                (PostgresProjectsView, SQLiteProjectsView),
-                (PostgresSelectionsView, SQLiteSelectionsView),
-                (PostgresEntriesView, SQLiteEntriesView),
-                (PostgresWorkItemsView, SQLiteWorkItemsView),
-            ],
-        )
+        stores = ReadModelStores(settings)
+        sessions = stores.open(SessionsReadModel)
+        tokens = stores.open(TokensReadModel)
+        projects = stores.open(ProjectsReadModel)
+        selections = stores.open(SelectionsReadModel)
+        entries = stores.open(EntriesReadModel)
+        work_items = stores.open(WorkItemsTable)
     commands = CommandRunner(ledger, clock, settings.group_commit_max)
     consistency = Consistency(
         timeout=settings.consistency_timeout_seconds, head=ledger.head_position
     )
-    projections = {
-        "sessions_v1": SessionsProjection(),
-        "tokens_v1": TokensProjection(),
-        "projects_v1": ProjectsProjection(),
-        "selections_v1": SelectionsProjection(),
-        "entries_v1": EntriesProjection(),
-        "work_items_v1": WorkItemsProjection(),
-    }
+    projections: list[tuple[ReadModel, Projection]] = [
+        (sessions, SessionsProjection()),
+        (tokens, TokensProjection()),
+        (projects, ProjectsProjection()),
+        (selections, SelectionsProjection()),
+        (entries, EntriesProjection()),
+        (work_items, WorkItemsProjection()),
+    ]
     tail = LogTail(ledger)
     projection_runners = [
-        Runner(
+        ProjectionRunner(
             ledger,
             tail,
-            ProjectionWorker(tail, views[name], projection),
-            runner_lock(settings, name),
+            ProjectionWorker(tail, read_model, projection),
+            runner_lock(settings, read_model.name),
             settings.projection_poll_seconds,
         )
-        for name, projection in projections.items()
+        for read_model, projection in projections
     ]
-    # Readers see a read model as this process does: past events it does not follow at once.
-    live = {r.name: LiveView(views[r.name], r) for r in projection_runners}
     policy_reads = Consistency(timeout=POLICY_READ_TIMEOUT_SECONDS, head=ledger.head_position)
-    policies = [
-        ArchivedProjectClearsSelections(live["selections_v1"], live["projects_v1"], policy_reads),
-        SessionEndReleasesClaims(live["work_items_v1"], policy_reads),
+    policies: list[Policy] = [
+        ArchivedProjectClearsSelections(selections, projects, policy_reads),
+        SessionEndReleasesClaims(work_items, policy_reads),
     ]
     policy_runners = [
         Runner(
@@ -203,14 +192,17 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
         )
         for policy in policies
     ]
-    runners = RunnerSet([*projection_runners, *policy_runners])
+    runners = RunnerSet(projection_runners, policy_runners)
     commands.on_commit(runners.nudge)
-    work_items = WorkItemService(commands, live["work_items_v1"], clock, consistency)
+    work_item_service = WorkItemService(commands, work_items, clock, consistency)
+    session_service = SessionService(commands, sessions, clock, consistency)
     listener = None
-    if settings.uses_postgres:
-        channel = ledger.recorder.channel_name  # type: ignore[attr-defined]
-        listener = CommitListener(
-            postgres_conninfo(settings), channel, runners.nudge, settings.connect_timeout_seconds
+    if isinstance(ledger.recorder, PostgresApplicationRecorder):  # it NOTIFYs on each insert
+        listener = NotifyListener(
+            postgres_conninfo(settings),
+            ledger.recorder.channel_name,
+            runners.nudge,
+            settings.connect_timeout_seconds,
         )
     return Runtime(
         settings=settings,
@@ -218,23 +210,18 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
         ledger=ledger,
         commands=commands,
         consistency=consistency,
-        sessions=SessionService(commands, live["sessions_v1"], clock, consistency),
-        access=AccessService(ledger, commands, live["tokens_v1"], consistency),
-        projects=ProjectService(commands, live["projects_v1"], consistency),
-        selections=SelectionService(commands, live["selections_v1"], consistency),
-        entries=EntryService(commands, live["entries_v1"], live["projects_v1"], consistency),
-        work_items=work_items,
+        sessions=session_service,
+        access=AccessService(ledger, commands, tokens, consistency),
+        projects=ProjectService(commands, projects, consistency),
+        selections=SelectionService(commands, selections, consistency),
+        entries=EntryService(commands, entries, projects, consistency),
+        work_items=work_item_service,
         status=StatusService(
-            work_items,
-            live["work_items_v1"],
-            live["projects_v1"],
-            live["sessions_v1"],
-            live["selections_v1"],
-            clock,
-            consistency,
+            work_item_service, work_items, projects, sessions, selections, clock, consistency
         ),
         runners=runners,
-        views=views,
+        read_models={read_model.name: read_model for read_model, _ in projections},
+        stores=stores,
         listener=listener,
     )
 

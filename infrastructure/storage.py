@@ -8,16 +8,24 @@ import getpass
 import os
 import re
 import sqlite3
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
-from eventsourcing.persistence import InfrastructureFactory
+from eventsourcing.postgres import PostgresDatastore, PostgresFactory, PostgresTrackingRecorder
+from eventsourcing.sqlite import SQLiteDatastore, SQLiteFactory, SQLiteTrackingRecorder
 from eventsourcing.utils import Environment
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from agentledger.application.ledger import Ledger
-from agentledger.infrastructure.readmodels.base import SqlView
+from agentledger.infrastructure.readmodels.base import ReadModel
+from agentledger.infrastructure.readmodels.stores import (
+    PostgresReadModelStore,
+    ReadModelStore,
+    SQLiteReadModelStore,
+)
 from agentledger.infrastructure.settings import Settings
+
+M = TypeVar("M", bound=ReadModel)
 
 _CORE = ("dbname", "host", "port", "user", "password")
 # DATABASE_URL parameters the library cannot take directly travel through libpq's own
@@ -55,28 +63,46 @@ def ledger_environment(settings: Settings) -> dict[str, str]:
     }
 
 
-def open_views(settings: Settings, classes: list[tuple[type[Any], type[Any]]]) -> dict[str, Any]:
-    """Construct the read-model views: on PostgreSQL all share one connection pool; on SQLite
-    each has its own file (the library's SQLite recorders use fixed table names)."""
-    if settings.uses_postgres:
-        env = {**ledger_environment(settings), "POSTGRES_POOL_SIZE": "2"}
-        factory: Any = InfrastructureFactory.construct(env=Environment("readmodels", env))
-        views: dict[str, Any] = {}
-        for postgres_class, _ in classes:
-            view = postgres_class(
-                datastore=factory.datastore, tracking_table_name=f"{postgres_class.name}_tracking"
-            )
-            view.create_table()
-            views[view.name] = view
-        return views
-    opened = {}
-    for _, sqlite_class in classes:
-        view_class: type[SqlView] = sqlite_class
-        env = ledger_environment(settings)
-        env["SQLITE_DBNAME"] = str(settings.data_dir / f"{view_class.name}.sqlite")
-        sqlite_factory = InfrastructureFactory.construct(env=Environment(view_class.name, env))
-        opened[view_class.name] = sqlite_factory.tracking_recorder(view_class)  # type: ignore[arg-type]
-    return opened
+class ReadModelStores:
+    """Opens read models on the configured store, creating their tables, and closes what they
+    share: on PostgreSQL one connection pool for all and a tracking table each; on SQLite a
+    file each (the library's SQLite recorders use fixed table names)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._postgres: PostgresDatastore | None = None
+        self._sqlite: list[SQLiteDatastore] = []
+
+    def open(self, read_model: type[M]) -> M:
+        if self._settings.uses_postgres:
+            store: ReadModelStore = self._on_postgres(read_model)
+        else:
+            store = self._on_sqlite(read_model)
+        store.create_tables()
+        return read_model(store)
+
+    def close(self) -> None:
+        if self._postgres is not None:
+            self._postgres.close()
+        for datastore in self._sqlite:
+            datastore.close()
+
+    def _on_postgres(self, read_model: type[ReadModel]) -> ReadModelStore:
+        if self._postgres is None:
+            env = {**ledger_environment(self._settings), "POSTGRES_POOL_SIZE": "2"}
+            self._postgres = PostgresFactory(Environment("readmodels", env)).datastore
+        recorder = PostgresTrackingRecorder(
+            self._postgres, tracking_table_name=f"{read_model.name}_tracking"
+        )
+        return PostgresReadModelStore(recorder, read_model.name, read_model.tables)
+
+    def _on_sqlite(self, read_model: type[ReadModel]) -> ReadModelStore:
+        env = ledger_environment(self._settings)
+        env["SQLITE_DBNAME"] = str(self._settings.data_dir / f"{read_model.name}.sqlite")
+        datastore = SQLiteFactory(Environment(read_model.name, env)).datastore
+        self._sqlite.append(datastore)
+        recorder = SQLiteTrackingRecorder(datastore)
+        return SQLiteReadModelStore(recorder, read_model.name, read_model.tables)
 
 
 def probe_store(settings: Settings) -> bool:

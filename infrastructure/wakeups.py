@@ -17,7 +17,10 @@ from psycopg import sql
 log = logging.getLogger("agentledger.wakeups")
 
 
-class CommitListener:
+class NotifyListener:
+    """LISTENs on the event store's channel on a connection of its own, and calls `on_commit`
+    for each notification (reconnecting after a failure)."""
+
     def __init__(
         self, conninfo: str, channel: str, on_commit: Callable[[], None], connect_timeout: int
     ) -> None:

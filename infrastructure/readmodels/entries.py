@@ -9,13 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from agentledger.application.readmodels import EntryFilter, EntryRow
-from agentledger.infrastructure.readmodels.base import (
-    PostgresSqlView,
-    SQLiteSqlView,
-    SqlView,
-    Table,
-    to_micros,
-)
+from agentledger.infrastructure.readmodels.base import ReadModel, Table, to_micros
 
 ENTRIES = Table(
     name="entries",
@@ -50,7 +44,7 @@ ENTRY_METADATA = Table(
 )
 
 
-class EntriesTable(SqlView):
+class EntriesReadModel(ReadModel):
     name = "entries_v1"
     tables = (ENTRIES, ENTRY_METADATA)
 
@@ -96,11 +90,3 @@ class EntriesTable(SqlView):
 def _without_folded(row: dict[str, Any]) -> dict[str, Any]:
     row.pop("folded", None)
     return row
-
-
-class PostgresEntriesView(EntriesTable, PostgresSqlView):
-    pass
-
-
-class SQLiteEntriesView(EntriesTable, SQLiteSqlView):
-    pass

@@ -5,12 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from agentledger.application.readmodels import ProjectRow
-from agentledger.infrastructure.readmodels.base import (
-    PostgresSqlView,
-    SQLiteSqlView,
-    SqlView,
-    Table,
-)
+from agentledger.infrastructure.readmodels.base import ReadModel, Table
 
 PROJECTS = Table(
     name="projects",
@@ -33,7 +28,7 @@ PROJECTS = Table(
 )
 
 
-class ProjectsTable(SqlView):
+class ProjectsReadModel(ReadModel):
     name = "projects_v1"
     tables = (PROJECTS,)
 
@@ -57,11 +52,3 @@ class ProjectsTable(SqlView):
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         statement = f"SELECT * FROM {{projects}} {where} ORDER BY name {{bytes}} LIMIT %(limit)s"
         return [ProjectRow(**r) for r in self.select("projects", statement, params)]
-
-
-class PostgresProjectsView(ProjectsTable, PostgresSqlView):
-    pass
-
-
-class SQLiteProjectsView(ProjectsTable, SQLiteSqlView):
-    pass

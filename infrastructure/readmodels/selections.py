@@ -3,12 +3,7 @@
 from __future__ import annotations
 
 from agentledger.application.readmodels import SelectionRow
-from agentledger.infrastructure.readmodels.base import (
-    PostgresSqlView,
-    SQLiteSqlView,
-    SqlView,
-    Table,
-)
+from agentledger.infrastructure.readmodels.base import ReadModel, Table
 
 SELECTIONS = Table(
     name="selections",
@@ -28,7 +23,7 @@ SELECTIONS = Table(
 )
 
 
-class SelectionsTable(SqlView):
+class SelectionsReadModel(ReadModel):
     name = "selections_v1"
     tables = (SELECTIONS,)
 
@@ -47,11 +42,3 @@ class SelectionsTable(SqlView):
             {"project": project},
         )
         return [r["agent_id"] for r in rows]
-
-
-class PostgresSelectionsView(SelectionsTable, PostgresSqlView):
-    pass
-
-
-class SQLiteSelectionsView(SelectionsTable, SQLiteSqlView):
-    pass

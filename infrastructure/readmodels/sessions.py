@@ -8,13 +8,7 @@ from uuid import UUID
 
 from agentledger.application.readmodels import SessionRow
 from agentledger.domain.sessions import SessionStatus
-from agentledger.infrastructure.readmodels.base import (
-    PostgresSqlView,
-    SQLiteSqlView,
-    SqlView,
-    Table,
-    to_micros,
-)
+from agentledger.infrastructure.readmodels.base import ReadModel, Table, to_micros
 
 SESSIONS = Table(
     name="sessions",
@@ -44,7 +38,7 @@ SESSIONS = Table(
 _LIVE = "('pending', 'active')"
 
 
-class SessionsTable(SqlView):
+class SessionsReadModel(ReadModel):
     name = "sessions_v1"
     tables = (SESSIONS,)
 
@@ -96,11 +90,3 @@ def _status_clause(status: SessionStatus) -> str:
     if status in (SessionStatus.PENDING, SessionStatus.ACTIVE):
         return "(status = %(status)s AND lease_expires_at > %(now)s)"
     return "status = %(status)s"
-
-
-class PostgresSessionsView(SessionsTable, PostgresSqlView):
-    pass
-
-
-class SQLiteSessionsView(SessionsTable, SQLiteSqlView):
-    pass

@@ -3,12 +3,7 @@
 from __future__ import annotations
 
 from agentledger.application.readmodels import TokenRow
-from agentledger.infrastructure.readmodels.base import (
-    PostgresSqlView,
-    SQLiteSqlView,
-    SqlView,
-    Table,
-)
+from agentledger.infrastructure.readmodels.base import ReadModel, Table
 
 TOKENS = Table(
     name="tokens",
@@ -26,7 +21,7 @@ TOKENS = Table(
 )
 
 
-class TokensTable(SqlView):
+class TokensReadModel(ReadModel):
     name = "tokens_v1"
     tables = (TOKENS,)
 
@@ -34,11 +29,3 @@ class TokensTable(SqlView):
         where = "" if include_revoked else "WHERE revoked_at IS NULL"
         statement = f"SELECT * FROM {{tokens}} {where} ORDER BY issued_at, id"
         return [TokenRow(**r) for r in self.select("tokens", statement, {})]
-
-
-class PostgresTokensView(TokensTable, PostgresSqlView):
-    pass
-
-
-class SQLiteTokensView(TokensTable, SQLiteSqlView):
-    pass

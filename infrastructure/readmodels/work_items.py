@@ -10,9 +10,7 @@ from uuid import UUID
 
 from agentledger.application.readmodels import WorkItemFilter, WorkItemRow
 from agentledger.infrastructure.readmodels.base import (
-    PostgresSqlView,
-    SQLiteSqlView,
-    SqlView,
+    ReadModel,
     Table,
     to_micros,
 )
@@ -70,7 +68,7 @@ _FILTER_COLUMNS = ("project", "kind", "status", "parent_id", "to_role", "archive
 _CHUNK = 500  # ids per IN (...) list
 
 
-class WorkItemsTable(SqlView):
+class WorkItemsTable(ReadModel):
     name = "work_items_v1"
     tables = (WORK_ITEMS, DEPENDENCIES)
 
@@ -249,11 +247,3 @@ def _placeholders(ids: Sequence[UUID]) -> str:
 
 def _params(ids: Sequence[UUID]) -> dict[str, Any]:
     return {f"id{i}": str(item_id) for i, item_id in enumerate(ids)}
-
-
-class PostgresWorkItemsView(WorkItemsTable, PostgresSqlView):
-    pass
-
-
-class SQLiteWorkItemsView(WorkItemsTable, SQLiteSqlView):
-    pass

@@ -436,13 +436,12 @@ def projections_status(as_json: bool) -> None:
     with runtime() as rt:
         head = rt.ledger.head_position()
         rows = []
-        for r in rt.runners.runners.values():
+        for r in rt.runners.all():
             position = r.worker.position()
-            kind = "projection" if r.name in rt.views else "policy"
             rows.append(
                 {
                     "name": r.name,
-                    "kind": kind,
+                    "kind": r.worker.kind,
                     "position": position,
                     "head": head,
                     "lag": head - position,
@@ -456,9 +455,10 @@ def projections_status(as_json: bool) -> None:
 def projections_rebuild(name: str) -> None:
     """Empty a read model and rebuild it from the whole log."""
     with runtime() as rt:
-        runner = rt.runners.runners.get(name) if name in rt.views else None
+        runner = rt.runners.projections.get(name)
         if runner is None:
-            raise click.ClickException(f"unknown projection {name}; known: {', '.join(rt.views)}")
+            known = ", ".join(rt.runners.projections)
+            raise click.ClickException(f"unknown projection {name}; known: {known}")
         report = runner.rebuild(
             progress=lambda done, total: click.echo(
                 f"\r{name}: {done}/{total} events", nl=False, err=True

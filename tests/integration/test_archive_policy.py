@@ -97,7 +97,7 @@ def all_archive_clears(rt: Runtime) -> list[Any]:
 
 def wait_for_policy(rt: Runtime, position: int, timeout: float = 20.0) -> None:
     """Until the policy runner has handled every event up to `position` (and is running)."""
-    runner = rt.runners.runners[POLICY]
+    runner = rt.runners.policies[POLICY]
     deadline = time.monotonic() + timeout
     while True:
         status = runner.status()
@@ -232,7 +232,7 @@ def test_a_policy_failing_mid_way_reacts_exactly_once_after_its_restart(
     wait_for_policy(runtime, runtime.ledger.head_position())
     wait_for_policy(runtime, actors.archive("warm-up", "archive-warm-up"))
     assert_cleared_once_by_policy(runtime, "early", "warm-up", "archive-warm-up")
-    runner = runtime.runners.runners[POLICY]
+    runner = runtime.runners.policies[POLICY]
 
     # Both archives land while the policy is down, so one batch holds both.
     runner.stop()
@@ -286,7 +286,7 @@ def test_stopping_and_restarting_the_runners_between_archives(runtime: Runtime) 
     assert len(all_archive_clears(runtime)) == 4
 
     # And once more, the policy alone, with nothing new to do.
-    runner = runtime.runners.runners[POLICY]
+    runner = runtime.runners.policies[POLICY]
     runner.stop()
     runner.start()
     head = runtime.ledger.head_position()
@@ -306,7 +306,7 @@ def test_selections_made_just_before_the_archive_are_cleared_as_its_reaction(
     for name in names:
         actors.agent(name)
     actors.select("q3", "home")
-    runner = runtime.runners.runners[POLICY]
+    runner = runtime.runners.policies[POLICY]
     wait_for_policy(runtime, runtime.ledger.head_position())
     runner.stop()  # the policy lags: it sees the selections only after the archive
     for name in names:

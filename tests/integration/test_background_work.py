@@ -59,7 +59,7 @@ def test_projections_run_as_their_own_process(settings: Settings) -> None:
         rt.consistency.timeout = 20  # the worker process may still be starting up
         assert rt.sessions.get(outcome.value.id, consistent_with=outcome.position).value
         # Once that process holds every runner's lock, this one stands by instead of competing.
-        wait_until(lambda: all(held_elsewhere(settings, name) for name in rt.runners.runners))
+        wait_until(lambda: all(held_elsewhere(settings, r.name) for r in rt.runners.all()))
         rt.start_runners()
         try:
             wait_until(lambda: all(s.state == "standby" for s in rt.runners.statuses()))

@@ -17,14 +17,14 @@ from agentledger.application.readmodels import EntryFilter
 from agentledger.application.selections import Precondition
 from agentledger.application.work_items import NewWorkItem
 from agentledger.infrastructure.bootstrap import Runtime, build_runtime
-from agentledger.infrastructure.runners import LogTail
+from agentledger.infrastructure.runners.log_tail import LogTail
 from agentledger.infrastructure.settings import Settings
 from tests.conftest import issue_token
 from tests.support.helpers import agent_context, wait_until
 
 
 def session_rows(rt: Runtime) -> list[Any]:
-    view = rt.views["sessions_v1"]
+    view = rt.read_models["sessions_v1"]
     return view.list(
         agent_id=None, status=None, now=rt.clock.now(), limit=1000, before_position=None
     )
@@ -51,11 +51,11 @@ def busy_log(rt: Runtime, clock: ManualClock) -> int:
 
 def test_rebuild_reproduces_the_live_read_model(runtime: Runtime, clock: ManualClock) -> None:
     head = busy_log(runtime, clock)
-    runtime.consistency.wait(runtime.views["sessions_v1"], head)
+    runtime.consistency.wait(runtime.read_models["sessions_v1"], head)
     live = session_rows(runtime)
     assert len(live) == 10
     runtime.runners.stop()
-    report = runtime.runners.runners["sessions_v1"].rebuild()
+    report = runtime.runners.projections["sessions_v1"].rebuild()
     assert report is not None and report.events == head
     assert session_rows(runtime) == live
 
@@ -63,12 +63,11 @@ def test_rebuild_reproduces_the_live_read_model(runtime: Runtime, clock: ManualC
 def test_a_failing_projection_is_restarted_and_applies_each_event_once(
     runtime: Runtime, clock: ManualClock
 ) -> None:
-    runner = runtime.runners.runners["sessions_v1"]
-    original = runner.worker.projection  # type: ignore[attr-defined]
+    runner = runtime.runners.projections["sessions_v1"]
+    original = runner.worker.projection
     failures = {"left": 1}
 
     class FlakyOnce:
-        name = original.name
         follows = original.follows
 
         def handle(self, event: Any, position: int, writer: Any) -> None:
@@ -77,7 +76,7 @@ def test_a_failing_projection_is_restarted_and_applies_each_event_once(
                 failures["left"] -= 1
                 raise RuntimeError("simulated crash mid-batch")
 
-    runner.worker.projection = FlakyOnce()  # type: ignore[attr-defined]
+    runner.worker.projection = FlakyOnce()
     alice = agent_context(runtime, "alice")
     sid = runtime.sessions.start(alice, ttl_seconds=600).value.id
     clock.advance(100)
@@ -133,7 +132,7 @@ def test_tracking_advances_over_events_the_projection_ignores(runtime: Runtime) 
     issue_token(runtime, "agent:zed", "agent")
     after = runtime.ledger.head_position()
     assert after > token_position
-    view = runtime.views["sessions_v1"]
+    view = runtime.read_models["sessions_v1"]
     assert runtime.consistency.wait(view, after) >= after
 
 
@@ -230,13 +229,13 @@ def test_entries_rebuilt_in_bulk_equal_the_live_read_model(runtime: Runtime) -> 
     live_all, live_even = both()
     assert len(live_all) == 40 and len(live_even) == 20
     runtime.runners.stop()
-    report = runtime.runners.runners["entries_v1"].rebuild()
+    report = runtime.runners.projections["entries_v1"].rebuild()
     assert report is not None
     assert both() == (live_all, live_even)
 
 
 def work_item_rows(rt: Runtime) -> list[dict[str, Any]]:
-    view = rt.views["work_items_v1"]
+    view = rt.read_models["work_items_v1"]
     return view.select("work_items", "SELECT * FROM {work_items} ORDER BY id", {})  # type: ignore[no-any-return]
 
 
@@ -279,13 +278,13 @@ def test_work_items_rebuilt_in_batches_equal_the_live_read_model(
     last = runtime.sessions.complete(agents[0], sessions[0]).position
     # the policy then releases the ended session's claim, in events of its own
     wait_until(lambda: runtime.ledger.head_position() > last)
-    runtime.consistency.wait(runtime.views["work_items_v1"], runtime.ledger.head_position())
+    runtime.consistency.wait(runtime.read_models["work_items_v1"], runtime.ledger.head_position())
     live = work_item_rows(runtime)
     assert [r["holder_agent"] for r in live if r["kind"] == "story"].count(None) == 1
     assert len(live) == 13
     assert {r["depth"] for r in live} == {0, 1, 2, 3}  # the moved story went one level down
     runtime.runners.stop()
-    report = runtime.runners.runners["work_items_v1"].rebuild()
+    report = runtime.runners.projections["work_items_v1"].rebuild()
     assert report is not None and report.events == runtime.ledger.head_position()
     assert work_item_rows(runtime) == live
 
@@ -295,13 +294,12 @@ def test_an_update_of_a_row_the_view_never_saw_fails_the_whole_batch(runtime: Ru
     no row rolls back the batch (the rows before it included) and the tracking position."""
     alice = agent_context(runtime, "alice")
     ids = [runtime.sessions.start(alice, ttl_seconds=600).value.id for _ in range(3)]
-    view = runtime.views["sessions_v1"]
+    view = runtime.read_models["sessions_v1"]
     runtime.consistency.wait(view, runtime.ledger.head_position())
     runtime.runners.stop()
     before, position = session_rows(runtime), view.position()
 
     class RenameEach:
-        name = "sessions"
         follows = (object,)
 
         def handle(self, event: Any, at: int, rows: Any) -> None:
@@ -316,7 +314,7 @@ def test_an_update_of_a_row_the_view_never_saw_fails_the_whole_batch(runtime: Ru
 
 def every_row(rt: Runtime) -> dict[str, list[dict[str, Any]]]:
     rows = {}
-    for name, view in rt.views.items():
+    for name, view in rt.read_models.items():
         for table in view.tables:
             order = ", ".join(table.key)
             statement = f"SELECT * FROM {{{table.name}}} ORDER BY {order}"
@@ -358,8 +356,8 @@ def test_every_projection_rebuilt_from_its_own_topics_equals_the_live_one(
     assert all(live[t] for t in ("tokens_v1.tokens", "selections_v1.selections"))
     runtime.runners.stop()
     head = runtime.ledger.head_position()
-    for name in runtime.views:
-        report = runtime.runners.runners[name].rebuild()
+    for name in runtime.read_models:
+        report = runtime.runners.projections[name].rebuild()
         assert report is not None and report.events == head, name
-        assert runtime.views[name].position() == head, name
+        assert runtime.read_models[name].position() == head, name
     assert every_row(runtime) == live

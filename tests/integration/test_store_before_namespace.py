@@ -72,7 +72,7 @@ def test_read_models_replay_the_old_log_and_equal_a_rebuild(settings: Settings) 
     rt, fixture = old_store(settings)
     try:
         rt.catch_up()
-        assert rt.runners.runners["work_items_v1"].worker.position() == len(fixture["events"])
+        assert rt.runners.projections["work_items_v1"].worker.position() == len(fixture["events"])
         projects = {p.name: p.archived for p in rt.projects.list(limit=10).items}
         assert projects == {"compiler": False, "old-project": True}
         items = rt.work_items.list(WorkItemFilter(project="compiler")).items
@@ -84,12 +84,12 @@ def test_read_models_replay_the_old_log_and_equal_a_rebuild(settings: Settings) 
         assert rt.selections.get("alice").value.project == "compiler"
         tokens = rt.access.list(include_revoked=True).value
         assert sorted(t.principal for t in tokens) == ["agent:alice", "agent:bob", "user:carol"]
-        live = {name: _rows(view) for name, view in rt.views.items()}
+        live = {name: _rows(view) for name, view in rt.read_models.items()}
         # A rebuild asks the store for its events by topic: it must find the old topics too.
-        for name in rt.views:
-            report = rt.runners.runners[name].rebuild()
+        for name in rt.read_models:
+            report = rt.runners.projections[name].rebuild()
             assert report is not None and report.applied > 0, name
-        assert {name: _rows(view) for name, view in rt.views.items()} == live
+        assert {name: _rows(view) for name, view in rt.read_models.items()} == live
     finally:
         rt.close()
 

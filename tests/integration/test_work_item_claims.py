@@ -120,7 +120,7 @@ def test_a_session_end_releases_its_claims_once_and_the_items_are_ready_again(
 
 def test_session_end_releases_exactly_once_across_a_policy_restart(runtime: Runtime) -> None:
     team = Team(runtime)
-    runner = runtime.runners.runners[POLICY]
+    runner = runtime.runners.policies[POLICY]
     runner.stop()
     ended: list[UUID] = []
     items: list[UUID] = []

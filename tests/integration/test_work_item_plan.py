@@ -624,7 +624,7 @@ def test_readiness_agrees_with_the_queue_and_the_aggregates_on_a_large_random_pl
         "cat": team.session("cat", ttl_seconds=120),
         "zed": team.session("zed", ttl_seconds=60),
     }
-    runtime.runners.runners[POLICY].stop()  # lapsed holders keep their claims until phase 2
+    runtime.runners.policies[POLICY].stop()  # lapsed holders keep their claims until phase 2
     taken: set[UUID] = set()
     for name, session in sessions.items():
         claim_some(team, plan, name, session, 30, taken)
@@ -685,7 +685,7 @@ def test_readiness_agrees_with_the_queue_and_the_aggregates_on_a_large_random_pl
     lapsed = {sessions["cat"], sessions["zed"]}
     held = [i for i, it in items.items() if it.holder_session in lapsed]
     assert held
-    runtime.runners.runners[POLICY].start()
+    runtime.runners.policies[POLICY].start()
     runtime.sessions.sweep()
     wait_until(
         lambda: not any(runtime.ledger.repository.get(i).holder_session in lapsed for i in held),

@@ -18,7 +18,7 @@ def readyz(call: HttpCall) -> Response:
     runners = [
         {
             "name": s.name,
-            "kind": "projection" if s.name in runtime.views else "policy",
+            "kind": s.kind,
             "state": s.state,
             "position": s.position,
             "lag": s.lag,

@@ -1,0 +1,73 @@
+"""A piece of background work on a thread of its own, restarted with back-off when it fails."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from abc import ABC, abstractmethod
+
+log = logging.getLogger("agentledger.runners")
+
+FIRST_BACKOFF_SECONDS = 0.5
+MAX_BACKOFF_SECONDS = 30.0
+
+
+class Supervised(ABC):
+    """Runs `_run` on a daemon thread until stopped; when it raises, records the error, counts
+    a restart, and runs it again after a back-off (0.5 s, doubling up to 30 s). `state`,
+    `restarts` and `last_error` are what /readyz shows."""
+
+    def __init__(self, name: str, thread_name: str) -> None:
+        self.name = name
+        self._thread_name = thread_name
+        self.state = "stopped"
+        self.last_error: str | None = None
+        self.restarts = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def started(self) -> bool:
+        return self._thread is not None
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._supervise, name=self._thread_name, daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._stop.set()
+        self._interrupt()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                log.error("%s did not stop within %.0fs", self.name, timeout)
+            self._thread = None
+        self._let_go()
+        self.state = "stopped"
+
+    @abstractmethod
+    def _run(self) -> None:
+        """Do the work: return once `_stop` is set, raise on failure."""
+
+    @abstractmethod
+    def _interrupt(self) -> None:
+        """Wake `_run` from whatever it waits on, so that it sees `_stop`."""
+
+    @abstractmethod
+    def _let_go(self) -> None:
+        """Release what the work held, after a failure and on stopping."""
+
+    def _supervise(self) -> None:
+        backoff = FIRST_BACKOFF_SECONDS
+        while not self._stop.is_set():
+            try:
+                self._run()
+            except Exception as exc:  # supervised: any failure restarts the work
+                self.state = "failed"
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                self.restarts += 1
+                log.exception("%s failed; restarting in %.1fs", self.name, backoff)
+                self._let_go()
+                self._stop.wait(backoff)
+                backoff = min(MAX_BACKOFF_SECONDS, backoff * 2)

@@ -1,0 +1,21 @@
+"""What a runner drives: a worker that processes the log in batches from a position it records."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class Worker(Protocol):
+    name: str  # its runner's and its lock's name
+    kind: str  # "projection" or "policy", as /readyz shows it
+
+    def position(self) -> int:
+        """The position recorded in the store: where a runner starting here resumes."""
+
+    def step(self, after: int, fresh_since: int) -> int:
+        """Process the next batch after `after`, read no earlier than tick `fresh_since` of
+        the log tail; return the new position (the same if there was nothing new)."""
+
+    def settle(self, position: int) -> None:
+        """The runner stops at `position`, or has caught up to it: record what a restart or a
+        reader in another process needs from it."""
