@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import logging
-import threading
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import psycopg
 from eventsourcing.postgres import PostgresApplicationRecorder
@@ -56,6 +54,7 @@ from agentledger.infrastructure.runners.projection_runner import ProjectionRunne
 from agentledger.infrastructure.runners.projection_worker import ProjectionWorker
 from agentledger.infrastructure.runners.runner import Runner
 from agentledger.infrastructure.runners.runner_set import RunnerSet
+from agentledger.infrastructure.runners.sweeper import Sweeper
 from agentledger.infrastructure.settings import Settings
 from agentledger.infrastructure.storage import (
     ReadModelStores,
@@ -65,8 +64,6 @@ from agentledger.infrastructure.storage import (
     probe_store,
 )
 from agentledger.infrastructure.wakeups import NotifyListener
-
-log = logging.getLogger("agentledger")
 
 # Policies wait this long for the read models they consult before failing (and retrying).
 POLICY_READ_TIMEOUT_SECONDS = 30.0
@@ -90,18 +87,15 @@ class Runtime:
     work_items: WorkItemService
     status: StatusService
     runners: RunnerSet
+    sweeper: Sweeper
     read_models: dict[str, ReadModel]
     stores: ReadModelStores
     listener: NotifyListener | None = None
-    _sweeper_stop: threading.Event = field(default_factory=threading.Event)
-    _sweeper: threading.Thread | None = None
 
     def start_background(self) -> None:
         """Run projections, policies and the lease sweeper here (what `serve` does)."""
         self.start_runners()
-        self._sweeper_stop.clear()
-        self._sweeper = threading.Thread(target=self._sweep_forever, name="sweeper", daemon=True)
-        self._sweeper.start()
+        self.sweeper.start()
 
     def start_runners(self) -> None:
         """Run projections and policies here (standing by where another process runs them)."""
@@ -118,23 +112,12 @@ class Runtime:
         return probe_store(self.settings)
 
     def close(self) -> None:
-        self._sweeper_stop.set()
-        if self._sweeper is not None:
-            self._sweeper.join(5)
+        self.sweeper.stop(5)
         if self.listener is not None:
             self.listener.stop()
         self.runners.stop()
         self.stores.close()
         self.ledger.close()
-
-    def _sweep_forever(self) -> None:
-        while not self._sweeper_stop.wait(self.settings.sweep_interval_seconds):
-            try:
-                expired = self.sessions.sweep()
-                if expired:
-                    log.info("sweeper recorded %d expired session(s)", expired)
-            except Exception:
-                log.exception("sweep failed; will try again")
 
 
 def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
@@ -220,6 +203,7 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
             work_item_service, work_items, projects, sessions, selections, clock, consistency
         ),
         runners=runners,
+        sweeper=Sweeper(session_service, settings.sweep_interval_seconds),
         read_models={read_model.name: read_model for read_model, _ in projections},
         stores=stores,
         listener=listener,

@@ -18,3 +18,11 @@ class RunnerStatus:
     @property
     def lag(self) -> int:
         return max(0, self.head - self.position)
+
+
+@dataclass(frozen=True)
+class SweeperStatus:
+    state: str  # "running", "failed" or "stopped"
+    passes: int  # sweeps completed since it started
+    last_error: str | None
+    restarts: int

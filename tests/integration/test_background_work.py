@@ -7,16 +7,20 @@ import os
 import signal
 import subprocess
 import sys
-import time
+import threading
 from pathlib import Path
+from typing import Any
 
 import httpx2 as httpx
+import pytest
+from starlette.testclient import TestClient
 
 from agentledger.application.clock import ManualClock
 from agentledger.application.context import RequestContext
 from agentledger.domain.sessions import AgentSession
 from agentledger.infrastructure.bootstrap import build_runtime, runner_lock
 from agentledger.infrastructure.settings import Settings
+from agentledger.interfaces.http.app import create_app
 from tests.cli.test_readme_example import free_port
 from tests.conftest import bearer, issue_token
 from tests.support.helpers import run_threads, wait_until
@@ -35,10 +39,75 @@ def test_serve_sweeps_lapsed_sessions_in_the_background(settings: Settings) -> N
         wait_until(
             lambda: isinstance(list(rt.ledger.events.get(sid))[-1], AgentSession.SessionExpired)
         )
-        time.sleep(0.3)  # several more sweeps: none may expire it again
+        passes = rt.sweeper.passes
+        wait_until(lambda: rt.sweeper.passes >= passes + 3)  # none may expire it again
         assert len(list(rt.ledger.events.get(sid))) == 2
     finally:
         rt.close()
+
+
+def test_a_failing_sweep_shows_in_readyz_and_the_sweeper_recovers(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = ManualClock()
+    rt = build_runtime(settings.model_copy(update={"sweep_interval_seconds": 0.05}), clock=clock)
+    rt.start_background()
+    try:
+        client = TestClient(create_app(rt))
+        wait_until(lambda: client.get("/readyz").json()["sweeper"]["passes"] >= 1)
+        ready = client.get("/readyz")
+        assert ready.status_code == 200
+        running = ready.json()["sweeper"]
+        assert (running["state"], running["restarts"], running["last_error"]) == (
+            "running",
+            0,
+            None,
+        )
+
+        mended = threading.Event()
+        sweep = rt.sessions.sweep
+
+        def sweep_when_mended() -> int:
+            if not mended.is_set():
+                raise RuntimeError("store hiccup")
+            return sweep()
+
+        monkeypatch.setattr(rt.sessions, "sweep", sweep_when_mended)
+        # It fails on every pass until mended: the failure shows, and the process is not ready.
+        seen: list[Any] = []
+        wait_until(lambda: readyz_while_failing(client, seen))
+        (failed,) = seen
+        assert failed.status_code == 503
+        assert failed.json()["status"] == "not-ready"
+        assert failed.json()["sweeper"]["last_error"] == "RuntimeError: store hiccup"
+        assert failed.json()["sweeper"]["restarts"] >= 1
+        assert all(r["state"] == "running" for r in failed.json()["runners"])
+
+        mended.set()
+        alice = RequestContext(rt.access.authenticate(issue_token(rt, "agent:alice", "agent")), "t")
+        sid = rt.sessions.start(alice, ttl_seconds=60).value.id
+        clock.advance(60)
+        # Restarted after its back-off (doubling with each failure), it sweeps again.
+        wait_until(
+            lambda: isinstance(list(rt.ledger.events.get(sid))[-1], AgentSession.SessionExpired),
+            timeout=40,
+        )
+        wait_until(lambda: client.get("/readyz").status_code == 200)
+        recovered = client.get("/readyz").json()["sweeper"]
+        assert (recovered["state"], recovered["last_error"]) == ("running", None)
+        assert recovered["restarts"] >= 1
+    finally:
+        rt.close()
+
+
+def readyz_while_failing(client: TestClient, seen: list[Any]) -> bool:
+    """Keeps the /readyz answer given while the sweeper is failing (it is running in between,
+    during each new attempt)."""
+    response = client.get("/readyz")
+    if response.json()["sweeper"]["state"] != "failed":
+        return False
+    seen.append(response)
+    return True
 
 
 def test_projections_run_as_their_own_process(settings: Settings) -> None:

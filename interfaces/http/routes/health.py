@@ -27,11 +27,20 @@ def readyz(call: HttpCall) -> Response:
         }
         for s in (runtime.runners.statuses() if store else [])
     ]
-    ready = store and runtime.runners.healthy()
+    sweeper = runtime.sweeper.status()
+    # A process that does not sweep (`projections run`, tests) shows it stopped; failing is
+    # what makes it not ready.
+    ready = store and runtime.runners.healthy() and sweeper.state != "failed"
     body = {
         "status": "ready" if ready else "not-ready",
         "store": "reachable" if store else "unreachable",
         "runners": runners,
+        "sweeper": {
+            "state": sweeper.state,
+            "passes": sweeper.passes,
+            "restarts": sweeper.restarts,
+            "last_error": sweeper.last_error,
+        },
     }
     return JSONResponse(body, status_code=200 if ready else 503)
 
@@ -54,7 +63,7 @@ OPERATIONS = [
         "GET",
         "/readyz",
         readyz,
-        "The store is reachable and projections are running",
+        "The store is reachable, and projections, policies and the sweeper are not failing",
         authenticated=False,
         errors=(503,),
         tags=("health",),
