@@ -50,9 +50,10 @@ class NotifyListener:
                     self._conninfo, autocommit=True, connect_timeout=self._connect_timeout
                 ) as conn:
                     conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self._channel)))
-                    self.listening.set()
-                    # Commits made before LISTEN took effect are found by the next poll.
+                    # Commits made before LISTEN took effect are found by the reads this
+                    # wakes; `listening` then means nothing before it is left unseen.
                     self._on_commit()
+                    self.listening.set()
                     while not self._stop.is_set():
                         # A short timeout keeps the stop flag checked; one nudge per wake-up
                         # is enough, runners read everything new in batches.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 from uuid import uuid4
@@ -65,32 +66,37 @@ def test_a_failing_projection_is_restarted_and_applies_each_event_once(
 ) -> None:
     runner = runtime.runners.projections["sessions_v1"]
     original = runner.worker.projection
-    failures = {"left": 1}
+    mended = threading.Event()
 
-    class FlakyOnce:
+    class FlakyUntilMended:
         follows = original.follows
 
         def handle(self, event: Any, position: int, writer: Any) -> None:
             original.handle(event, position, writer)  # the write happens, then the failure
-            if type(event).__name__ == "SessionStarted" and failures["left"]:
-                failures["left"] -= 1
+            if type(event).__name__ == "SessionStarted" and not mended.is_set():
                 raise RuntimeError("simulated crash mid-batch")
 
-    runner.worker.projection = FlakyOnce()
+    runner.worker.projection = FlakyUntilMended()
     alice = agent_context(runtime, "alice")
     sid = runtime.sessions.start(alice, ttl_seconds=600).value.id
     clock.advance(100)
     beat = runtime.sessions.heartbeat(alice, sid)
-    # The failure is visible (what /readyz reports) while the runner backs off...
+    # The failure is visible (what /readyz reports) while the runner backs off, every time
+    # it tries again, until the cause is mended...
     wait_until(lambda: not runtime.runners.healthy())
-    assert runner.restarts == 1
+    assert runner.restarts >= 1
     assert "simulated crash" in (runner.status().last_error or "")
+    restarts = runner.restarts
+    mended.set()
     # ...then it restarts; the rolled-back batch is applied again, exactly once (a second
     # insert of the same session row would violate its primary key and fail for ever).
+    runtime.consistency.timeout = 40  # the back-off doubles with each failure, up to 30 s
     read = runtime.sessions.get(sid, consistent_with=beat.position)  # recovered after back-off
     assert read.value.version == 2
     assert read.value.lease_expires_at == beat.value.session.lease_expires_at
     assert runner.state == "running"
+    assert runner.restarts in (restarts, restarts + 1)  # one more if it failed as we mended
+    assert runner.status().last_error is None
 
 
 def test_one_runner_per_projection_across_runtimes(settings: Settings, runtime: Runtime) -> None:
@@ -152,7 +158,9 @@ def test_postgres_runners_wake_on_other_processes_commits(postgres_url: str, tmp
         wait_until(lambda: all(s.state == "running" for s in runner_side.runners.statuses()))
         assert runner_side.listener is not None
         assert runner_side.listener.listening.wait(10)
-        time.sleep(0.2)  # let the runners settle into their 30 s wait
+        # Every runner has read what the listener's first wake-up asked for and sleeps in
+        # its 30 s wait: only a notification can wake it now.
+        wait_until(lambda: all(r.waiting() for r in runner_side.runners.all()))
         outcome = writer_side.sessions.start(agent_context(writer_side, "alice"))
         started = time.monotonic()
         writer_side.consistency.timeout = 5
