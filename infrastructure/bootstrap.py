@@ -89,7 +89,7 @@ class Runtime:
     runners: RunnerSet
     sweeper: Sweeper
     read_models: dict[str, ReadModel]
-    stores: ReadModelStores
+    read_model_stores: ReadModelStores
     listener: NotifyListener | None = None
 
     def start_background(self) -> None:
@@ -116,7 +116,7 @@ class Runtime:
         if self.listener is not None:
             self.listener.stop()
         self.runners.stop()
-        self.stores.close()
+        self.read_model_stores.close()
         self.ledger.close()
 
 
@@ -205,7 +205,7 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
         runners=runners,
         sweeper=Sweeper(session_service, settings.sweep_interval_seconds),
         read_models={read_model.name: read_model for read_model, _ in projections},
-        stores=stores,
+        read_model_stores=stores,
         listener=listener,
     )
 
