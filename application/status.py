@@ -22,7 +22,7 @@ from agentledger.application.readmodels import (
     SessionsReader,
     WorkItemsReader,
 )
-from agentledger.application.work_items import WorkItemService, WorkItemView
+from agentledger.application.work_items import WorkItemQueries, WorkItemView
 from agentledger.domain.sessions import SessionStatus
 from agentledger.domain.work_items import WorkStatus
 
@@ -56,7 +56,7 @@ class StatusReport:
 class StatusService:
     def __init__(
         self,
-        work_items: WorkItemService,
+        work_items: WorkItemQueries,
         items: WorkItemsReader,
         projects: ProjectsReader,
         sessions: SessionsReader,
