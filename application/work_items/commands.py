@@ -1,5 +1,5 @@
-"""Work-item commands: create and edit items, move them through their lifecycle, claim them
-under a session lease with a fence, and edit the plan's structure.
+"""Work-item commands: create and edit items, move them through their lifecycle (under the
+claim's fence), and edit the plan's structure. Claiming is in `claiming`.
 
 Each decision loads the aggregates, asks the domain's rule once, and leaves the saving to the
 command path. Structure edits (placing an item under a parent, adding a dependency) go through
@@ -10,7 +10,7 @@ checks. Every write to an existing item honours the version the client expects (
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from types import MappingProxyType
 from typing import Any
@@ -21,29 +21,22 @@ from agentledger.application.commands import CommandRunner, Outcome, UnitOfWork
 from agentledger.application.context import RequestContext
 from agentledger.application.errors import NotFound, PreconditionRequired
 from agentledger.application.projects import load_project
-from agentledger.application.readmodels import WorkItemRow, WorkItemsReader
-from agentledger.application.work_items.claim_board import ClaimBoard
+from agentledger.application.readmodels import WorkItemsReader
 from agentledger.application.work_items.facts import (
     check_version,
-    dependency_statuses,
     holder_of,
     plan_for,
     writer,
 )
 from agentledger.application.work_items.views import Dependencies, NewWorkItem, WorkItemView
 from agentledger.domain.access import Role
-from agentledger.domain.claims import Caller, check_claimant, check_write, claim, claim_ready
-from agentledger.domain.errors import NotReady, ProjectArchived
+from agentledger.domain.claims import check_write
+from agentledger.domain.errors import ProjectArchived
 from agentledger.domain.events import EventContext
 from agentledger.domain.metadata import merge_patch
 from agentledger.domain.plans import ProjectPlan, check_dependency, check_parent, plan_id
-from agentledger.domain.projects import Project, project_id
-from agentledger.domain.sessions import AgentSession
 from agentledger.domain.work_items import WorkItem
 
-# Ready items claim-next reads per read-model query: most calls take the first.
-FIRST_READY_PAGE = 8
-READY_PAGE = 64
 ARCHIVE_BATCH = 100  # items archived per transaction by archive-done
 ARCHIVE_SCAN = 100_000  # items archive-done considers per run (run it again for more)
 
@@ -55,7 +48,6 @@ class WorkItemCommands:
         self._commands = commands
         self._view = view
         self._clock = clock
-        self._board = ClaimBoard(view)
 
     def create(self, request: RequestContext, new: NewWorkItem) -> Outcome[WorkItemView]:
         writer(request.principal)
@@ -189,71 +181,6 @@ class WorkItemCommands:
 
         return self._write(request, "work_items.release", item_id, fence, expected_version, act)
 
-    def claim(
-        self,
-        request: RequestContext,
-        item_id: UUID,
-        session_id: UUID,
-        *,
-        expected_version: int | None = None,
-    ) -> Outcome[WorkItemView]:
-        """Claim the item by name for the caller's session."""
-        caller = writer(request.principal)
-
-        def decide(uow: UnitOfWork, ctx: EventContext) -> WorkItemView:
-            session = uow.get(AgentSession, session_id, "session")
-            item = uow.get(WorkItem, item_id, "work item")
-            check_version(item, expected_version)
-            project = uow.get(Project, project_id(item.project), "project")
-            holder = holder_of(uow, item)
-            claim(ctx, item, session, caller, holder, project_archived=project.archived)
-            return WorkItemView.of_aggregate(item, session.lease_expires_at)
-
-        return self._commands.run(request, "work_items.claim", decide)
-
-    def claim_next(
-        self,
-        request: RequestContext,
-        session_id: UUID,
-        *,
-        project: str | None = None,
-        kind: str | None = None,
-        to_role: str | None = None,
-    ) -> Outcome[WorkItemView] | None:
-        """Claim the best ready item (priority, then age), or None when nothing is ready.
-        Candidates come from the read model's ready queue; each is judged once more against
-        the aggregates in the claiming transaction, and one another claimant won meanwhile is
-        skipped."""
-        caller = writer(request.principal)
-        seen = self._view.position()  # before the candidates are read
-        for row in self._ready_rows(project, kind, to_role):
-            if not self._board.reserve(row.id, seen):
-                continue  # another claim-next here is taking it, or took it since the read
-            try:
-                outcome = self._commands.run(
-                    request,
-                    "work_items.claim_next",
-                    _claim_if_ready(caller, row.id, session_id),
-                )
-            except NotReady:
-                self._board.drop(row.id)
-                continue
-            except BaseException:
-                self._board.drop(row.id)
-                raise
-            self._board.taken(row.id, outcome.position)
-            return outcome
-
-        def check(uow: UnitOfWork, ctx: EventContext) -> None:
-            session = uow.get(AgentSession, session_id, "session")
-            check_claimant(session, caller, ctx.occurred_at)
-            if project is not None:
-                load_project(uow, project)
-
-        # Nothing ready: still refuse a dead or foreign session, or an unknown project.
-        self._commands.run(request, "work_items.claim_next", check)
-        return None
-
     def add_dependency(
         self,
         request: RequestContext,
@@ -358,54 +285,11 @@ class WorkItemCommands:
             request, "work_items.dependencies", decide, serialize_on=self._plan_of(item_id)
         )
 
-    def _ready_rows(
-        self, project: str | None, kind: str | None, to_role: str | None
-    ) -> Iterator[WorkItemRow]:
-        """The ready queue, best first, a page at a time: the read model decides readiness,
-        so each page costs what it holds, however many items wait."""
-        after, page = None, FIRST_READY_PAGE
-        while True:
-            rows = self._view.ready(
-                project=project,
-                kind=kind,
-                to_role=to_role,
-                now=self._clock.now(),
-                limit=page,
-                after=after,
-            )
-            yield from rows
-            if len(rows) < page:
-                return
-            after, page = rows[-1].ready_key, READY_PAGE
-
     def _plan_of(self, item_id: UUID) -> UUID | None:
         """The plan a structure edit of this item writes, as the read model knows it (the
         edit itself loads the item; this only lets edits of one plan take turns)."""
         row = self._view.get(item_id)
         return plan_id(row.project) if row is not None else None
-
-
-def _claim_if_ready(
-    caller: Caller, item_id: UUID, session_id: UUID
-) -> Callable[[UnitOfWork, EventContext], WorkItemView]:
-    """claim-next's decision for one candidate: load the facts, ask the domain once."""
-
-    def decide(uow: UnitOfWork, ctx: EventContext) -> WorkItemView:
-        item = uow.get(WorkItem, item_id, "work item")
-        session = uow.get(AgentSession, session_id, "session")
-        project = uow.get(Project, project_id(item.project), "project")
-        claim_ready(
-            ctx,
-            item,
-            session,
-            caller,
-            holder_of(uow, item),
-            project_archived=project.archived,
-            dependencies=dependency_statuses(uow, item),
-        )
-        return WorkItemView.of_aggregate(item, session.lease_expires_at)
-
-    return decide
 
 
 def _metadata_merged(fields: Mapping[str, Any], current: Mapping[str, Any]) -> dict[str, Any]:

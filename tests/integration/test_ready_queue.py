@@ -16,8 +16,8 @@ import pytest
 
 from agentledger.application.clock import ManualClock
 from agentledger.application.readmodels import WorkItemRow
-from agentledger.application.work_items import NewWorkItem, WorkItemCommands, WorkItemQueries
-from agentledger.application.work_items.commands import FIRST_READY_PAGE
+from agentledger.application.work_items import NewWorkItem, WorkItemClaims, WorkItemQueries
+from agentledger.application.work_items.claiming import FIRST_READY_PAGE
 from agentledger.domain.claims import live_lease
 from agentledger.domain.plans import ProjectPlan, plan_id
 from agentledger.domain.projects import Project, project_id
@@ -253,9 +253,9 @@ def test_a_ready_page_and_claim_next_read_no_waiting_item(runtime: Runtime, wait
     assert [n for name, n in reader.reads if name != "position"] == [1]  # one query, one row
 
     reader.reads.clear()
-    commands = WorkItemCommands(runtime.commands, reader, runtime.clock)
+    claims = WorkItemClaims(runtime.commands, reader, runtime.clock)
     alice, session = team.agent("alice"), team.session("alice")
-    taken = commands.claim_next(alice, session)
+    taken = claims.claim_next(alice, session)
     assert taken is not None and taken.value.id == ready[0]
     assert reader.reads == [("ready", 3)]  # the first page held only ready items
     assert reader.rows() == 3 <= FIRST_READY_PAGE
