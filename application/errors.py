@@ -78,23 +78,3 @@ class PositionNotInLog(ApplicationError):
 
 class InvalidCursor(ApplicationError):
     """A pagination cursor that is malformed or belongs to another query."""
-
-
-class FenceRequired(ApplicationError):
-    """The caller holds the item's claim but did not present its fence."""
-
-    def __init__(self, item_id: str, fence: int) -> None:
-        self.item_id = item_id
-        self.fence = fence
-        super().__init__(
-            f"you hold work item {item_id}: present your claim's fence (AgentLedger-Fence)"
-        )
-
-
-class CrossProject(ApplicationError):
-    """Parents and dependencies link items of one project only."""
-
-    def __init__(self, link: str, item_project: str, other_project: str) -> None:
-        super().__init__(
-            f"a {link} must be in the same project ('{item_project}' and '{other_project}' differ)"
-        )

@@ -191,6 +191,9 @@ class TokensReader(Protocol):
     def list(self, *, include_revoked: bool) -> builtins.list[TokenRow]: ...
 
 
+ReadyKey = tuple[int, int]  # (priority, created_position): the ready queue's order
+
+
 @dataclass(frozen=True)
 class WorkItemRow:
     id: UUID
@@ -220,6 +223,11 @@ class WorkItemRow:
     finished_at: datetime | None  # when it became done or cancelled
     created_position: int
     position: int
+
+    @property
+    def ready_key(self) -> ReadyKey:
+        """Where this row sits in the ready queue's order (a page of it ends here)."""
+        return (self.priority, self.created_position)
 
     def live_holder(self, now: datetime) -> str | None:
         """The agent holding a claim whose lease has not lapsed (None otherwise)."""
@@ -258,17 +266,20 @@ class WorkItemsReader(Protocol):
     def claims_in(self, project: str, now: datetime) -> dict[UUID, int]:
         """Live claims on the project's unarchived items, by holder session."""
 
-    def candidates(
+    def ready(
         self,
         *,
         project: str | None,
         kind: str | None,
         to_role: str | None,
+        now: datetime,
         limit: int,
-        offset: int,
+        after: ReadyKey | None = None,
     ) -> builtins.list[WorkItemRow]:
-        """Open, unarchived items (the only ones readiness can find ready), best first:
-        higher priority, then older."""
+        """Ready items, best first (higher priority, then older), decided by the query itself:
+        `domain.readiness` over the rows (open, not archived, project not archived, no claim
+        live at `now`, every dependency present and done), so a page costs what it returns.
+        `after`: the `ready_key` of the last row of the previous page."""
 
     def dependencies(self, item_ids: Sequence[UUID]) -> dict[UUID, builtins.list[UUID]]:
         """What each of `item_ids` depends on (items without dependencies are left out)."""

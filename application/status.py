@@ -2,11 +2,14 @@
 blocked and why, what is ready next, what was finished lately, and which sessions are live.
 
 The same report is served as JSON and as markdown. The markdown is for people, and stable
-enough to diff: every list has a fixed order and nothing in it depends on the reader.
+enough to diff: every list has a fixed order and nothing in it depends on the reader. What
+clients wrote (titles, reasons, names, kinds) is escaped, so it renders as the text it is and
+can never add a heading, a list or a link of its own.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,9 +25,18 @@ from agentledger.application.readmodels import (
     SessionsReader,
     WorkItemsReader,
 )
-from agentledger.application.work_items import WorkItemService, WorkItemView
+from agentledger.application.work_items import WorkItemQueries, WorkItemView
 from agentledger.domain.sessions import SessionStatus
 from agentledger.domain.work_items import WorkStatus
+
+# Line breaks and other control characters (C0, DEL, C1, Unicode line separators): collapsed.
+_BREAKS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+# Characters that open inline markdown (emphasis, code, links, HTML, entities, tables) or, as
+# `#`, a heading: escaped wherever they are.
+_INLINE = re.compile(r"([\\`*_{}\[\]<>|~&#!])")
+# What would open a block at the start of a list item's text: a list marker (or, as `---`, a
+# rule); quotes and headings start with characters escaped everywhere.
+_BLOCK_START = re.compile(r"^(?:([-+])|(\d{1,9})([.)]))")
 
 READY_SHOWN = 20
 DONE_SHOWN = 10
@@ -56,7 +68,7 @@ class StatusReport:
 class StatusService:
     def __init__(
         self,
-        work_items: WorkItemService,
+        work_items: WorkItemQueries,
         items: WorkItemsReader,
         projects: ProjectsReader,
         sessions: SessionsReader,
@@ -123,7 +135,7 @@ class StatusService:
 def render_markdown(report: StatusReport) -> str:
     """The report for people: headings, one line per item, times in UTC to the second."""
     lines = [
-        f"# Status of project `{report.project}`",
+        f"# Status of project {_code(report.project)}",
         "",
         f"Generated {_time(report.generated_at)}; {report.total} items (archived ones left out).",
         "",
@@ -135,7 +147,7 @@ def render_markdown(report: StatusReport) -> str:
         "",
         "| kind | items |",
         "| --- | ---: |",
-        *(f"| {kind} | {count} |" for kind, count in report.by_kind.items()),
+        *(f"| {_text(kind)} | {count} |" for kind, count in report.by_kind.items()),
     ]
     lines += _section(
         "In progress",
@@ -143,7 +155,9 @@ def render_markdown(report: StatusReport) -> str:
         lambda v: f"{_item(v)} — {_holder(v)}",
     )
     lines += _section(
-        "Blocked", report.blocked, lambda v: f"{_item(v)} — waiting for: {v.blocked_reason}"
+        "Blocked",
+        report.blocked,
+        lambda v: f"{_item(v)} — waiting for: {_text(v.blocked_reason or '')}",
     )
     lines += _section("Ready next", report.ready, lambda v: f"{_item(v)} — priority {v.priority}")
     lines += _section(
@@ -153,7 +167,7 @@ def render_markdown(report: StatusReport) -> str:
     )
     lines += ["", "## Active sessions", ""]
     lines += [
-        f"- {s.agent_id} — lease until {_time(s.lease_expires_at)}, holds {s.holds}"
+        f"- {_text(s.agent_id)} — lease until {_time(s.lease_expires_at)}, holds {s.holds}"
         for s in report.active_sessions
     ] or ["_none_"]
     return "\n".join(lines) + "\n"
@@ -167,15 +181,36 @@ def _section(
 
 
 def _item(view: WorkItemView) -> str:
-    return f"{view.title} ({view.kind})"
+    return f"{_text(view.title)} ({_text(view.kind)})"
 
 
 def _holder(view: WorkItemView) -> str:
     if view.claim is None:
         return "unclaimed"
     state = "" if view.claim.live else ", lease lapsed"
-    return f"{view.claim.agent_id}, fence {view.claim.fence}{state}"
+    return f"{_text(view.claim.agent_id)}, fence {view.claim.fence}{state}"
 
 
 def _time(moment: datetime | None) -> str:
     return "—" if moment is None else moment.strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def _text(value: str) -> str:
+    """Client-written text as markdown that renders as exactly that text, on one line."""
+    flat = _BREAKS.sub(" ", value).strip()
+    escaped = _INLINE.sub(r"\\\1", flat)
+    return _BLOCK_START.sub(_escape_marker, escaped, count=1)
+
+
+def _escape_marker(marker: re.Match[str]) -> str:
+    bullet, number, delimiter = marker.groups()
+    return f"\\{bullet}" if bullet else f"{number}\\{delimiter}"
+
+
+def _code(value: str) -> str:
+    """Text as an inline code span: fenced by more backticks than any run inside it."""
+    flat = _BREAKS.sub(" ", value).strip()
+    longest = max((len(run) for run in re.findall(r"`+", flat)), default=0)
+    fence = "`" * (longest + 1)
+    padded = f" {flat} " if flat.startswith("`") or flat.endswith("`") else flat
+    return f"{fence}{padded}{fence}"

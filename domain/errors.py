@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING
 from uuid import UUID
+
+if TYPE_CHECKING:  # readiness imports the work items, which import these errors
+    from agentledger.domain.readiness import Reason
 
 
 class DomainError(Exception):
@@ -112,3 +116,34 @@ class ClaimLost(DomainError):
         now = "the item has no live claim" if current is None else f"the current fence is {current}"
         shown = "no fence" if presented is None else f"fence {presented}"
         super().__init__(f"{shown} does not hold the claim: {now}")
+
+
+class FenceRequired(DomainError):
+    """The caller holds the item's claim but did not present its fence."""
+
+    def __init__(self, item_id: str, fence: int) -> None:
+        self.item_id = item_id
+        self.fence = fence
+        super().__init__(
+            f"you hold work item {item_id}: present your claim's fence (AgentLedger-Fence)"
+        )
+
+
+class CrossProject(DomainError):
+    """Parents and dependencies link items of one project only."""
+
+    def __init__(self, link: str, item_project: str, other_project: str) -> None:
+        super().__init__(
+            f"a {link} must be in the same project ('{item_project}' and '{other_project}' differ)"
+        )
+
+
+class NotReady(DomainError):
+    """Only a ready item may be claimed this way (claim-next), and this one is not: someone
+    else won it since the queue was read, or a dependency moved back. claim-next moves on to
+    its next candidate; the reasons say why this one was passed over."""
+
+    def __init__(self, item_id: UUID, reasons: tuple[Reason, ...]) -> None:
+        self.item_id = item_id
+        self.reasons = reasons
+        super().__init__(f"work item {item_id} is not ready: {', '.join(map(str, reasons))}")

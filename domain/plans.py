@@ -10,14 +10,37 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 
-from agentledger.domain.errors import DependencyCycle, DepthExceeded, DomainError
+from agentledger.domain.errors import (
+    CrossProject,
+    DependencyCycle,
+    DepthExceeded,
+    DomainError,
+    ItemArchived,
+)
 from agentledger.domain.events import EventContext, LedgerAggregate
+from agentledger.domain.work_items import WorkItem
 
 MAX_DEPTH = 5  # levels below a root: a root is level 0, its deepest descendant level 5
 
 
 def plan_id(project: str) -> UUID:
     return uuid5(NAMESPACE_URL, f"agentledger:plan:{project}")
+
+
+def check_parent(project: str, parent: WorkItem) -> None:
+    """An item's parent is an unarchived item of the item's own project."""
+    if parent.project != project:
+        raise CrossProject("parent", project, parent.project)
+    if parent.archived:
+        raise ItemArchived(parent.id)
+
+
+def check_dependency(item: WorkItem, other: WorkItem) -> None:
+    """An unarchived item waits only for items of its own project."""
+    if item.archived:
+        raise ItemArchived(item.id)
+    if other.project != item.project:
+        raise CrossProject("dependency", item.project, other.project)
 
 
 class ProjectPlan(LedgerAggregate):

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from agentledger.application.readmodels import WorkItemFilter, WorkItemRow
+from agentledger.application.readmodels import ReadyKey, WorkItemFilter, WorkItemRow
 from agentledger.infrastructure.readmodels.base import (
     ReadModel,
     Table,
@@ -63,6 +63,16 @@ DEPENDENCIES = Table(
     columns={"item_id": "uuid", "depends_on": "uuid"},
     key=("item_id", "depends_on"),
     indexes=(("depends_on",),),
+)
+# The ready queue's rule (`domain.readiness`) as a condition on a work item row `w`; a claim
+# is live while its holder's lease, as the row follows it, ends after `now` (`live_holder`).
+_READY = (
+    "w.status = 'open' AND w.archived = 0 AND w.project_archived = 0 "
+    "AND (w.holder_agent IS NULL OR w.claim_expires_at IS NULL "
+    "OR w.claim_expires_at <= %(now)s) "
+    "AND NOT EXISTS (SELECT 1 FROM {dependencies} d "
+    "LEFT JOIN {work_items} p ON p.id = d.depends_on "
+    "WHERE d.item_id = w.id AND (p.id IS NULL OR p.status <> 'done'))"
 )
 _FILTER_COLUMNS = ("project", "kind", "status", "parent_id", "to_role", "archived")
 _CHUNK = 500  # ids per IN (...) list
@@ -159,26 +169,38 @@ class WorkItemsTable(ReadModel):
             {"project": project},
         )
 
-    def candidates(
+    def ready(
         self,
         *,
         project: str | None,
         kind: str | None,
         to_role: str | None,
+        now: datetime,
         limit: int,
-        offset: int,
+        after: ReadyKey | None = None,
     ) -> list[WorkItemRow]:
-        clauses = ["status = 'open'", "archived = 0", "project_archived = 0"]
-        params: dict[str, Any] = {"limit": limit, "offset": offset}
+        """`domain.readiness` in one query, the same text on both stores: open, unarchived
+        items of unarchived projects whose claim is absent or lapsed at `now`, none of whose
+        dependencies is missing or not done; best first, a keyset page after `after`."""
+        clauses = [_READY]
+        params: dict[str, Any] = {"limit": limit, "now": to_micros(now)}
         for column, value in (("project", project), ("kind", kind), ("to_role", to_role)):
             if value is not None:
-                clauses.append(f"{column} = %({column})s")
+                clauses.append(f"w.{column} = %({column})s")
                 params[column] = value
-        return self._items(
-            f"WHERE {' AND '.join(clauses)} ORDER BY priority DESC, created_position "
-            "LIMIT %(limit)s OFFSET %(offset)s",
+        if after is not None:
+            clauses.append(
+                "(w.priority < %(after_priority)s OR (w.priority = %(after_priority)s "
+                "AND w.created_position > %(after_position)s))"
+            )
+            params.update(after_priority=after[0], after_position=after[1])
+        rows = self.select(
+            "work_items",
+            f"SELECT w.* FROM {{work_items}} w WHERE {' AND '.join(clauses)} "
+            "ORDER BY w.priority DESC, w.created_position LIMIT %(limit)s",
             params,
         )
+        return [WorkItemRow(**r) for r in rows]
 
     def dependencies(self, item_ids: Sequence[UUID]) -> dict[UUID, list[UUID]]:
         edges: dict[UUID, list[UUID]] = {}
@@ -202,8 +224,8 @@ class WorkItemsTable(ReadModel):
         return [r["item_id"] for r in rows]
 
     def statuses(self, item_ids: Sequence[UUID]) -> dict[UUID, str]:
-        """Only the status of each item: readiness asks it for every candidate's dependencies,
-        so it reads two columns rather than decoding whole rows."""
+        """Only the status of each item (an item's readiness reasons name its dependencies'),
+        two columns rather than whole rows."""
         found: dict[UUID, str] = {}
         for chunk in _chunks(list(set(item_ids))):
             with self.reading() as cursor:

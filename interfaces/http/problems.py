@@ -13,8 +13,6 @@ from starlette.responses import JSONResponse
 
 from agentledger.application.errors import (
     ConcurrencyConflict,
-    CrossProject,
-    FenceRequired,
     Forbidden,
     InvalidCursor,
     NoProjectSelected,
@@ -29,9 +27,11 @@ from agentledger.application.errors import (
 from agentledger.domain.errors import (
     AlreadyClaimed,
     ClaimLost,
+    CrossProject,
     DependencyCycle,
     DepthExceeded,
     DomainError,
+    FenceRequired,
     InvalidTransition,
     InvalidValue,
     ItemArchived,

@@ -98,3 +98,55 @@ def test_the_json_report_says_the_same(
     assert [i["title"] for i in report["recently_done"]] == ["Define the grammar"]
     assert [(s["agent_id"], s["holds"]) for s in report["active_sessions"]] == [("alice", 1)]
     refused(runtime, lambda: client.get("/v1/projects/nope/status", headers=viewer), 404)
+
+
+def test_what_clients_wrote_cannot_add_markdown_of_its_own(
+    runtime: Runtime, client: TestClient
+) -> None:
+    """A title or a reason with line breaks and markdown in it stays one line of text: no
+    heading, list item, link or emphasis of its own reaches status.md."""
+    boss = bearer(issue_token(runtime, "user:boss", "coordinator"))
+    client.post("/v1/projects", json={"name": "apollo"}, headers=boss)
+    title = "Innocent\n\n## Ready next\n\n- [click me](https://evil.example) *now*"
+    ready = client.post(
+        "/v1/work-items",
+        json={"project": "apollo", "kind": "task", "title": title, "priority": 1},
+        headers=boss,
+    )
+    assert ready.status_code == 201, ready.text
+    assert ready.json()["title"] == title  # stored as written: only the rendering escapes
+    held_up = client.post(
+        "/v1/work-items",
+        json={"project": "apollo", "kind": "task", "title": "1. numbered"},
+        headers=boss,
+    ).json()
+    blocked = client.post(
+        f"/v1/work-items/{held_up['id']}/transition",
+        json={"to": "blocked", "reason": "vendor\r\n# Active sessions\n<b>late</b> | x"},
+        headers=boss,
+    )
+    assert blocked.status_code == 200, blocked.text
+
+    markdown = client.get(
+        "/v1/projects/apollo/status.md",
+        headers={**boss, CONSISTENT_WITH: blocked.headers[POSITION]},
+    ).text
+    headings = [line for line in markdown.splitlines() if line.startswith("#")]
+    assert headings == [
+        "# Status of project `apollo`",
+        "## Counts",
+        "## In progress",
+        "## Blocked",
+        "## Ready next",
+        "## Recently done",
+        "## Active sessions",
+    ]
+    assert (
+        r"- 1\. numbered (task) — waiting for: vendor \# Active sessions \<b\>late\</b\> \| x"
+        in markdown.splitlines()
+    )
+    ready_section = markdown.split("## Ready next\n\n")[1].split("\n\n")[0]
+    assert ready_section.splitlines() == [
+        r"- Innocent \#\# Ready next - \[click me\](https://evil.example) \*now\* (task)"
+        " — priority 1"
+    ]

@@ -116,7 +116,10 @@ def transition_item(call: HttpCall) -> Response:
 def claim_item(call: HttpCall) -> Response:
     body = call.body(ClaimBody)
     outcome = call.runtime.work_items.claim(
-        call.context(), call.path_uuid("id", "work item"), body.session_id
+        call.context(),
+        call.path_uuid("id", "work item"),
+        body.session_id,
+        expected_version=call.expected_version(),
     )
     return _item_written(call, outcome)
 
@@ -137,7 +140,12 @@ def _fenced(action: str) -> Handler:
     def handler(call: HttpCall) -> Response:
         call.body(EmptyBody)
         command = getattr(call.runtime.work_items, action)
-        outcome = command(call.context(), call.path_uuid("id", "work item"), fence=call.fence())
+        outcome = command(
+            call.context(),
+            call.path_uuid("id", "work item"),
+            fence=call.fence(),
+            expected_version=call.expected_version(),
+        )
         return _item_written(call, outcome)
 
     handler.__name__ = f"{action}_item"
@@ -150,26 +158,32 @@ unarchive_item = _fenced("unarchive")
 
 
 def put_dependency(call: HttpCall) -> Response:
+    """If-Match and the ETag name the version of the item `{id}` (which waits): a dependency
+    edit requires the item as the client saw it, and leaves its version as it is."""
     call.body(EmptyBody)
     outcome = call.runtime.work_items.add_dependency(
         call.context(),
         call.path_uuid("id", "work item"),
         call.path_uuid("other_id", "work item"),
         fence=call.fence(),
+        expected_version=call.expected_version(),
     )
     body = DependenciesOut.of(outcome.value, outcome.position)
     status = 201 if outcome.value.changed else 200
-    return call.written(outcome, body, None, status=status)
+    return call.written(outcome, body, outcome.value.version, status=status)
 
 
 def delete_dependency(call: HttpCall) -> Response:
+    """If-Match and the ETag name the version of the item `{id}`, as for PUT."""
     outcome = call.runtime.work_items.remove_dependency(
         call.context(),
         call.path_uuid("id", "work item"),
         call.path_uuid("other_id", "work item"),
         fence=call.fence(),
+        expected_version=call.expected_version(),
     )
-    return call.written(outcome, DependenciesOut.of(outcome.value, outcome.position), None)
+    body = DependenciesOut.of(outcome.value, outcome.position)
+    return call.written(outcome, body, outcome.value.version)
 
 
 def ready_queue(call: HttpCall) -> Response:
@@ -213,7 +227,7 @@ def _status(call: HttpCall, *, markdown: bool) -> Response:
 
 
 _READ = (CONSISTENT_WITH_HEADER,)
-_WRITE = (FENCE_HEADER,)
+_WRITE = (FENCE_HEADER, "If-Match")
 _TAGS = ("work items",)
 OPERATIONS = [
     Operation(
@@ -305,7 +319,8 @@ OPERATIONS = [
         body=ClaimBody,
         body_required=True,
         response=WorkItemWritten,
-        errors=(400, 403, 404, 409, 413, 415),
+        errors=(400, 403, 404, 409, 412, 413, 415),
+        headers=("If-Match",),
         tags=_TAGS,
     ),
     Operation(
@@ -315,7 +330,7 @@ OPERATIONS = [
         "Give a claim back (the holder with its fence, or a coordinator)",
         body=EmptyBody,
         response=WorkItemWritten,
-        errors=(400, 403, 404, 409, 413, 415, 428),
+        errors=(400, 403, 404, 409, 412, 413, 415, 428),
         headers=_WRITE,
         tags=_TAGS,
     ),
@@ -326,7 +341,7 @@ OPERATIONS = [
         "Archive a work item (nothing is deleted)",
         body=EmptyBody,
         response=WorkItemWritten,
-        errors=(400, 403, 404, 409, 413, 415, 428),
+        errors=(400, 403, 404, 409, 412, 413, 415, 428),
         headers=_WRITE,
         tags=_TAGS,
     ),
@@ -337,7 +352,7 @@ OPERATIONS = [
         "Bring an archived work item back",
         body=EmptyBody,
         response=WorkItemWritten,
-        errors=(400, 403, 404, 409, 413, 415, 428),
+        errors=(400, 403, 404, 409, 412, 413, 415, 428),
         headers=_WRITE,
         tags=_TAGS,
     ),
@@ -358,7 +373,7 @@ OPERATIONS = [
         "The item waits for other_id (201 added, 200 already there; 409 on a cycle)",
         body=EmptyBody,
         response=DependenciesOut,
-        errors=(400, 403, 404, 409, 413, 415, 428),
+        errors=(400, 403, 404, 409, 412, 413, 415, 428),
         headers=_WRITE,
         tags=_TAGS,
     ),
@@ -368,7 +383,7 @@ OPERATIONS = [
         delete_dependency,
         "The item no longer waits for other_id",
         response=DependenciesOut,
-        errors=(400, 403, 404, 409, 428),
+        errors=(400, 403, 404, 409, 412, 428),
         headers=_WRITE,
         tags=_TAGS,
     ),

@@ -1,0 +1,148 @@
+"""Claiming work items: one by name, or the best ready one (claim-next), for the caller's
+session. A claim lives as long as the session's lease; the domain's claim rules decide, once
+per item tried, over the facts each decision loads."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from uuid import UUID
+
+from agentledger.application.clock import Clock
+from agentledger.application.commands import CommandRunner, Outcome, UnitOfWork
+from agentledger.application.context import RequestContext
+from agentledger.application.projects import load_project
+from agentledger.application.readmodels import WorkItemRow, WorkItemsReader
+from agentledger.application.work_items.claim_board import ClaimBoard
+from agentledger.application.work_items.facts import (
+    check_version,
+    dependency_statuses,
+    holder_of,
+    writer,
+)
+from agentledger.application.work_items.views import WorkItemView
+from agentledger.domain.claims import Caller, check_claimant, claim, claim_ready
+from agentledger.domain.errors import NotReady
+from agentledger.domain.events import EventContext
+from agentledger.domain.projects import Project, project_id
+from agentledger.domain.sessions import AgentSession
+from agentledger.domain.work_items import WorkItem
+
+# Ready items claim-next reads per read-model query: most calls take the first.
+FIRST_READY_PAGE = 8
+READY_PAGE = 64
+
+
+class WorkItemClaims:
+    def __init__(self, commands: CommandRunner, view: WorkItemsReader, clock: Clock) -> None:
+        self._commands = commands
+        self._view = view
+        self._clock = clock
+        self._board = ClaimBoard(view)
+
+    def claim(
+        self,
+        request: RequestContext,
+        item_id: UUID,
+        session_id: UUID,
+        *,
+        expected_version: int | None = None,
+    ) -> Outcome[WorkItemView]:
+        """Claim the item by name for the caller's session."""
+        caller = writer(request.principal)
+
+        def decide(uow: UnitOfWork, ctx: EventContext) -> WorkItemView:
+            session = uow.get(AgentSession, session_id, "session")
+            item = uow.get(WorkItem, item_id, "work item")
+            check_version(item, expected_version)
+            project = uow.get(Project, project_id(item.project), "project")
+            holder = holder_of(uow, item)
+            claim(ctx, item, session, caller, holder, project_archived=project.archived)
+            return WorkItemView.of_aggregate(item, session.lease_expires_at)
+
+        return self._commands.run(request, "work_items.claim", decide)
+
+    def claim_next(
+        self,
+        request: RequestContext,
+        session_id: UUID,
+        *,
+        project: str | None = None,
+        kind: str | None = None,
+        to_role: str | None = None,
+    ) -> Outcome[WorkItemView] | None:
+        """Claim the best ready item (priority, then age), or None when nothing is ready.
+        Candidates come from the read model's ready queue; each is judged once more against
+        the aggregates in the claiming transaction, and one another claimant won meanwhile is
+        skipped."""
+        caller = writer(request.principal)
+        seen = self._view.position()  # before the candidates are read
+        for row in self._ready_rows(project, kind, to_role):
+            if not self._board.reserve(row.id, seen):
+                continue  # another claim-next here is taking it, or took it since the read
+            try:
+                outcome = self._commands.run(
+                    request,
+                    "work_items.claim_next",
+                    _claim_if_ready(caller, row.id, session_id),
+                )
+            except NotReady:
+                self._board.drop(row.id)
+                continue
+            except BaseException:
+                self._board.drop(row.id)
+                raise
+            self._board.taken(row.id, outcome.position)
+            return outcome
+
+        def check(uow: UnitOfWork, ctx: EventContext) -> None:
+            session = uow.get(AgentSession, session_id, "session")
+            check_claimant(session, caller, ctx.occurred_at)
+            if project is not None:
+                load_project(uow, project)
+
+        # Nothing ready: still refuse a dead or foreign session, or an unknown project.
+        self._commands.run(request, "work_items.claim_next", check)
+        return None
+
+    def _ready_rows(
+        self, project: str | None, kind: str | None, to_role: str | None
+    ) -> Iterator[WorkItemRow]:
+        """The ready queue, best first, a page at a time: the read model decides readiness,
+        so each page costs what it holds, however many items wait."""
+        after, page = None, FIRST_READY_PAGE
+        while True:
+            rows = self._view.ready(
+                project=project,
+                kind=kind,
+                to_role=to_role,
+                now=self._clock.now(),
+                limit=page,
+                after=after,
+            )
+            yield from rows
+            if len(rows) < page:
+                return
+            after, page = rows[-1].ready_key, READY_PAGE
+
+
+def _claim_if_ready(
+    caller: Caller, item_id: UUID, session_id: UUID
+) -> Callable[[UnitOfWork, EventContext], WorkItemView]:
+    """claim-next's decision for one candidate: load the facts, ask the domain once."""
+
+    def decide(uow: UnitOfWork, ctx: EventContext) -> WorkItemView:
+        item = uow.get(WorkItem, item_id, "work item")
+        session = uow.get(AgentSession, session_id, "session")
+        project = uow.get(Project, project_id(item.project), "project")
+        claim_ready(
+            ctx,
+            item,
+            session,
+            caller,
+            holder_of(uow, item),
+            project_archived=project.archived,
+            dependencies=dependency_statuses(uow, item),
+        )
+        return WorkItemView.of_aggregate(item, session.lease_expires_at)
+
+    return decide

@@ -1,0 +1,24 @@
+"""The work-items service the interfaces call: its commands, claims and queries on one object."""
+
+from __future__ import annotations
+
+from agentledger.application.clock import Clock
+from agentledger.application.commands import CommandRunner
+from agentledger.application.consistency import Consistency
+from agentledger.application.readmodels import WorkItemsReader
+from agentledger.application.work_items.claiming import WorkItemClaims
+from agentledger.application.work_items.commands import WorkItemCommands
+from agentledger.application.work_items.queries import WorkItemQueries
+
+
+class WorkItemService(WorkItemCommands, WorkItemClaims, WorkItemQueries):
+    def __init__(
+        self,
+        commands: CommandRunner,
+        view: WorkItemsReader,
+        clock: Clock,
+        consistency: Consistency,
+    ) -> None:
+        WorkItemCommands.__init__(self, commands, view, clock)
+        WorkItemClaims.__init__(self, commands, view, clock)
+        WorkItemQueries.__init__(self, view, clock, consistency)

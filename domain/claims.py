@@ -1,0 +1,125 @@
+"""Who may claim a work item, and who may write one that is claimed: the rules, over plain facts.
+
+The application loads what a rule needs (the item, the claiming session, the session the item
+names as its holder, whether the project is archived, the statuses of the item's dependencies)
+and asks once; nothing here reads storage or the clock. A claim lives as long as its holder's
+session lease: a holder whose session ended or whose lease ran out holds nothing any more,
+although the item names it until the release lands.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID
+
+from agentledger.domain.errors import AlreadyClaimed, FenceRequired, NotReady, ProjectArchived
+from agentledger.domain.events import EventContext
+from agentledger.domain.readiness import readiness
+from agentledger.domain.sessions import AgentSession, SessionStatus
+from agentledger.domain.work_items import WorkItem
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who asks: the principal's name, the agent it is (None for people and systems), and
+    whether it may act for other agents (coordinators may)."""
+
+    name: str
+    agent_id: str | None
+    may_act_for_others: bool
+
+    def holds(self, item: WorkItem) -> bool:
+        return item.holder_agent is not None and self.agent_id == item.holder_agent
+
+
+def live_lease(item: WorkItem, holder: AgentSession | None, now: datetime) -> datetime | None:
+    """The lease end of the item's holder while its session is active and unexpired (None
+    when the item is unclaimed, or its holder is gone). `holder` is the session the item
+    names, as loaded (None if it could not be found)."""
+    if holder is None or item.holder_session is None or holder.id != item.holder_session:
+        return None
+    if holder.effective_status(now) is not SessionStatus.ACTIVE:
+        return None
+    return holder.lease_expires_at
+
+
+def check_write(
+    item: WorkItem, caller: Caller, fence: int | None, holder: AgentSession | None, now: datetime
+) -> datetime | None:
+    """May `caller` write `item` now? A presented fence must be the live claim's, and only its
+    holder (or a coordinator) may present it. The holder must present it, even once its lease
+    has lapsed (then to learn the claim is lost); another agent is told who holds the item; a
+    coordinator may override without one. Returns the live claim's lease end (None if none)."""
+    lease = live_lease(item, holder, now)
+    if fence is not None:
+        item.check_fence(fence, holder_alive=lease is not None)
+        if caller.holds(item) or caller.may_act_for_others:
+            return lease
+    elif item.holder_session is None:
+        return lease
+    elif caller.holds(item):
+        raise FenceRequired(str(item.id), item.fence)
+    elif lease is None or caller.may_act_for_others:
+        return lease
+    if item.holder_session is not None and lease is not None:  # a live claim of another
+        raise AlreadyClaimed(item.holder_session, item.holder_agent or "?", lease)
+    return lease
+
+
+def check_claimant(session: AgentSession, caller: Caller, now: datetime) -> None:
+    """The claiming session: active, unexpired, and the caller's own (a coordinator may use
+    any agent's). Its agent becomes the holder."""
+    agent_id = session.agent_id if caller.may_act_for_others else caller.agent_id
+    session.ensure_active_for(agent_id or caller.name, now)
+
+
+def claim(
+    ctx: EventContext,
+    item: WorkItem,
+    session: AgentSession,
+    caller: Caller,
+    holder: AgentSession | None,
+    *,
+    project_archived: bool,
+) -> int:
+    """Claim the item named by the caller for `session`, in an open project; returns the
+    fence. A live holder keeps the item (claiming again with its own session changes nothing);
+    a lapsed one loses it. Undone dependencies do not stop a claim made by name."""
+    check_claimant(session, caller, ctx.occurred_at)
+    if project_archived:
+        raise ProjectArchived(item.project)
+    return item.claim(
+        ctx,
+        session.id,
+        session.agent_id,
+        lease_expires_at=session.lease_expires_at,
+        holder_lease=live_lease(item, holder, ctx.occurred_at),
+    )
+
+
+def claim_ready(
+    ctx: EventContext,
+    item: WorkItem,
+    session: AgentSession,
+    caller: Caller,
+    holder: AgentSession | None,
+    *,
+    project_archived: bool,
+    dependencies: Mapping[UUID, str],
+) -> int:
+    """claim-next's claim: the item only if it is ready now (`readiness`, over these facts),
+    else `NotReady` and nothing is written; then as `claim`. `dependencies` maps each of the
+    item's dependencies to its status."""
+    lease = live_lease(item, holder, ctx.occurred_at)
+    verdict = readiness(
+        status=item.state,
+        archived=item.archived,
+        claimed_by=item.holder_agent if lease is not None else None,
+        dependencies=dependencies,
+        project_archived=project_archived,
+    )
+    if not verdict.ready:
+        raise NotReady(item.id, verdict.reasons)
+    return claim(ctx, item, session, caller, holder, project_archived=project_archived)

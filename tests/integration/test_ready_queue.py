@@ -1,0 +1,261 @@
+"""The ready queue is decided by the read model's SQL, and that SQL is the domain's rule: on a
+varied generated plan (three projects, one archived; kinds, roles, tied priorities; live,
+lapsed-at-this-instant, completed and failed holders; archived items and dependencies) every
+page of the queue, under every filter, is what `domain.readiness` says of the aggregates. And a
+page reads only itself, however many items wait behind it."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
+
+import pytest
+
+from agentledger.application.clock import ManualClock
+from agentledger.application.readmodels import WorkItemRow
+from agentledger.application.work_items import NewWorkItem, WorkItemClaims, WorkItemQueries
+from agentledger.application.work_items.claiming import FIRST_READY_PAGE
+from agentledger.domain.claims import live_lease
+from agentledger.domain.plans import ProjectPlan, plan_id
+from agentledger.domain.projects import Project, project_id
+from agentledger.domain.readiness import readiness
+from agentledger.domain.sessions import AgentSession
+from agentledger.domain.work_items import WorkItem
+from agentledger.infrastructure.bootstrap import Runtime
+from tests.integration.work_items_support import Team
+
+POLICY = "policy_session_end_releases_claims"
+PROJECTS = ("apollo", "gemini", "mercury")  # mercury is archived at the end
+KINDS = ("task", "research", "chore")
+ROLES = (None, "reviewer", "builder")
+SEEDS = {"postgres": 20260201, "sqlite": 20260202}  # a different plan on each backend
+
+
+@dataclass
+class Built:
+    """What the test knows of the plan it built: items in creation order, and their fields."""
+
+    order: list[UUID] = field(default_factory=list)
+    fields: dict[UUID, dict[str, Any]] = field(default_factory=dict)
+    depth: dict[UUID, int] = field(default_factory=dict)
+
+
+def build(team: Team, rng: random.Random, count: int = 180) -> Built:
+    rt, boss = team.rt, team.boss
+    for project in PROJECTS[1:]:
+        rt.projects.create(boss, project)
+    built = Built()
+    for n in range(count):
+        project = rng.choice(PROJECTS)
+        mine = [i for i in built.order if built.fields[i]["project"] == project]
+        parents = [i for i in mine if built.depth[i] < 3]
+        parent = rng.choice(parents) if parents and rng.random() < 0.3 else None
+        fields = {
+            "project": project,
+            "kind": rng.choice(KINDS),
+            "to_role": rng.choice(ROLES),
+            "priority": rng.randint(-2, 2),  # few values: many ties, ordered by age
+        }
+        new = NewWorkItem(title=f"item {n}", parent_id=parent, **fields)
+        item = rt.work_items.create(boss, new).value.id
+        built.order.append(item)
+        built.fields[item] = fields
+        built.depth[item] = 0 if parent is None else built.depth[parent] + 1
+        if mine and rng.random() < 0.4:  # older items only: never a cycle
+            for other in rng.sample(mine, min(len(mine), rng.randint(1, 3))):
+                rt.work_items.add_dependency(boss, item, other, fence=None)
+    return built
+
+
+def drive(team: Team, built: Built, rng: random.Random) -> None:
+    rt, boss = team.rt, team.boss
+    for item in built.order:
+        roll = rng.random()
+        steps: tuple[str, ...] = ()
+        if roll < 0.35:
+            steps = ("in_progress", "in_review", "done")
+        elif roll < 0.45:
+            steps = ("blocked",)
+        elif roll < 0.5:
+            steps = ("cancelled",)
+        elif roll < 0.55:
+            steps = ("in_progress",)
+        elif roll < 0.58:
+            steps = ("blocked", "open")
+        for step in steps:
+            reason = "waits for the vendor" if step == "blocked" else None
+            rt.work_items.transition(boss, item, step, reason, fence=None)
+    for item in rng.sample(built.order, len(built.order) // 8):
+        rt.work_items.archive(boss, item, fence=None)  # done ones too: done still counts
+
+
+def claim_some(team: Team, built: Built, rng: random.Random, sessions: dict[str, UUID]) -> None:
+    """Each holder claims unfinished items; it puts the first it started, and a third of the
+    rest, back to open keeping the claim (open but held: not ready while the holder lives),
+    and gives a sixth back."""
+    rt = team.rt
+    free = [i for i in built.order if not rt.ledger.repository.get(i).is_final]
+    rng.shuffle(free)
+    for name, session in sessions.items():
+        ctx = team.agent(name)
+        reopened = False
+        for item in [i for i in free if not rt.ledger.repository.get(i).archived][:8]:
+            free.remove(item)
+            claim = rt.work_items.claim(ctx, item, session).value.claim
+            assert claim is not None
+            started = rt.ledger.repository.get(item).state == "in_progress"
+            roll = rng.random()
+            if started and (not reopened or roll < 0.34):
+                rt.work_items.transition(ctx, item, "open", None, fence=claim.fence)
+                reopened = True
+            elif roll < 0.5:
+                rt.work_items.release(ctx, item, fence=claim.fence)
+        assert reopened, name
+
+
+def the_rule(rt: Runtime, built: Built, now: Any) -> dict[UUID, bool]:
+    """`domain.readiness` of every item, over facts read from the aggregates in the log."""
+    repository = rt.ledger.repository
+    items: dict[UUID, WorkItem] = {i: repository.get(i) for i in built.order}
+    plans: dict[str, ProjectPlan] = {p: repository.get(plan_id(p)) for p in PROJECTS}
+    projects: dict[str, Project] = {p: repository.get(project_id(p)) for p in PROJECTS}
+    verdicts = {}
+    for item_id, item in items.items():
+        holder = repository.get(item.holder_session) if item.holder_session else None
+        assert holder is None or isinstance(holder, AgentSession)
+        waits_for = plans[item.project].dependencies.get(str(item_id), [])
+        verdicts[item_id] = readiness(
+            status=item.state,
+            archived=item.archived,
+            claimed_by=item.holder_agent if live_lease(item, holder, now) else None,
+            dependencies={UUID(d): items[UUID(d)].state for d in waits_for},
+            project_archived=projects[item.project].archived,
+        ).ready
+    return verdicts
+
+
+def walk(page: Callable[[tuple[int, int] | None], list[WorkItemRow]]) -> Iterator[WorkItemRow]:
+    after = None
+    while rows := page(after):
+        yield from rows
+        after = rows[-1].ready_key
+
+
+def test_the_sql_ready_queue_is_the_domain_rule_on_a_varied_plan(
+    runtime: Runtime, clock: ManualClock, backend: str
+) -> None:
+    rng = random.Random(SEEDS[backend])
+    team = Team(runtime)
+    built = build(team, rng)
+    drive(team, built, rng)
+    runtime.runners.runners[POLICY].stop()  # ended holders keep their claims in the log
+    sessions = {
+        "amy": team.session("amy", ttl_seconds=600),  # lives
+        "bob": team.session("bob", ttl_seconds=120),  # lapses at the very instant checked
+        "cat": team.session("cat", ttl_seconds=600),  # completes
+        "dan": team.session("dan", ttl_seconds=600),  # fails
+    }
+    claim_some(team, built, rng, sessions)
+    runtime.sessions.complete(team.agent("cat"), sessions["cat"], None)
+    runtime.sessions.fail(team.agent("dan"), sessions["dan"], "crashed")
+    runtime.projects.archive(team.boss, "mercury")
+    bobs_lease = runtime.sessions.get(sessions["bob"]).value.lease_expires_at
+    clock.set(bobs_lease)  # now == the lease end: lapsed, for the rule and for the SQL
+    runtime.catch_up()
+    now = clock.now()
+
+    ready = the_rule(runtime, built, now)
+    created = {item: n for n, item in enumerate(built.order)}
+    repository = runtime.ledger.repository
+    held_open = {
+        repository.get(i).holder_agent
+        for i in built.order
+        if repository.get(i).holder_agent and repository.get(i).state == "open"
+    }
+    assert held_open == {"amy", "bob", "cat", "dan"}  # open but held: live, lapsed, ended
+    assert 10 < sum(ready.values()) < len(built.order) - 50  # some ready, most not
+
+    view = runtime.views["work_items_v1"]
+    filters: list[dict[str, Any]] = [{}]
+    filters += [{"project": p} for p in PROJECTS]
+    filters += [{"kind": k} for k in KINDS]
+    filters += [{"to_role": r} for r in ROLES if r]
+    filters += [{"project": "apollo", "kind": "task"}, {"project": "gemini", "to_role": "builder"}]
+    for where in filters:
+        expected = sorted(
+            (i for i in built.order if ready[i] and _matches(built.fields[i], where)),
+            key=lambda i: (-built.fields[i]["priority"], created[i]),
+        )
+        query = {"project": None, "kind": None, "to_role": None, **where}
+        whole = view.ready(**query, now=now, limit=500)
+        assert [r.id for r in whole] == expected, where
+        pages = walk(lambda after, q=query: view.ready(**q, now=now, limit=4, after=after))
+        assert [r.id for r in pages] == expected, where  # keyset pages, ties included
+    queue = runtime.work_items.ready(project="apollo", limit=500).value
+    assert [v.id for v in queue] == [
+        r.id for r in view.ready(project="apollo", kind=None, to_role=None, now=now, limit=500)
+    ]
+
+
+def _matches(fields: dict[str, Any], where: dict[str, Any]) -> bool:
+    return all(fields[k] == v for k, v in where.items())
+
+
+# --- a page reads only itself -----------------------------------------------------------------
+
+
+class CountingReader:
+    """The read model, counting the rows each query hands the service."""
+
+    def __init__(self, view: Any) -> None:
+        self._view = view
+        self.reads: list[tuple[str, int]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._view, name)
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            result = method(*args, **kwargs)
+            if isinstance(result, list | dict):
+                self.reads.append((name, len(result)))
+            return result
+
+        return counted
+
+    def rows(self) -> int:
+        return sum(n for _, n in self.reads)
+
+
+def waiting_backlog(team: Team, waiting: int) -> list[UUID]:
+    """`waiting` items ahead of the ready ones in the queue's order (higher priority), each
+    waiting for a blocked item; then three ready items. Returns the ready ones, best first."""
+    blocker = team.item("blocker").id
+    team.rt.work_items.transition(team.boss, blocker, "blocked", "the vendor", fence=None)
+    for n in range(waiting):
+        item = team.item(f"waits {n}", priority=9).id
+        team.rt.work_items.add_dependency(team.boss, item, blocker, fence=None)
+    ready = [team.item(f"ready {n}", priority=5 - n).id for n in range(3)]
+    team.rt.catch_up()
+    return ready
+
+
+@pytest.mark.parametrize("waiting", [0, 40])
+def test_a_ready_page_and_claim_next_read_no_waiting_item(runtime: Runtime, waiting: int) -> None:
+    team = Team(runtime)
+    ready = waiting_backlog(team, waiting)
+    reader = CountingReader(runtime.views["work_items_v1"])
+
+    queries = WorkItemQueries(reader, runtime.clock, runtime.consistency)
+    assert [v.id for v in queries.ready(limit=1).value] == ready[:1]
+    assert [n for name, n in reader.reads if name != "position"] == [1]  # one query, one row
+
+    reader.reads.clear()
+    claims = WorkItemClaims(runtime.commands, reader, runtime.clock)
+    alice, session = team.agent("alice"), team.session("alice")
+    taken = claims.claim_next(alice, session)
+    assert taken is not None and taken.value.id == ready[0]
+    assert reader.reads == [("ready", 3)]  # the first page held only ready items
+    assert reader.rows() == 3 <= FIRST_READY_PAGE
