@@ -36,7 +36,7 @@ def test_claim_next_passes_over_what_another_server_won_since_the_queue_was_read
     team = Team(runtime)
     best, second, third = (team.item(t, priority=p).id for t, p in (("a", 9), ("b", 5), ("c", 1)))
     runtime.catch_up()
-    runtime.runners.runners[PROJECTION].stop()  # this server's queue still shows all three
+    runtime.runners.projections[PROJECTION].stop()  # this server's queue still shows all three
     bob = team.agent("bob")
     other_server.work_items.claim(bob, best, team.session("bob"))
     ready = [v.id for v in runtime.work_items.ready(project="apollo").value]

@@ -151,7 +151,7 @@ def test_the_sql_ready_queue_is_the_domain_rule_on_a_varied_plan(
     team = Team(runtime)
     built = build(team, rng)
     drive(team, built, rng)
-    runtime.runners.runners[POLICY].stop()  # ended holders keep their claims in the log
+    runtime.runners.policies[POLICY].stop()  # ended holders keep their claims in the log
     sessions = {
         "amy": team.session("amy", ttl_seconds=600),  # lives
         "bob": team.session("bob", ttl_seconds=120),  # lapses at the very instant checked
@@ -178,7 +178,7 @@ def test_the_sql_ready_queue_is_the_domain_rule_on_a_varied_plan(
     assert held_open == {"amy", "bob", "cat", "dan"}  # open but held: live, lapsed, ended
     assert 10 < sum(ready.values()) < len(built.order) - 50  # some ready, most not
 
-    view = runtime.views["work_items_v1"]
+    view = runtime.read_models["work_items_v1"]
     filters: list[dict[str, Any]] = [{}]
     filters += [{"project": p} for p in PROJECTS]
     filters += [{"kind": k} for k in KINDS]
@@ -246,7 +246,7 @@ def waiting_backlog(team: Team, waiting: int) -> list[UUID]:
 def test_a_ready_page_and_claim_next_read_no_waiting_item(runtime: Runtime, waiting: int) -> None:
     team = Team(runtime)
     ready = waiting_backlog(team, waiting)
-    reader = CountingReader(runtime.views["work_items_v1"])
+    reader = CountingReader(runtime.read_models["work_items_v1"])
 
     queries = WorkItemQueries(reader, runtime.clock, runtime.consistency)
     assert [v.id for v in queries.ready(limit=1).value] == ready[:1]
