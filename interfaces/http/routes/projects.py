@@ -47,17 +47,13 @@ def list_projects(call: HttpCall) -> Response:
 
 
 def get_project(call: HttpCall) -> Response:
-    read = call.runtime.projects.get(
-        call.request.path_params["name"], consistent_with=call.consistent_with()
-    )
+    read = call.runtime.projects.get(call.path("name"), consistent_with=call.consistent_with())
     return call.read(ProjectOut.of(read.value), read.position, read.value.version)
 
 
 def archive_project(call: HttpCall) -> Response:
     body = call.body(ArchiveProject)
-    outcome = call.runtime.projects.archive(
-        call.context(), call.request.path_params["name"], body.reason
-    )
+    outcome = call.runtime.projects.archive(call.context(), call.path("name"), body.reason)
     project = outcome.value
     return call.written(
         outcome,

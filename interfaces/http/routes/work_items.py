@@ -7,14 +7,15 @@ from starlette.responses import PlainTextResponse, Response
 from agentledger.application.commands import Outcome
 from agentledger.application.readmodels import WorkItemFilter
 from agentledger.application.status import render_markdown
-from agentledger.application.work_items import INCLUDES, NewWorkItem, WorkItemView
+from agentledger.application.work_items import NewWorkItem, WorkItemView
 from agentledger.interfaces.http.call import (
+    ACCEPT_HEADER,
     CONSISTENT_WITH_HEADER,
     FENCE_HEADER,
+    IF_MATCH_HEADER,
     POSITION_HEADER,
     HttpCall,
 )
-from agentledger.interfaces.http.problems import HttpProblem
 from agentledger.interfaces.http.routing import Handler, Operation
 from agentledger.interfaces.http.schemas import EmptyBody, with_position
 from agentledger.interfaces.http.work_item_schemas import (
@@ -70,17 +71,7 @@ def list_items(call: HttpCall) -> Response:
 
 
 def get_item(call: HttpCall) -> Response:
-    query = call.query(GetWorkItemQuery)
-    include = query.parts()
-    unknown = sorted(include - set(INCLUDES))
-    if unknown:
-        raise HttpProblem(
-            422,
-            "validation-error",
-            "Invalid request",
-            f"unknown include: {', '.join(unknown)}; choose from {', '.join(INCLUDES)}",
-            errors=[{"loc": ["query", "include"], "msg": "unknown part", "type": "value_error"}],
-        )
+    include = call.query(GetWorkItemQuery).parts()
     item_id = call.path_uuid("id", "work item")
     read = call.runtime.work_items.get(item_id, include, consistent_with=call.consistent_with())
     body = WorkItemDetail.of_detail(read.value, include)
@@ -192,7 +183,7 @@ def item_readiness(call: HttpCall) -> Response:
 
 
 def project_status(call: HttpCall) -> Response:
-    return _status(call, markdown=MARKDOWN in call.request.headers.get("accept", ""))
+    return _status(call, markdown=MARKDOWN in (call.header(ACCEPT_HEADER) or ""))
 
 
 def project_status_markdown(call: HttpCall) -> Response:
@@ -200,9 +191,7 @@ def project_status_markdown(call: HttpCall) -> Response:
 
 
 def _status(call: HttpCall, *, markdown: bool) -> Response:
-    read = call.runtime.status.report(
-        call.request.path_params["name"], consistent_with=call.consistent_with()
-    )
+    read = call.runtime.status.report(call.path("name"), consistent_with=call.consistent_with())
     if not markdown:
         return call.read(StatusOut.of(read.value, read.position), read.position)
     return PlainTextResponse(
@@ -282,7 +271,8 @@ OPERATIONS = [
         body_required=True,
         response=WorkItemWritten,
         errors=(400, 403, 404, 409, 412, 413, 415, 428),
-        headers=_WRITE,
+        headers=(*_WRITE, IF_MATCH_HEADER),
+        required_headers=(IF_MATCH_HEADER,),
         tags=_TAGS,
     ),
     Operation(
@@ -294,7 +284,7 @@ OPERATIONS = [
         body_required=True,
         response=WorkItemWritten,
         errors=(400, 403, 404, 409, 412, 413, 415, 428),
-        headers=_WRITE,
+        headers=(*_WRITE, IF_MATCH_HEADER),
         tags=_TAGS,
     ),
     Operation(
@@ -379,7 +369,7 @@ OPERATIONS = [
         "A project's status report (JSON; markdown with Accept: text/markdown)",
         response=StatusOut,
         errors=(400, 404),
-        headers=_READ,
+        headers=(*_READ, ACCEPT_HEADER),
         tags=("projects",),
     ),
     Operation(
