@@ -30,13 +30,12 @@ from agentledger.application.errors import (
 from agentledger.application.projects import load_project
 from agentledger.application.readmodels import (
     MAX_PAGE,
-    Cursor,
+    Cursors,
     Page,
     Read,
     WorkItemFilter,
     WorkItemRow,
     WorkItemsReader,
-    paged,
 )
 from agentledger.domain.access import Role
 from agentledger.domain.errors import AlreadyClaimed, ItemArchived, ProjectArchived
@@ -238,11 +237,13 @@ class WorkItemService:
         view: WorkItemsReader,
         clock: Clock,
         consistency: Consistency,
+        cursors: Cursors,
     ) -> None:
         self._commands = commands
         self._view = view
         self._clock = clock
         self._consistency = consistency
+        self._cursors = cursors
         self._board = ClaimBoard(view)
 
     # --- commands -----------------------------------------------------------------------------
@@ -653,12 +654,12 @@ class WorkItemService:
         consistent_with: int | None = None,
     ) -> Page[WorkItemView]:
         filters = {k: (str(v) if v is not None else None) for k, v in vars(where).items()}
-        after = Cursor.decode(cursor, filters).position() if cursor else None
+        after = self._cursors.decode(cursor, filters).position() if cursor else None
         limit = max(1, min(MAX_PAGE, limit))
         position = self._consistency.wait(self._view, consistent_with)
         now = self._clock.now()
         rows = self._view.list(where, limit=limit + 1, after_position=after, now=now)
-        return paged(
+        return self._cursors.page(
             rows,
             limit,
             filters,

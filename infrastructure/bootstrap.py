@@ -29,6 +29,7 @@ from agentledger.application.projections import (
     WorkItemsProjection,
 )
 from agentledger.application.projects import ProjectService
+from agentledger.application.readmodels import Cursors
 from agentledger.application.selections import SelectionService
 from agentledger.application.sessions import SessionService
 from agentledger.application.status import StatusService
@@ -54,6 +55,7 @@ from agentledger.infrastructure.runners import (
     Runner,
     RunnerSet,
 )
+from agentledger.infrastructure.secrets import cursor_key
 from agentledger.infrastructure.settings import Settings
 from agentledger.infrastructure.storage import (
     apply_connection_environment,
@@ -138,6 +140,7 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
         apply_connection_environment(settings)
         _ensure_schema(settings)
     ledger = open_ledger(settings)
+    cursors = Cursors(cursor_key(settings))
     commands = CommandRunner(ledger, clock, settings.group_commit_max)
     consistency = Consistency(
         timeout=settings.consistency_timeout_seconds, head=ledger.head_position
@@ -191,7 +194,7 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
     ]
     runners = RunnerSet([*projection_runners, *policy_runners])
     commands.on_commit(runners.nudge)
-    work_items = WorkItemService(commands, live["work_items_v1"], clock, consistency)
+    work_items = WorkItemService(commands, live["work_items_v1"], clock, consistency, cursors)
     listener = None
     if settings.uses_postgres:
         channel = ledger.recorder.channel_name  # type: ignore[attr-defined]
@@ -204,11 +207,13 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
         ledger=ledger,
         commands=commands,
         consistency=consistency,
-        sessions=SessionService(commands, live["sessions_v1"], clock, consistency),
+        sessions=SessionService(commands, live["sessions_v1"], clock, consistency, cursors),
         access=AccessService(ledger, commands, live["tokens_v1"], consistency),
-        projects=ProjectService(commands, live["projects_v1"], consistency),
+        projects=ProjectService(commands, live["projects_v1"], consistency, cursors),
         selections=SelectionService(commands, live["selections_v1"], consistency),
-        entries=EntryService(commands, live["entries_v1"], live["projects_v1"], consistency),
+        entries=EntryService(
+            commands, live["entries_v1"], live["projects_v1"], consistency, cursors
+        ),
         work_items=work_items,
         status=StatusService(
             work_items,
