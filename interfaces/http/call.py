@@ -27,6 +27,7 @@ from agentledger.application.errors import (
     UnsupportedMediaType,
 )
 from agentledger.application.selections import Precondition
+from agentledger.domain.metadata import MAX_KEY_LENGTH, MAX_TOTAL_BYTES
 from agentledger.infrastructure.bootstrap import Runtime
 from agentledger.interfaces.http.schemas import PATH_RULES
 
@@ -189,6 +190,12 @@ class HttpCall:
             raise InvalidRequest(
                 f"{len(filters)} metadata filters; at most {MAX_META_FILTERS} allowed",
                 [FieldError(("query", META_PREFIX + "*"), "too many filters", "too_long")],
+            )
+        long = [k for k, v in filters if len(k) > MAX_KEY_LENGTH or len(v) > MAX_TOTAL_BYTES]
+        if long:
+            raise InvalidRequest(
+                f"metadata filter keys are at most {MAX_KEY_LENGTH} characters",
+                [FieldError(("query", META_PREFIX + k), "too long", "too_long") for k in long],
             )
         return filters
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from starlette.responses import Response
 
-from agentledger.interfaces.http.call import CONSISTENT_WITH_HEADER, HttpCall
+from agentledger.interfaces.http.call import CONSISTENT_WITH_HEADER, IF_MATCH_HEADER, HttpCall
 from agentledger.interfaces.http.routing import Operation
 from agentledger.interfaces.http.schemas import (
     ArchiveProject,
@@ -53,7 +53,9 @@ def get_project(call: HttpCall) -> Response:
 
 def archive_project(call: HttpCall) -> Response:
     body = call.body(ArchiveProject)
-    outcome = call.runtime.projects.archive(call.context(), call.path("name"), body.reason)
+    outcome = call.runtime.projects.archive(
+        call.context(), call.path("name"), body.reason, expected_version=call.expected_version()
+    )
     project = outcome.value
     return call.written(
         outcome,
@@ -103,7 +105,8 @@ OPERATIONS = [
         "Archive a project (coordinators); its selections are cleared",
         body=ArchiveProject,
         response=ProjectWritten,
-        errors=(400, 403, 404, 413, 415),
+        errors=(400, 403, 404, 412, 413, 415),
+        headers=(IF_MATCH_HEADER,),
         tags=("projects",),
     ),
 ]
