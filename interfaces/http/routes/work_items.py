@@ -16,7 +16,7 @@ from agentledger.interfaces.http.call import (
     POSITION_HEADER,
     HttpCall,
 )
-from agentledger.interfaces.http.routing import Handler, Operation
+from agentledger.interfaces.http.routing import JSON, Handler, Operation
 from agentledger.interfaces.http.schemas import EmptyBody, with_position
 from agentledger.interfaces.http.work_item_schemas import (
     ClaimBody,
@@ -248,6 +248,7 @@ OPERATIONS = [
         body_required=True,
         response=WorkItemWritten,
         status=201,
+        also=(204,),
         errors=(400, 403, 404, 409, 413, 415),
         tags=_TAGS,
     ),
@@ -348,6 +349,8 @@ OPERATIONS = [
         "The item waits for other_id (201 added, 200 already there; 409 on a cycle)",
         body=EmptyBody,
         response=DependenciesOut,
+        status=201,
+        also=(200,),
         errors=(400, 403, 404, 409, 413, 415, 428),
         headers=_WRITE,
         tags=_TAGS,
@@ -368,6 +371,7 @@ OPERATIONS = [
         project_status,
         "A project's status report (JSON; markdown with Accept: text/markdown)",
         response=StatusOut,
+        media=(JSON, MARKDOWN),
         errors=(400, 404),
         headers=(*_READ, ACCEPT_HEADER),
         tags=("projects",),
@@ -377,6 +381,7 @@ OPERATIONS = [
         "/v1/projects/{name}/status.md",
         project_status_markdown,
         "A project's status report as markdown",
+        media=(MARKDOWN,),
         errors=(400, 404),
         headers=_READ,
         tags=("projects",),
