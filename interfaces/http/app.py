@@ -23,6 +23,7 @@ from agentledger.interfaces.http.routes import (
     projects,
     selections,
     sessions,
+    status,
     work_items,
 )
 from agentledger.interfaces.http.routing import Operation, to_routes
@@ -34,6 +35,7 @@ OPERATIONS: list[Operation] = [
     *selections.OPERATIONS,
     *entries.OPERATIONS,
     *work_items.OPERATIONS,
+    *status.OPERATIONS,
 ]
 
 

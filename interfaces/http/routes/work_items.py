@@ -1,22 +1,19 @@
-"""/v1/work-items: the plan's items, their claims and structure; the ready queue; status."""
+"""/v1/work-items: the plan's items, their claims and structure; the ready queue."""
 
 from __future__ import annotations
 
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import Response
 
 from agentledger.application.commands import Outcome
 from agentledger.application.readmodels import WorkItemFilter
-from agentledger.application.status import render_markdown
 from agentledger.application.work_items import NewWorkItem, WorkItemView
 from agentledger.interfaces.http.call import (
-    ACCEPT_HEADER,
     CONSISTENT_WITH_HEADER,
     FENCE_HEADER,
     IF_MATCH_HEADER,
-    POSITION_HEADER,
     HttpCall,
 )
-from agentledger.interfaces.http.routing import JSON, Handler, Operation
+from agentledger.interfaces.http.routing import Handler, Operation
 from agentledger.interfaces.http.schemas import EmptyBody, with_position
 from agentledger.interfaces.http.work_item_schemas import (
     ClaimBody,
@@ -29,7 +26,6 @@ from agentledger.interfaces.http.work_item_schemas import (
     ReadinessOut,
     ReadyOut,
     ReadyQuery,
-    StatusOut,
     Transition,
     WorkItemDetail,
     WorkItemOut,
@@ -38,7 +34,6 @@ from agentledger.interfaces.http.work_item_schemas import (
 )
 
 _ITEM = "/v1/work-items/{id}"
-MARKDOWN = "text/markdown"
 
 
 def _item_written(call: HttpCall, outcome: Outcome[WorkItemView], status: int = 200) -> Response:
@@ -180,25 +175,6 @@ def item_readiness(call: HttpCall) -> Response:
     item_id = call.path_uuid("id", "work item")
     read = call.runtime.work_items.readiness(item_id, consistent_with=call.consistent_with())
     return call.read(ReadinessOut.of(item_id, read.value.readiness, read.position), read.position)
-
-
-def project_status(call: HttpCall) -> Response:
-    return _status(call, markdown=MARKDOWN in (call.header(ACCEPT_HEADER) or ""))
-
-
-def project_status_markdown(call: HttpCall) -> Response:
-    return _status(call, markdown=True)
-
-
-def _status(call: HttpCall, *, markdown: bool) -> Response:
-    read = call.runtime.status.report(call.path("name"), consistent_with=call.consistent_with())
-    if not markdown:
-        return call.read(StatusOut.of(read.value, read.position), read.position)
-    return PlainTextResponse(
-        render_markdown(read.value),
-        media_type=f"{MARKDOWN}; charset=utf-8",
-        headers={POSITION_HEADER: str(read.position)},
-    )
 
 
 _READ = (CONSISTENT_WITH_HEADER,)
@@ -364,26 +340,5 @@ OPERATIONS = [
         errors=(400, 403, 404, 409, 428),
         headers=_WRITE,
         tags=_TAGS,
-    ),
-    Operation(
-        "GET",
-        "/v1/projects/{name}/status",
-        project_status,
-        "A project's status report (JSON; markdown with Accept: text/markdown)",
-        response=StatusOut,
-        media=(JSON, MARKDOWN),
-        errors=(400, 404),
-        headers=(*_READ, ACCEPT_HEADER),
-        tags=("projects",),
-    ),
-    Operation(
-        "GET",
-        "/v1/projects/{name}/status.md",
-        project_status_markdown,
-        "A project's status report as markdown",
-        media=(MARKDOWN,),
-        errors=(400, 404),
-        headers=_READ,
-        tags=("projects",),
     ),
 ]
