@@ -19,6 +19,9 @@ from agentledger.domain.access import AccessToken, Role, hash_secret, token_id_f
 from agentledger.domain.events import EventContext
 
 TOKEN_PREFIX = "alt_"
+# One answer for every token that does not authenticate: telling "revoked" from "never issued"
+# or "malformed" would let a caller probe which secrets once existed.
+INVALID_TOKEN = "the bearer token is not valid: unknown, malformed or revoked"
 
 
 @dataclass(frozen=True)
@@ -71,16 +74,16 @@ class AccessService:
     def authenticate(self, secret: str) -> Principal:
         """Look the token up in the event store itself: a revocation takes effect at once."""
         if not secret.startswith(TOKEN_PREFIX):
-            raise Unauthenticated("malformed token")
+            raise Unauthenticated(INVALID_TOKEN)
         token_id = token_id_for_hash(hash_secret(secret))
         try:
             # Read only, never changed here: the cached aggregate itself, not a deep copy
             # (a sixth of a heartbeat's server CPU went on copying this and the session).
             token: object = self._ledger.repository.get(token_id, deepcopy_from_cache=False)
         except AggregateNotFoundError:
-            raise Unauthenticated("unknown token") from None
+            raise Unauthenticated(INVALID_TOKEN) from None
         if not isinstance(token, AccessToken) or token.revoked:
-            raise Unauthenticated("token revoked")
+            raise Unauthenticated(INVALID_TOKEN)
         return Principal(token.principal, frozenset(token.roles), token.id)
 
     def list(

@@ -14,13 +14,12 @@ from agentledger.application.errors import Forbidden, NoProjectSelected, NotFoun
 from agentledger.application.projects import load_project
 from agentledger.application.readmodels import (
     MAX_PAGE,
-    Cursor,
+    Cursors,
     EntriesReader,
     EntryFilter,
     EntryRow,
     Page,
     ProjectsReader,
-    paged,
 )
 from agentledger.domain.access import Role
 from agentledger.domain.entries import LogEntry
@@ -85,11 +84,13 @@ class EntryService:
         view: EntriesReader,
         projects: ProjectsReader,
         consistency: Consistency,
+        cursors: Cursors,
     ) -> None:
         self._commands = commands
         self._view = view
         self._projects = projects
         self._consistency = consistency
+        self._cursors = cursors
 
     def append(
         self, request: RequestContext, project: str | None, entry: NewEntry
@@ -133,14 +134,16 @@ class EntryService:
         """Newest first. Keyset pages by log position: entries appended while paging land
         before the first page and never shift, duplicate or skip the later ones."""
         filters = _filter_key(where)
-        before = Cursor.decode(cursor, filters).position() if cursor else None
+        before = self._cursors.decode(cursor, filters).position() if cursor else None
         limit = max(1, min(MAX_PAGE, limit))
         position = self._consistency.wait(self._view, consistent_with)
         self._consistency.wait(self._projects, consistent_with)
         if self._projects.get(where.project) is None:
             raise NotFound("project", where.project)
         rows = self._view.list(where, limit=limit + 1, before_position=before)
-        return paged(rows, limit, filters, position, lambda r: r.position, EntryView.of_row)
+        return self._cursors.page(
+            rows, limit, filters, position, lambda r: r.position, EntryView.of_row
+        )
 
 
 def _selected_project(uow: UnitOfWork, agent_id: str) -> str:

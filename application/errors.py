@@ -1,6 +1,12 @@
-"""Errors a client can cause, raised by use cases and mapped once to HTTP problems."""
+"""Errors a client can cause, raised by use cases and by the interfaces' request parsing.
+
+Each interface maps them once (HTTP: `interfaces/http/problems.py`); none of them names HTTP.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 
 class ApplicationError(Exception):
@@ -68,7 +74,11 @@ class NotCaughtUp(ApplicationError):
         super().__init__(f"read model is at position {reached}, waiting for {wanted} timed out")
 
 
-class PositionNotInLog(ApplicationError):
+class InvalidPosition(ApplicationError):
+    """A consistency position that is not a log position (malformed)."""
+
+
+class PositionNotInLog(InvalidPosition):
     """A consistency position beyond the newest event: no write of this log returned it."""
 
     def __init__(self, position: int) -> None:
@@ -78,3 +88,56 @@ class PositionNotInLog(ApplicationError):
 
 class InvalidCursor(ApplicationError):
     """A pagination cursor that is malformed or belongs to another query."""
+
+
+# --- the request itself ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FieldError:
+    """One thing wrong with one input: where (`("body", "ttl_seconds")`, `("query", "limit")`,
+    `("path", "agent_id")`), what, and a machine-readable kind (e.g. `"missing"`)."""
+
+    loc: tuple[str | int, ...]
+    msg: str
+    type: str
+
+
+class InvalidRequest(ApplicationError):
+    """Inputs that are missing, malformed or unknown; every one is listed in `errors`."""
+
+    def __init__(self, detail: str, errors: Sequence[FieldError]) -> None:
+        self.errors = tuple(errors)
+        super().__init__(detail)
+
+
+class MalformedJson(ApplicationError):
+    """A body that is not JSON text (or not text a UTF-8 store can hold)."""
+
+
+class UnsupportedMediaType(ApplicationError):
+    """A body sent as something other than JSON."""
+
+
+class BodyTooLarge(ApplicationError):
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        super().__init__(f"at most {limit} bytes")
+
+
+class InvalidPrecondition(ApplicationError):
+    """A precondition (expected version) that cannot be read, or contradicts another one."""
+
+
+class InvalidFence(ApplicationError):
+    """A claim fence that is not a non-negative integer."""
+
+
+class StoreUnavailable(ApplicationError):
+    """The store did not answer in time (locked, unreachable, out of connections)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "the store did not answer in time (locked or unreachable); nothing was written "
+            "by this request unless its response said so. Retry later."
+        )

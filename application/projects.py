@@ -8,15 +8,14 @@ from datetime import datetime
 from agentledger.application.commands import CommandRunner, Outcome, UnitOfWork
 from agentledger.application.consistency import Consistency
 from agentledger.application.context import RequestContext
-from agentledger.application.errors import NotFound, ProjectExists
+from agentledger.application.errors import NotFound, PreconditionFailed, ProjectExists
 from agentledger.application.readmodels import (
     MAX_PAGE,
-    Cursor,
+    Cursors,
     Page,
     ProjectRow,
     ProjectsReader,
     Read,
-    paged,
 )
 from agentledger.domain.access import Role
 from agentledger.domain.errors import InvalidValue
@@ -53,11 +52,16 @@ class ProjectView:
 
 class ProjectService:
     def __init__(
-        self, commands: CommandRunner, view: ProjectsReader, consistency: Consistency
+        self,
+        commands: CommandRunner,
+        view: ProjectsReader,
+        consistency: Consistency,
+        cursors: Cursors,
     ) -> None:
         self._commands = commands
         self._view = view
         self._consistency = consistency
+        self._cursors = cursors
 
     def create(
         self, request: RequestContext, name: str, description: str | None = None
@@ -77,12 +81,20 @@ class ProjectService:
         return self._commands.run(request, "projects.create", decide)
 
     def archive(
-        self, request: RequestContext, name: str, reason: str | None = None
+        self,
+        request: RequestContext,
+        name: str,
+        reason: str | None = None,
+        expected_version: int | None = None,
     ) -> Outcome[ProjectView]:
+        """Archive; with `expected_version`, only a project at exactly that version (an
+        archive of an archived project writes nothing, but a stale version is still refused)."""
         request.principal.require_any_role(Role.COORDINATOR)
 
         def decide(uow: UnitOfWork, ctx: EventContext) -> ProjectView:
             project = load_project(uow, name)
+            if expected_version is not None and expected_version != project.version:
+                raise PreconditionFailed(expected_version, project.version)
             project.archive(ctx, reason)
             return ProjectView.of_aggregate(project)
 
@@ -104,11 +116,13 @@ class ProjectService:
         consistent_with: int | None = None,
     ) -> Page[ProjectView]:
         filters = {"archived": archived}
-        after = Cursor.decode(cursor, filters).text() if cursor else None
+        after = self._cursors.decode(cursor, filters).text() if cursor else None
         limit = max(1, min(MAX_PAGE, limit))
         position = self._consistency.wait(self._view, consistent_with)
         rows = self._view.list(archived=archived, limit=limit + 1, after_name=after)
-        return paged(rows, limit, filters, position, lambda r: r.name, ProjectView.of_row)
+        return self._cursors.page(
+            rows, limit, filters, position, lambda r: r.name, ProjectView.of_row
+        )
 
 
 def load_project(uow: UnitOfWork, name: str) -> Project:

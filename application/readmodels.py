@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import base64
 import builtins
+import hashlib
+import hmac
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -61,21 +63,6 @@ class Page(Generic[T]):
     items: list[T]
     next_cursor: str | None
     position: int
-
-
-def paged(
-    rows: Sequence[R],
-    limit: int,
-    filters: dict[str, Any],
-    position: int,
-    key: Callable[[R], int | str],
-    view: Callable[[R], T],
-) -> Page[T]:
-    """A page from rows fetched with `limit + 1`: the extra row only says a next page exists,
-    and the cursor points after the last row shown."""
-    shown = rows[:limit]
-    next_cursor = Cursor(key(shown[-1]), filters).encode() if len(rows) > limit else None
-    return Page([view(r) for r in shown], next_cursor, position)
 
 
 @dataclass(frozen=True)
@@ -290,29 +277,18 @@ class WorkItemsReader(Protocol):
     def finished_before(self, moment: datetime, limit: int) -> builtins.list[UUID]: ...
 
 
+MAX_CURSOR_LENGTH = 2048  # far beyond any cursor issued (its filters are bounded too)
+_SIGNATURE_BYTES = 16  # of an HMAC-SHA256: 128 bits cannot be guessed
+
+
 @dataclass(frozen=True)
 class Cursor:
-    """Opaque keyset cursor: the sort key where the previous page stopped, and the filters it
-    was issued for (a cursor is refused with other filters)."""
+    """A keyset cursor: the sort key where the previous page stopped, and the filters it was
+    issued for (a cursor is refused with other filters). Clients see it only as issued by
+    `Cursors`: opaque and signed."""
 
     key: int | str
     filters: dict[str, Any] = field(default_factory=dict)
-
-    def encode(self) -> str:
-        raw = json.dumps({"k": self.key, "f": self.filters}, sort_keys=True, default=str)
-        return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-    @classmethod
-    def decode(cls, token: str, filters: dict[str, Any]) -> Cursor:
-        try:
-            padded = token + "=" * (-len(token) % 4)
-            data = json.loads(base64.urlsafe_b64decode(padded.encode()))
-            cursor = cls(key=data["k"], filters=dict(data["f"]))
-        except (ValueError, KeyError, TypeError, OverflowError) as exc:
-            raise InvalidCursor("cursor is not one this server issued") from exc
-        if cursor.filters != json.loads(json.dumps(filters, sort_keys=True, default=str)):
-            raise InvalidCursor("cursor was issued for different filters")
-        return cursor
 
     def position(self) -> int:
         """The key as a log position (for lists ordered by position)."""
@@ -325,3 +301,72 @@ class Cursor:
         if not isinstance(self.key, str) or len(self.key) > 256:
             raise InvalidCursor("cursor is not one this server issued")
         return self.key
+
+
+class Cursors:
+    """Issues cursors and takes back only those it issued: each carries an HMAC-SHA256 of its
+    content under the deployment's key, checked before the content is even parsed, so a
+    forged or altered cursor (or one from another deployment) is refused as invalid."""
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) < 16:
+            raise ValueError("a cursor key needs at least 16 bytes")
+        self._key = key
+
+    def encode(self, cursor: Cursor) -> str:
+        raw = json.dumps(
+            {"k": cursor.key, "f": cursor.filters}, sort_keys=True, default=str
+        ).encode()
+        return f"{_b64(raw)}.{_b64(self._sign(raw))}"
+
+    def decode(self, token: str, filters: dict[str, Any]) -> Cursor:
+        content = self._verified(token)
+        try:
+            data = json.loads(content)
+            cursor = Cursor(key=data["k"], filters=dict(data["f"]))
+        except (ValueError, KeyError, TypeError, RecursionError) as exc:
+            raise InvalidCursor("cursor is not one this server issued") from exc
+        if cursor.filters != json.loads(json.dumps(filters, sort_keys=True, default=str)):
+            raise InvalidCursor("cursor was issued for different filters")
+        return cursor
+
+    def page(
+        self,
+        rows: Sequence[R],
+        limit: int,
+        filters: dict[str, Any],
+        position: int,
+        key: Callable[[R], int | str],
+        view: Callable[[R], T],
+    ) -> Page[T]:
+        """A page from rows fetched with `limit + 1`: the extra row only says a next page
+        exists, and the cursor points after the last row shown."""
+        shown = rows[:limit]
+        more = len(rows) > limit
+        next_cursor = self.encode(Cursor(key(shown[-1]), filters)) if more else None
+        return Page([view(r) for r in shown], next_cursor, position)
+
+    def _verified(self, token: str) -> bytes:
+        content, dot, signature = token.rpartition(".")
+        if not dot or len(token) > MAX_CURSOR_LENGTH:
+            raise InvalidCursor("cursor is not one this server issued")
+        try:
+            raw, presented = _unb64(content), _unb64(signature)
+        except ValueError:
+            raise InvalidCursor("cursor is not one this server issued") from None
+        if not hmac.compare_digest(presented, self._sign(raw)):
+            raise InvalidCursor("cursor is not one this server issued")
+        return raw
+
+    def _sign(self, raw: bytes) -> bytes:
+        return hmac.new(self._key, raw, hashlib.sha256).digest()[:_SIGNATURE_BYTES]
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    if not text.isascii():
+        raise ValueError("not base64")
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))

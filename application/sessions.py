@@ -14,12 +14,11 @@ from agentledger.application.context import SYSTEM_SWEEPER, Principal, RequestCo
 from agentledger.application.errors import Forbidden, NotFound, PreconditionFailed
 from agentledger.application.readmodels import (
     MAX_PAGE,
-    Cursor,
+    Cursors,
     Page,
     Read,
     SessionRow,
     SessionsReader,
-    paged,
 )
 from agentledger.domain.access import Role
 from agentledger.domain.errors import InvalidValue
@@ -92,11 +91,13 @@ class SessionService:
         view: SessionsReader,
         clock: Clock,
         consistency: Consistency,
+        cursors: Cursors,
     ) -> None:
         self._commands = commands
         self._view = view
         self._clock = clock
         self._consistency = consistency
+        self._cursors = cursors
 
     # --- commands -------------------------------------------------------------------------
 
@@ -242,14 +243,14 @@ class SessionService:
         consistent_with: int | None = None,
     ) -> Page[SessionView]:
         filters = {"agent_id": agent_id, "status": status}
-        before = Cursor.decode(cursor, filters).position() if cursor else None
+        before = self._cursors.decode(cursor, filters).position() if cursor else None
         limit = max(1, min(MAX_PAGE, limit))
         position = self._consistency.wait(self._view, consistent_with)
         now = self._clock.now()
         rows = self._view.list(
             agent_id=agent_id, status=status, now=now, limit=limit + 1, before_position=before
         )
-        return paged(
+        return self._cursors.page(
             rows,
             limit,
             filters,

@@ -192,7 +192,7 @@ class AgentSession(LedgerAggregate):
         return True
 
     def update_metadata(self, ctx: EventContext, patch: dict[str, Any]) -> bool:
-        self.ensure_live(ctx.occurred_at, attempted="update metadata of")
+        self.ensure_live(ctx.occurred_at, attempted="update metadata")
         merged = merge_metadata(self.metadata, patch)
         if merged == self.metadata:
             return False

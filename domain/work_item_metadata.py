@@ -16,14 +16,19 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 from agentledger.domain.errors import InvalidValue
 from agentledger.domain.metadata import Metadata, validate_metadata
 
-Short = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
+# Free text without control characters (tab and newlines aside), as everywhere in the log.
+_TEXT = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
+Short = Annotated[
+    str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True, pattern=_TEXT)
+]
 Role = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
 Label = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}$")]
-Url = Annotated[str, StringConstraints(pattern=r"^https?://\S{1,2000}$")]
+Url = Annotated[str, StringConstraints(pattern=r"^https?://[^\s\x00-\x1f\x7f]{1,2000}$")]
 
 
 class _KindMetadata(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Strict: "30" is not the number 30, nor true a number; dates still come as ISO text.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     labels: list[Label] = Field(default_factory=list, max_length=20)
 
@@ -35,7 +40,7 @@ class ProjectMetadata(_KindMetadata):
 
 class EpicMetadata(_KindMetadata):
     goal: Short | None = None
-    target_date: date | None = None
+    target_date: Annotated[date, Field(strict=False)] | None = None
 
 
 class TaskMetadata(_KindMetadata):
@@ -43,7 +48,7 @@ class TaskMetadata(_KindMetadata):
 
     from_role: Role | None = None
     payload: dict[str, Any] = Field(default_factory=dict)
-    trace_id: Annotated[str, StringConstraints(max_length=128)] | None = None
+    trace_id: Annotated[str, StringConstraints(max_length=128, pattern=_TEXT)] | None = None
     estimate_hours: Annotated[float, Field(ge=0, le=10_000)] | None = None
 
 

@@ -30,6 +30,7 @@ from agentledger.application.projections import (
     WorkItemsProjection,
 )
 from agentledger.application.projects import ProjectService
+from agentledger.application.readmodels import Cursors
 from agentledger.application.selections import SelectionService
 from agentledger.application.sessions import SessionService
 from agentledger.application.status import StatusService
@@ -55,6 +56,7 @@ from agentledger.infrastructure.runners.projection_worker import ProjectionWorke
 from agentledger.infrastructure.runners.runner import Runner
 from agentledger.infrastructure.runners.runner_set import RunnerSet
 from agentledger.infrastructure.runners.sweeper import Sweeper
+from agentledger.infrastructure.secrets import cursor_key
 from agentledger.infrastructure.settings import Settings
 from agentledger.infrastructure.storage import (
     ReadModelStores,
@@ -137,6 +139,7 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
         selections = stores.open(SelectionsReadModel)
         entries = stores.open(EntriesReadModel)
         work_items = stores.open(WorkItemsTable)
+        cursors = Cursors(cursor_key(settings))
     commands = CommandRunner(ledger, clock, settings.group_commit_max)
     consistency = Consistency(
         timeout=settings.consistency_timeout_seconds, head=ledger.head_position
@@ -177,8 +180,8 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
     ]
     runners = RunnerSet(projection_runners, policy_runners)
     commands.on_commit(runners.nudge)
-    work_item_service = WorkItemService(commands, work_items, clock, consistency)
-    session_service = SessionService(commands, sessions, clock, consistency)
+    work_item_service = WorkItemService(commands, work_items, clock, consistency, cursors)
+    session_service = SessionService(commands, sessions, clock, consistency, cursors)
     listener = None
     if isinstance(ledger.recorder, PostgresApplicationRecorder):  # it NOTIFYs on each insert
         listener = NotifyListener(
@@ -195,9 +198,9 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
         consistency=consistency,
         sessions=session_service,
         access=AccessService(ledger, commands, tokens, consistency),
-        projects=ProjectService(commands, projects, consistency),
+        projects=ProjectService(commands, projects, consistency, cursors),
         selections=SelectionService(commands, selections, consistency),
-        entries=EntryService(commands, entries, projects, consistency),
+        entries=EntryService(commands, entries, projects, consistency, cursors),
         work_items=work_item_service,
         status=StatusService(
             work_item_service, work_items, projects, sessions, selections, clock, consistency

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     projection_poll_seconds: float = Field(default=0.05, gt=0)
     sweep_interval_seconds: float = Field(default=5.0, gt=0)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    # Signs pagination cursors; unset, a key is made once and kept with the data.
+    cursor_secret: SecretStr | None = Field(default=None, min_length=16)
 
     @property
     def uses_postgres(self) -> bool:

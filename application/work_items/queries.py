@@ -10,23 +10,25 @@ from agentledger.application.consistency import Consistency
 from agentledger.application.errors import NotFound
 from agentledger.application.readmodels import (
     MAX_PAGE,
-    Cursor,
+    Cursors,
     Page,
     Read,
     WorkItemFilter,
     WorkItemRow,
     WorkItemsReader,
-    paged,
 )
 from agentledger.application.work_items.views import ItemDetail, ItemReadiness, WorkItemView
 from agentledger.domain.readiness import readiness
 
 
 class WorkItemQueries:
-    def __init__(self, view: WorkItemsReader, clock: Clock, consistency: Consistency) -> None:
+    def __init__(
+        self, view: WorkItemsReader, clock: Clock, consistency: Consistency, cursors: Cursors
+    ) -> None:
         self._view = view
         self._clock = clock
         self._consistency = consistency
+        self._cursors = cursors
 
     def get(
         self,
@@ -130,12 +132,12 @@ class WorkItemQueries:
         consistent_with: int | None = None,
     ) -> Page[WorkItemView]:
         filters = {k: (str(v) if v is not None else None) for k, v in vars(where).items()}
-        after = Cursor.decode(cursor, filters).position() if cursor else None
+        after = self._cursors.decode(cursor, filters).position() if cursor else None
         limit = max(1, min(MAX_PAGE, limit))
         position = self._consistency.wait(self._view, consistent_with)
         now = self._clock.now()
         rows = self._view.list(where, limit=limit + 1, after_position=after, now=now)
-        return paged(
+        return self._cursors.page(
             rows,
             limit,
             filters,

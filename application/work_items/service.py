@@ -5,7 +5,7 @@ from __future__ import annotations
 from agentledger.application.clock import Clock
 from agentledger.application.commands import CommandRunner
 from agentledger.application.consistency import Consistency
-from agentledger.application.readmodels import WorkItemsReader
+from agentledger.application.readmodels import Cursors, WorkItemsReader
 from agentledger.application.work_items.claiming import WorkItemClaims
 from agentledger.application.work_items.commands import WorkItemCommands
 from agentledger.application.work_items.queries import WorkItemQueries
@@ -18,7 +18,8 @@ class WorkItemService(WorkItemCommands, WorkItemClaims, WorkItemQueries):
         view: WorkItemsReader,
         clock: Clock,
         consistency: Consistency,
+        cursors: Cursors,
     ) -> None:
         WorkItemCommands.__init__(self, commands, view, clock)
         WorkItemClaims.__init__(self, commands, view, clock)
-        WorkItemQueries.__init__(self, view, clock, consistency)
+        WorkItemQueries.__init__(self, view, clock, consistency, cursors)

@@ -8,9 +8,9 @@ from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Match, Route
 from starlette.types import Receive, Scope, Send
 
 from agentledger.infrastructure.bootstrap import Runtime
@@ -23,9 +23,10 @@ from agentledger.interfaces.http.routes import (
     projects,
     selections,
     sessions,
+    status,
     work_items,
 )
-from agentledger.interfaces.http.routing import Operation, to_route
+from agentledger.interfaces.http.routing import Operation, to_routes
 
 OPERATIONS: list[Operation] = [
     *health.OPERATIONS,
@@ -34,6 +35,7 @@ OPERATIONS: list[Operation] = [
     *selections.OPERATIONS,
     *entries.OPERATIONS,
     *work_items.OPERATIONS,
+    *status.OPERATIONS,
 ]
 
 
@@ -52,7 +54,7 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = False) -> Starlette:
                 runtime.close()
 
     app = Starlette(
-        routes=[to_route(op, runtime.settings.max_body_bytes) for op in OPERATIONS],
+        routes=to_routes(OPERATIONS, runtime.settings.max_body_bytes),
         exception_handlers={404: _not_found, 405: _method_not_allowed, Exception: to_problem},
         lifespan=lifespan,
     )
@@ -99,19 +101,16 @@ async def _not_found(request: Request, exc: Exception) -> Response:
 
 
 async def _method_not_allowed(request: Request, exc: Exception) -> Response:
-    # Each operation is its own Route, so collect the methods of every route on this path.
-    allowed: set[str] = set()
-    for route in request.app.routes:
-        match, _ = route.matches(request.scope)
-        if match is not Match.NONE and isinstance(route, Route) and route.methods:
-            allowed |= route.methods
+    # The matched path's route names its methods (one route per path: see ResourceRoute).
+    headers = exc.headers if isinstance(exc, HTTPException) and exc.headers else {}
+    allowed = sorted(m.strip() for m in headers.get("Allow", "").split(",") if m.strip())
     return problem_response(
         405,
         "method-not-allowed",
         "Method not allowed",
         f"{request.method} is not allowed on {request.url.path}",
         request,
-        headers={"Allow": ", ".join(sorted(allowed))},
+        headers={"Allow": ", ".join(allowed)},
     )
 
 

@@ -8,16 +8,28 @@ import re
 from typing import Any, TypeVar
 from uuid import UUID
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
 from agentledger.application.commands import Outcome
 from agentledger.application.context import Principal, RequestContext
-from agentledger.application.errors import NotFound, PreconditionFailed, Unauthenticated
+from agentledger.application.errors import (
+    FieldError,
+    InvalidFence,
+    InvalidPosition,
+    InvalidPrecondition,
+    InvalidRequest,
+    MalformedJson,
+    NotFound,
+    PreconditionFailed,
+    Unauthenticated,
+    UnsupportedMediaType,
+)
 from agentledger.application.selections import Precondition
+from agentledger.domain.metadata import MAX_KEY_LENGTH, MAX_TOTAL_BYTES
 from agentledger.infrastructure.bootstrap import Runtime
-from agentledger.interfaces.http.problems import HttpProblem
+from agentledger.interfaces.http.schemas import PATH_RULES
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -25,11 +37,16 @@ POSITION_HEADER = "AgentLedger-Position"
 CONSISTENT_WITH_HEADER = "AgentLedger-Consistent-With"
 TRACE_HEADER = "AgentLedger-Trace-Id"
 FENCE_HEADER = "AgentLedger-Fence"
+IF_MATCH_HEADER = "If-Match"
+IF_NONE_MATCH_HEADER = "If-None-Match"
+ACCEPT_HEADER = "Accept"
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
 _STRONG_ETAG = re.compile(r'^"([0-9]{1,18})"$')
 _POSITION = re.compile(r"^[0-9]{1,18}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+META_PREFIX = "meta."
+MAX_META_FILTERS = 16
 
 
 def trace_id_of(request: Request) -> str:
@@ -45,12 +62,22 @@ def trace_id_of(request: Request) -> str:
 
 
 class HttpCall:
-    def __init__(self, request: Request, body: bytes, runtime: Runtime) -> None:
+    def __init__(
+        self, request: Request, body: bytes, runtime: Runtime, headers: frozenset[str]
+    ) -> None:
         self.request = request
         self.raw_body = body
         self.runtime = runtime
         self.trace_id: str = request.state.trace_id
         self._principal: Principal | None = None
+        self._declared = frozenset(h.lower() for h in headers)
+
+    def header(self, name: str) -> str | None:
+        """A request header the operation declares (so the OpenAPI document lists every
+        header a handler reads: reading an undeclared one is a bug, and fails loudly)."""
+        if name.lower() not in self._declared:
+            raise LookupError(f"{name} is read but not declared by the operation")
+        return self.request.headers.get(name)
 
     # --- identity -------------------------------------------------------------------------
 
@@ -69,30 +96,23 @@ class HttpCall:
     # --- input ----------------------------------------------------------------------------
 
     def body(self, model: type[M]) -> M:
-        if not self.raw_body.strip():
+        # Only a body of no bytes at all is "no body": whitespace or a form feed is not JSON.
+        if not self.raw_body:
             data: Any = {}
         else:
             content_type = self.request.headers.get("content-type", "").split(";")[0].strip()
             if content_type != "application/json" and not content_type.endswith("+json"):
-                raise HttpProblem(
-                    415,
-                    "unsupported-media-type",
-                    "Unsupported media type",
-                    "send the body as application/json",
-                )
+                raise UnsupportedMediaType("send the body as application/json")
             try:
                 data = json.loads(self.raw_body)
                 # Lone surrogates (e.g. "\ud800") parse, but no UTF-8 store can hold them.
                 json.dumps(data, ensure_ascii=False).encode()
             except (ValueError, RecursionError) as exc:
-                raise HttpProblem(400, "malformed-json", "Malformed JSON", str(exc)) from None
+                raise MalformedJson(str(exc)) from None
         if not isinstance(data, dict):
-            raise HttpProblem(
-                422,
-                "validation-error",
-                "Invalid request",
+            raise InvalidRequest(
                 "the body must be a JSON object",
-                errors=[{"loc": ["body"], "msg": "must be a JSON object", "type": "object_type"}],
+                [FieldError(("body",), "must be a JSON object", "object_type")],
             )
         return _validate(model, data, "body")
 
@@ -102,34 +122,27 @@ class HttpCall:
         params = self.request.query_params
         repeated = sorted({k for k in params if len(params.getlist(k)) > 1})
         if repeated:
-            raise HttpProblem(
-                422,
-                "validation-error",
-                "Invalid request",
+            raise InvalidRequest(
                 f"repeated query parameter: {repeated}",
-                errors=[
-                    {"loc": ["query", k], "msg": "given more than once", "type": "repeated"}
-                    for k in repeated
-                ],
+                [FieldError(("query", k), "given more than once", "repeated") for k in repeated],
             )
         bad = sorted(k for k, v in params.items() if _CONTROL.search(k) or _CONTROL.search(v))
         if bad:
-            raise HttpProblem(
-                422,
-                "validation-error",
-                "Invalid request",
+            raise InvalidRequest(
                 "query parameters must not contain control characters",
-                errors=[
-                    {"loc": ["query", k], "msg": "control character", "type": "value_error"}
-                    for k in bad
-                ],
+                [FieldError(("query", k), "control character", "value_error") for k in bad],
             )
         known = {
             k: v for k, v in params.items() if not (extra_prefix and k.startswith(extra_prefix))
         }
         return _validate(model, known, "query")
 
+    def path(self, name: str) -> str:
+        """A text path parameter, checked by its rule (`schemas.PATH_RULES`)."""
+        return _validate_value(PATH_RULES[name], self.request.path_params[name], ("path", name))
+
     def path_uuid(self, name: str, kind: str) -> UUID:
+        """An id in the path; one that is not a UUID names nothing, so it is not found."""
         raw = self.request.path_params[name]
         try:
             return UUID(raw)
@@ -138,7 +151,7 @@ class HttpCall:
 
     def expected_version(self) -> int | None:
         """`If-Match: "<version>"`; `*` or absent means any. A weak tag never matches."""
-        header = self.request.headers.get("if-match")
+        header = self.header(IF_MATCH_HEADER)
         if header is None or header.strip() == "*":
             return None
         value = header.strip()
@@ -146,24 +159,16 @@ class HttpCall:
             return PreconditionFailed.WEAK
         match = _STRONG_ETAG.fullmatch(value)
         if not match:
-            raise HttpProblem(
-                400,
-                "invalid-precondition",
-                "Invalid If-Match",
-                'If-Match must be one strong ETag such as "3", or *',
-            )
+            raise InvalidPrecondition('If-Match must be one strong ETag such as "3", or *')
         return int(match.group(1))
 
     def precondition(self) -> Precondition | None:
         """`If-Match: "<version>"` or `If-None-Match: *` (create only); None when neither."""
-        if_none_match = self.request.headers.get("if-none-match")
+        if_none_match = self.header(IF_NONE_MATCH_HEADER)
         if if_none_match is not None:
-            if self.request.headers.get("if-match") is not None or if_none_match.strip() != "*":
-                raise HttpProblem(
-                    400,
-                    "invalid-precondition",
-                    "Invalid If-None-Match",
-                    "send either If-None-Match: * (first selection) or If-Match, not both",
+            if self.header(IF_MATCH_HEADER) is not None or if_none_match.strip() != "*":
+                raise InvalidPrecondition(
+                    "send either If-None-Match: * (first selection) or If-Match, not both"
                 )
             return Precondition(absent=True)
         # `If-Match: *` ("whatever is there") would be the unconditional write that loses
@@ -172,39 +177,46 @@ class HttpCall:
         return None if version is None else Precondition(version=version)
 
     def meta_filters(self) -> tuple[tuple[str, str], ...]:
-        """`meta.<key>=<value>` query parameters, in a stable order."""
-        return tuple(
+        """`meta.<key>=<value>` query parameters, in a stable order; at most 16 of them (each
+        is one more join for the store)."""
+        filters = tuple(
             sorted(
-                (key.removeprefix("meta."), value)
+                (key.removeprefix(META_PREFIX), value)
                 for key, value in self.request.query_params.items()
-                if key.startswith("meta.") and len(key) > len("meta.")
+                if key.startswith(META_PREFIX) and len(key) > len(META_PREFIX)
             )
         )
+        if len(filters) > MAX_META_FILTERS:
+            raise InvalidRequest(
+                f"{len(filters)} metadata filters; at most {MAX_META_FILTERS} allowed",
+                [FieldError(("query", META_PREFIX + "*"), "too many filters", "too_long")],
+            )
+        long = [k for k, v in filters if len(k) > MAX_KEY_LENGTH or len(v) > MAX_TOTAL_BYTES]
+        if long:
+            raise InvalidRequest(
+                f"metadata filter keys are at most {MAX_KEY_LENGTH} characters",
+                [FieldError(("query", META_PREFIX + k), "too long", "too_long") for k in long],
+            )
+        return filters
 
     def consistent_with(self) -> int | None:
-        header = self.request.headers.get(CONSISTENT_WITH_HEADER)
+        header = self.header(CONSISTENT_WITH_HEADER)
         if header is None:
             return None
         if not _POSITION.fullmatch(header.strip()):
-            raise HttpProblem(
-                400,
-                "invalid-position",
-                "Invalid position",
-                f"{CONSISTENT_WITH_HEADER} must be a non-negative integer log position",
+            raise InvalidPosition(
+                f"{CONSISTENT_WITH_HEADER} must be a non-negative integer log position"
             )
         return int(header.strip())
 
     def fence(self) -> int | None:
         """`AgentLedger-Fence: <n>`: the claim a holder writes under."""
-        header = self.request.headers.get(FENCE_HEADER)
+        header = self.header(FENCE_HEADER)
         if header is None:
             return None
         if not _POSITION.fullmatch(header.strip()):
-            raise HttpProblem(
-                400,
-                "invalid-fence",
-                "Invalid fence",
-                f"{FENCE_HEADER} must be the non-negative integer fence of your claim",
+            raise InvalidFence(
+                f"{FENCE_HEADER} must be the non-negative integer fence of your claim"
             )
         return int(header.strip())
 
@@ -244,14 +256,21 @@ def _validate(model: type[M], data: dict[str, Any], where: str) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        errors = [
-            {"loc": [where, *err["loc"]], "msg": err["msg"], "type": err["type"]}
-            for err in exc.errors(include_url=False, include_context=False, include_input=False)
-        ]
-        raise HttpProblem(
-            422,
-            "validation-error",
-            "Invalid request",
-            f"{len(errors)} invalid field(s) in the {where}",
-            errors=errors,
+        errors = _field_errors(exc, (where,))
+        raise InvalidRequest(f"{len(errors)} invalid field(s) in the {where}", errors) from None
+
+
+def _validate_value(rule: TypeAdapter[str], value: str, loc: tuple[str, ...]) -> str:
+    try:
+        return rule.validate_python(value)
+    except ValidationError as exc:
+        raise InvalidRequest(
+            f"invalid {loc[-1]} in the {loc[0]}", _field_errors(exc, loc)
         ) from None
+
+
+def _field_errors(exc: ValidationError, prefix: tuple[str, ...]) -> list[FieldError]:
+    return [
+        FieldError((*prefix, *err["loc"]), err["msg"], err["type"])
+        for err in exc.errors(include_url=False, include_context=False, include_input=False)
+    ]

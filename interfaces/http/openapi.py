@@ -1,4 +1,9 @@
-"""OpenAPI 3.1 document built from the route table and the pydantic models."""
+"""OpenAPI 3.1 document built from the route table and the pydantic models.
+
+It declares what the server enforces, so a client generated from it gets its requests
+accepted: header formats, required preconditions, path parameter rules, and every status a
+route can answer (derived from what the operation reads, plus the ones it lists itself).
+"""
 
 from __future__ import annotations
 
@@ -7,12 +12,54 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from agentledger.interfaces.http.call import CONSISTENT_WITH_HEADER, POSITION_HEADER
-from agentledger.interfaces.http.routing import Operation
-from agentledger.interfaces.http.schemas import ProblemOut
+from agentledger.interfaces.http.call import (
+    ACCEPT_HEADER,
+    CONSISTENT_WITH_HEADER,
+    FENCE_HEADER,
+    IF_MATCH_HEADER,
+    IF_NONE_MATCH_HEADER,
+    POSITION_HEADER,
+)
+from agentledger.interfaces.http.routing import JSON, Operation
+from agentledger.interfaces.http.schemas import PATH_RULES, UUID_PATH_PARAMETERS, ProblemOut
 
+MARKDOWN = "text/markdown"
 _PATH_PARAM = re.compile(r"\{(\w+)\}")
+_LOG_POSITION = {"type": "integer", "minimum": 0, "maximum": 10**18 - 1}
+_STRONG_TAG = r'^"[0-9]{1,18}"$'
+HEADERS: dict[str, dict[str, Any]] = {
+    IF_MATCH_HEADER: {
+        "schema": {"type": "string", "pattern": r'^(\*|"[0-9]{1,18}")$'},
+        "description": 'The version you expect, as an entity tag ("3"); * means any.',
+    },
+    IF_NONE_MATCH_HEADER: {
+        "schema": {"type": "string", "enum": ["*"]},
+        "description": "* : the resource must not exist yet (not with If-Match).",
+    },
+    FENCE_HEADER: {
+        "schema": _LOG_POSITION,
+        "description": "The fence of your claim on the item (holders must send it).",
+    },
+    CONSISTENT_WITH_HEADER: {
+        "schema": _LOG_POSITION,
+        "description": "A log position a write returned: wait until the read reflects it.",
+    },
+    ACCEPT_HEADER: {
+        "schema": {"type": "string"},
+        "description": "Containing text/markdown: the report as markdown.",
+    },
+}
+# Where a precondition is required, `*` counts as none (428): only a strong tag will do.
+REQUIRED_HEADERS: dict[str, dict[str, Any]] = {
+    IF_MATCH_HEADER: {
+        "schema": {"type": "string", "pattern": _STRONG_TAG},
+        "description": 'The version you expect, as an entity tag ("3"). Required.',
+    },
+}
 _STATUS_TEXT = {
+    200: "Success",
+    201: "Created",
+    204: "Nothing to do (no body)",
     400: "Malformed request (JSON, header or cursor)",
     401: "Missing or invalid bearer token",
     403: "The principal may not do this",
@@ -22,8 +69,8 @@ _STATUS_TEXT = {
     413: "Body too large",
     415: "Body is not JSON",
     422: "Invalid fields (each listed in `errors`)",
-    428: "If-Match (or If-None-Match: *) is required",
-    503: "Read model not caught up (see Retry-After)",
+    428: "A precondition (If-Match, or a fence) is required",
+    503: "Store unavailable, or read model not caught up (see Retry-After)",
 }
 
 
@@ -44,12 +91,34 @@ def build_openapi(operations: list[Operation], version: str) -> dict[str, Any]:
     }
 
 
+def statuses_of(op: Operation) -> set[int]:
+    """Every error status the operation can answer: what its inputs make possible, plus
+    what its command or query refuses (`op.errors`)."""
+    statuses = set(op.errors) | {422}  # unknown or repeated query parameters, at least
+    if op.authenticated:
+        statuses.add(401)
+    if op.blocking:
+        statuses.add(503)  # store-unavailable
+    if op.body is not None:
+        statuses |= {400, 413, 415}
+    headers = set(op.headers)
+    if headers:
+        statuses.add(400)  # a header that cannot be read
+    if IF_MATCH_HEADER in headers:
+        statuses.add(412)
+    if op.required_headers:
+        statuses.add(428)
+    if op.query is not None and "cursor" in op.query.model_fields:
+        statuses.add(400)
+    return statuses
+
+
 def _operation(op: Operation, schemas: dict[str, Any]) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "summary": op.summary,
         "operationId": op.handler.__name__,
         "tags": list(op.tags),
-        "parameters": _parameters(op, schemas),
+        "parameters": _parameters(op),
         "responses": _responses(op, schemas),
     }
     if op.authenticated:
@@ -57,45 +126,67 @@ def _operation(op: Operation, schemas: dict[str, Any]) -> dict[str, Any]:
     if op.body is not None:
         spec["requestBody"] = {
             "required": op.body_required,
-            "content": {"application/json": {"schema": _add_schema(op.body, schemas)}},
+            "content": {JSON: {"schema": _add_schema(op.body, schemas)}},
         }
     return spec
 
 
-def _parameters(op: Operation, schemas: dict[str, Any]) -> list[dict[str, Any]]:
-    params: list[dict[str, Any]] = [
-        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
-        for name in _PATH_PARAM.findall(op.path)
-    ]
+def _parameters(op: Operation) -> list[dict[str, Any]]:
+    params = [_path_parameter(name) for name in _PATH_PARAM.findall(op.path)]
     if op.query is not None:
         query_schema = op.query.model_json_schema(ref_template="#/components/schemas/{model}")
         for name, prop in query_schema.get("properties", {}).items():
-            params.append({"name": name, "in": "query", "required": False, "schema": prop})
+            param: dict[str, Any] = {"name": name, "in": "query", "required": False}
+            if _is_array(prop):  # include=a,b: one comma-separated value
+                param |= {"style": "form", "explode": False}
+            params.append({**param, "schema": prop})
     for header in op.headers:
-        params.append(
-            {"name": header, "in": "header", "required": False, "schema": {"type": "string"}}
-        )
+        required = header in op.required_headers
+        declared = REQUIRED_HEADERS.get(header, HEADERS[header]) if required else HEADERS[header]
+        params.append({"name": header, "in": "header", "required": required, **declared})
     return params
 
 
+def _path_parameter(name: str) -> dict[str, Any]:
+    if name in UUID_PATH_PARAMETERS:
+        schema: dict[str, Any] = {"type": "string", "format": "uuid"}
+    else:
+        schema = PATH_RULES[name].json_schema()
+    return {"name": name, "in": "path", "required": True, "schema": schema}
+
+
+def _is_array(prop: dict[str, Any]) -> bool:
+    return prop.get("type") == "array" or any(
+        option.get("type") == "array" for option in prop.get("anyOf", [])
+    )
+
+
 def _responses(op: Operation, schemas: dict[str, Any]) -> dict[str, Any]:
-    success: dict[str, Any] = {"description": "Success"}
-    if op.response is not None:
-        success["content"] = {"application/json": {"schema": _add_schema(op.response, schemas)}}
-    if op.authenticated:
-        success["headers"] = {POSITION_HEADER: {"schema": {"type": "integer"}}}
-    responses: dict[str, Any] = {str(op.status): success}
-    statuses = set(op.errors) | ({401, 422} if op.authenticated else set())
-    if any(h == CONSISTENT_WITH_HEADER for h in op.headers):
-        statuses.add(503)
-    for status in sorted(statuses):
+    responses: dict[str, Any] = {}
+    for status in (op.status, *op.also):
+        responses[str(status)] = _success(op, status, schemas)
+    problem = {"schema": {"$ref": "#/components/schemas/ProblemOut"}}
+    for status in sorted(statuses_of(op)):
         responses[str(status)] = {
             "description": _STATUS_TEXT.get(status, "Error"),
-            "content": {
-                "application/problem+json": {"schema": {"$ref": "#/components/schemas/ProblemOut"}}
-            },
+            "content": {"application/problem+json": problem},
         }
     return responses
+
+
+def _success(op: Operation, status: int, schemas: dict[str, Any]) -> dict[str, Any]:
+    success: dict[str, Any] = {"description": _STATUS_TEXT.get(status, "Success")}
+    if status == 204:
+        return success
+    content: dict[str, Any] = {}
+    if JSON in op.media:
+        content[JSON] = {"schema": _add_schema(op.response, schemas)} if op.response else {}
+    if MARKDOWN in op.media:
+        content[MARKDOWN] = {"schema": {"type": "string"}}
+    success["content"] = content
+    if op.authenticated:
+        success["headers"] = {POSITION_HEADER: {"schema": {"type": "integer"}}}
+    return success
 
 
 def _add_schema(model: type[BaseModel], schemas: dict[str, Any]) -> dict[str, Any]:

@@ -1,28 +1,39 @@
-"""RFC 9457 problem details: the one mapping from errors to HTTP statuses and problem types."""
+"""RFC 9457 problem details: the one table from error classes to HTTP statuses and problem types.
+
+An error is looked up along its class hierarchy (its MRO, as Starlette looks up exception
+handlers), so a subclass answers as its nearest listed ancestor unless it has a row of its own.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
-from eventsourcing.persistence import InterfaceError as StoreInterfaceError
-from eventsourcing.persistence import OperationalError as StoreOperationalError
-from psycopg_pool import PoolTimeout
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from agentledger.application.errors import (
+    BodyTooLarge,
     ConcurrencyConflict,
+    FieldError,
     Forbidden,
     InvalidCursor,
+    InvalidFence,
+    InvalidPosition,
+    InvalidPrecondition,
+    InvalidRequest,
+    MalformedJson,
     NoProjectSelected,
     NotCaughtUp,
     NotFound,
-    PositionNotInLog,
     PreconditionFailed,
     PreconditionRequired,
     ProjectExists,
+    StoreUnavailable,
     Unauthenticated,
+    UnsupportedMediaType,
 )
 from agentledger.domain.errors import (
     AlreadyClaimed,
@@ -42,22 +53,162 @@ from agentledger.domain.errors import (
     SessionTerminated,
     TokenRevoked,
 )
+from agentledger.infrastructure.store_errors import is_store_outage
 
 PROBLEM_BASE = "https://agentledger.dev/problems/"
 PROBLEM_JSON = "application/problem+json"
+RETRY_SOON = {"Retry-After": "1"}
 log = logging.getLogger("agentledger.http")
 
+Fields = Callable[[Any], dict[str, Any]]
 
-class HttpProblem(Exception):
-    """A request-level mistake found by the HTTP layer itself (bad JSON, size, headers)."""
 
-    def __init__(self, status: int, slug: str, title: str, detail: str, **extra: Any) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.slug = slug
-        self.title = title
-        self.detail = detail
-        self.extra = extra
+def _no_fields(_exc: Any) -> dict[str, Any]:
+    return {}
+
+
+@dataclass(frozen=True)
+class ProblemType:
+    """How one kind of error answers: status, type slug, title (the same for every occurrence,
+    as RFC 9457 asks), the members it adds to the body and the headers it sends."""
+
+    status: int
+    slug: str
+    title: str
+    fields: Fields = _no_fields
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+def validation_fields(errors: Sequence[FieldError]) -> dict[str, Any]:
+    """The `errors` member of every validation problem: one entry per wrong input."""
+    return {"errors": [{"loc": list(e.loc), "msg": e.msg, "type": e.type} for e in errors]}
+
+
+def _invalid_value_fields(exc: InvalidValue) -> dict[str, Any]:
+    loc = ("body", exc.field) if exc.field else ("body",)
+    return validation_fields([FieldError(loc, str(exc), "value_error")])
+
+
+def _precondition_failed_fields(exc: PreconditionFailed) -> dict[str, Any]:
+    expected = {"expected_version": exc.expected} if exc.expected >= 0 else {}
+    return {"current_version": exc.current, **expected, **exc.details}
+
+
+def _utc(moment: Any) -> str:
+    return str(moment.isoformat()).replace("+00:00", "Z")
+
+
+PROBLEM_TYPES: dict[type[Exception], ProblemType] = {
+    # --- the request itself
+    InvalidRequest: ProblemType(
+        422, "validation-error", "Invalid request", lambda e: validation_fields(e.errors)
+    ),
+    InvalidValue: ProblemType(422, "validation-error", "Invalid request", _invalid_value_fields),
+    MalformedJson: ProblemType(400, "malformed-json", "Malformed JSON"),
+    UnsupportedMediaType: ProblemType(415, "unsupported-media-type", "Unsupported media type"),
+    BodyTooLarge: ProblemType(413, "body-too-large", "Request body too large"),
+    InvalidPrecondition: ProblemType(400, "invalid-precondition", "Invalid precondition"),
+    InvalidPosition: ProblemType(400, "invalid-position", "Invalid position"),
+    InvalidFence: ProblemType(400, "invalid-fence", "Invalid fence"),
+    InvalidCursor: ProblemType(400, "invalid-cursor", "Invalid cursor"),
+    # --- who is asking
+    Unauthenticated: ProblemType(
+        401,
+        "unauthenticated",
+        "Authentication required",
+        headers={"WWW-Authenticate": 'Bearer realm="agentledger"'},
+    ),
+    Forbidden: ProblemType(403, "forbidden", "Not allowed"),
+    # --- what it asks about
+    NotFound: ProblemType(404, "not-found", "No such resource", lambda e: {"resource": e.kind}),
+    PreconditionFailed: ProblemType(
+        412, "version-mismatch", "Version does not match", _precondition_failed_fields
+    ),
+    PreconditionRequired: ProblemType(428, "precondition-required", "Precondition required"),
+    FenceRequired: ProblemType(
+        428, "fence-required", "Fence required", lambda e: {"item_id": e.item_id}
+    ),
+    CrossProject: ProblemType(422, "cross-project", "Link across projects"),
+    # --- the state refuses it
+    ProjectExists: ProblemType(
+        409, "project-exists", "Project exists", lambda e: {"project": e.name}
+    ),
+    NoProjectSelected: ProblemType(
+        409, "no-project-selected", "No project selected", lambda e: {"agent_id": e.agent_id}
+    ),
+    ProjectArchived: ProblemType(
+        409, "project-archived", "Project archived", lambda e: {"project": e.name}
+    ),
+    AlreadyClaimed: ProblemType(
+        409,
+        "already-claimed",
+        "Already claimed",
+        lambda e: {
+            "holder": {"agent_id": e.holder_agent, "session_id": str(e.holder_session)},
+            "expires_at": _utc(e.expires_at),
+        },
+    ),
+    ClaimLost: ProblemType(
+        409,
+        "claim-lost",
+        "Claim lost",
+        lambda e: {"presented_fence": e.presented, "current_fence": e.current},
+    ),
+    DependencyCycle: ProblemType(
+        409, "dependency-cycle", "Dependency cycle", lambda e: {"cycle": [str(i) for i in e.path]}
+    ),
+    DepthExceeded: ProblemType(
+        409,
+        "depth-exceeded",
+        "Too deep",
+        lambda e: {"depth": e.depth, "max_depth": e.max_depth},
+    ),
+    ItemArchived: ProblemType(409, "item-archived", "Work item archived"),
+    SessionNotActive: ProblemType(
+        409, "session-not-active", "Session not active", lambda e: {"session_id": e.session_id}
+    ),
+    SessionNotOwned: ProblemType(
+        409,
+        "session-not-owned",
+        "Session belongs to another agent",
+        lambda e: {"session_id": e.session_id, "owner": e.owner},
+    ),
+    LeaseLapsed: ProblemType(
+        409,
+        "session-expired",
+        "Session lease has lapsed",
+        lambda e: {"session_id": e.session_id, "expired_at": e.expired_at},
+    ),
+    SessionTerminated: ProblemType(
+        409, "session-terminated", "Session has ended", lambda e: {"current_status": e.current}
+    ),
+    InvalidTransition: ProblemType(
+        409,
+        "invalid-transition",
+        "Transition not allowed",
+        lambda e: {"current_status": e.current, "allowed": list(e.allowed)},
+    ),
+    TokenRevoked: ProblemType(409, "token-revoked", "Token already revoked"),
+    ConcurrencyConflict: ProblemType(409, "concurrency-conflict", "Concurrent update"),
+    DomainError: ProblemType(409, "conflict", "Not allowed in the current state"),
+    # --- the service could not answer
+    NotCaughtUp: ProblemType(
+        503,
+        "not-caught-up",
+        "Read model not caught up yet",
+        lambda e: {"position": e.reached, "wanted_position": e.wanted},
+        headers=RETRY_SOON,
+    ),
+    StoreUnavailable: ProblemType(
+        503, "store-unavailable", "Event store unavailable", headers=RETRY_SOON
+    ),
+}
+INTERNAL = ProblemType(500, "internal-error", "Internal server error")
+
+
+def problem_type_of(exc: BaseException) -> ProblemType | None:
+    """The row of the nearest class in `exc`'s hierarchy that has one."""
+    return next((PROBLEM_TYPES[c] for c in type(exc).__mro__ if c in PROBLEM_TYPES), None)
 
 
 def problem_response(
@@ -66,7 +217,7 @@ def problem_response(
     title: str,
     detail: str,
     request: Request | None = None,
-    headers: dict[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
     **extra: Any,
 ) -> JSONResponse:
     body: dict[str, Any] = {
@@ -81,221 +232,27 @@ def problem_response(
         if trace_id:
             body["trace_id"] = trace_id
     body.update(extra)
-    return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_JSON)
+    return JSONResponse(
+        body, status_code=status, headers=dict(headers or {}), media_type=PROBLEM_JSON
+    )
 
 
 def to_problem(request: Request, exc: Exception) -> JSONResponse:
     """Map any exception to a problem. Unknown ones are ours: 500, logged, no internals leaked."""
-    match exc:
-        case HttpProblem():
-            return problem_response(
-                exc.status, exc.slug, exc.title, exc.detail, request, **exc.extra
-            )
-        case Unauthenticated():
-            return problem_response(
-                401,
-                "unauthenticated",
-                "Authentication required",
-                str(exc),
-                request,
-                headers={"WWW-Authenticate": 'Bearer realm="agentledger"'},
-            )
-        case Forbidden():
-            return problem_response(403, "forbidden", "Not allowed", str(exc), request)
-        case NotFound():
-            return problem_response(
-                404, "not-found", f"No such {exc.kind}", str(exc), request, resource=exc.kind
-            )
-        case PreconditionFailed():
-            return problem_response(
-                412,
-                "version-mismatch",
-                "Version does not match",
-                str(exc),
-                request,
-                current_version=exc.current,
-                **({"expected_version": exc.expected} if exc.expected >= 0 else {}),
-                **exc.details,
-            )
-        case PreconditionRequired():
-            return problem_response(
-                428, "precondition-required", "Precondition required", str(exc), request
-            )
-        case ProjectExists():
-            return problem_response(
-                409, "project-exists", "Project exists", str(exc), request, project=exc.name
-            )
-        case NoProjectSelected():
-            return problem_response(
-                409,
-                "no-project-selected",
-                "No project selected",
-                str(exc),
-                request,
-                agent_id=exc.agent_id,
-            )
-        case AlreadyClaimed():
-            return problem_response(
-                409,
-                "already-claimed",
-                "Already claimed",
-                str(exc),
-                request,
-                holder={"agent_id": exc.holder_agent, "session_id": str(exc.holder_session)},
-                expires_at=exc.expires_at.isoformat().replace("+00:00", "Z"),
-            )
-        case ClaimLost():
-            return problem_response(
-                409,
-                "claim-lost",
-                "Claim lost",
-                str(exc),
-                request,
-                presented_fence=exc.presented,
-                current_fence=exc.current,
-            )
-        case FenceRequired():
-            return problem_response(
-                428,
-                "fence-required",
-                "Fence required",
-                str(exc),
-                request,
-                item_id=exc.item_id,
-            )
-        case DependencyCycle():
-            return problem_response(
-                409,
-                "dependency-cycle",
-                "Dependency cycle",
-                str(exc),
-                request,
-                cycle=[str(item) for item in exc.path],
-            )
-        case DepthExceeded():
-            return problem_response(
-                409,
-                "depth-exceeded",
-                "Too deep",
-                str(exc),
-                request,
-                depth=exc.depth,
-                max_depth=exc.max_depth,
-            )
-        case ItemArchived():
-            return problem_response(409, "item-archived", "Work item archived", str(exc), request)
-        case CrossProject():
-            return problem_response(422, "cross-project", "Link across projects", str(exc), request)
-        case ProjectArchived():
-            return problem_response(
-                409, "project-archived", "Project archived", str(exc), request, project=exc.name
-            )
-        case SessionNotActive():
-            return problem_response(
-                409,
-                "session-not-active",
-                "Session not active",
-                str(exc),
-                request,
-                session_id=exc.session_id,
-            )
-        case SessionNotOwned():
-            return problem_response(
-                409,
-                "session-not-owned",
-                "Session belongs to another agent",
-                str(exc),
-                request,
-                session_id=exc.session_id,
-                owner=exc.owner,
-            )
-        case NotCaughtUp():
-            return problem_response(
-                503,
-                "not-caught-up",
-                "Read model not caught up yet",
-                str(exc),
-                request,
-                headers={"Retry-After": "1"},
-                position=exc.reached,
-                wanted_position=exc.wanted,
-            )
-        case ConcurrencyConflict():
-            return problem_response(
-                409, "concurrency-conflict", "Concurrent update", str(exc), request
-            )
-        case PositionNotInLog():
-            return problem_response(400, "invalid-position", "Invalid position", str(exc), request)
-        case InvalidCursor():
-            return problem_response(400, "invalid-cursor", "Invalid cursor", str(exc), request)
-        case InvalidValue():
-            return problem_response(
-                422,
-                "validation-error",
-                "Invalid request",
-                str(exc),
-                request,
-                errors=[
-                    {
-                        "loc": ["body", exc.field] if exc.field else ["body"],
-                        "msg": str(exc),
-                        "type": "value_error",
-                    }
-                ],
-            )
-        case LeaseLapsed():
-            return problem_response(
-                409,
-                "session-expired",
-                "Session lease has lapsed",
-                str(exc),
-                request,
-                session_id=exc.session_id,
-                expired_at=exc.expired_at,
-            )
-        case SessionTerminated():
-            return problem_response(
-                409,
-                "session-terminated",
-                "Session has ended",
-                str(exc),
-                request,
-                current_status=exc.current,
-            )
-        case InvalidTransition():
-            return problem_response(
-                409,
-                "invalid-transition",
-                "Transition not allowed",
-                str(exc),
-                request,
-                current_status=exc.current,
-                allowed=list(exc.allowed),
-            )
-        case TokenRevoked():
-            return problem_response(
-                409, "token-revoked", "Token already revoked", str(exc), request
-            )
-        case StoreOperationalError() | StoreInterfaceError() | PoolTimeout():
-            log.warning("store unavailable on %s %s: %s", request.method, request.url.path, exc)
-            return problem_response(
-                503,
-                "store-unavailable",
-                "Event store unavailable",
-                "the store did not answer in time (locked or unreachable); nothing was written "
-                "by this request unless its response said so. Retry later.",
-                request,
-                headers={"Retry-After": "1"},
-            )
-        case DomainError():
-            return problem_response(
-                409, "conflict", "Not allowed in the current state", str(exc), request
-            )
-    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    kind = problem_type_of(exc)
+    if kind is None and is_store_outage(exc):
+        log.warning("store unavailable on %s %s: %s", request.method, request.url.path, exc)
+        exc = StoreUnavailable()
+        kind = PROBLEM_TYPES[StoreUnavailable]
+    if kind is None:
+        log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+        return problem_response(
+            INTERNAL.status,
+            INTERNAL.slug,
+            INTERNAL.title,
+            "The server failed; the error has been logged with this trace id.",
+            request,
+        )
     return problem_response(
-        500,
-        "internal-error",
-        "Internal server error",
-        "The server failed; the error has been logged with this trace id.",
-        request,
+        kind.status, kind.slug, kind.title, str(exc), request, kind.headers, **kind.fields(exc)
     )

@@ -2,21 +2,94 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict
 from datetime import datetime
 from typing import Annotated, Literal, TypeVar
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter
 
 from agentledger.application.entries import EntryView
 from agentledger.application.projects import ProjectView
 from agentledger.application.selections import SelectionView
 from agentledger.application.sessions import SessionView
 from agentledger.domain.names import AGENT_ID_PATTERN
+from agentledger.domain.projects import PROJECT_NAME_PATTERN
+from agentledger.domain.work_items import KIND_PATTERN, ROLE_PATTERN
 
 MetadataValue = str | int | float | bool | None
 W = TypeVar("W", bound=BaseModel)
+
+# --- identifiers -----------------------------------------------------------------------------
+# Every body, query and path field that names something uses one of these, so a control
+# character (NUL above all, which PostgreSQL cannot store) is refused alike on both stores, and
+# the OpenAPI document shows each pattern. The domain checks the same rules again.
+
+NO_CONTROL_PATTERN = r"^[^\x00-\x1f\x7f]*$"
+MAX_REFERENCE_LENGTH = 256
+
+ProjectName = Annotated[
+    str,
+    Field(
+        pattern=PROJECT_NAME_PATTERN.pattern,
+        description="Unique, case-sensitive slug: 1-64 letters, digits, '.', '_' or '-', "
+        "starting with a letter or digit.",
+    ),
+]
+# A project named to be looked up: a name that could not have been created is simply not
+# found (404), but control characters and overlong text are refused (422).
+ProjectRef = Annotated[
+    str,
+    Field(
+        max_length=MAX_REFERENCE_LENGTH,
+        pattern=NO_CONTROL_PATTERN,
+        description="A project's name.",
+    ),
+]
+AgentId = Annotated[
+    str,
+    Field(
+        pattern=AGENT_ID_PATTERN.pattern,
+        description="1-128 letters, digits, '.', '_' or '-', starting with a letter or digit.",
+    ),
+]
+Kind = Annotated[
+    str,
+    Field(
+        pattern=KIND_PATTERN.pattern,
+        description="project, epic, task, research or session; other lowercase slugs "
+        "(1-32 characters) are allowed too.",
+    ),
+]
+RoleName = Annotated[
+    str,
+    Field(
+        pattern=ROLE_PATTERN.pattern,
+        description="A role agents take: 1-64 letters, digits, '.', '_' or '-'.",
+    ),
+]
+
+# The rule of each text path parameter (ids are UUIDs, see `HttpCall.path_uuid`).
+PATH_RULES: dict[str, TypeAdapter[str]] = {
+    "name": TypeAdapter(ProjectRef),
+    "agent_id": TypeAdapter(AgentId),
+}
+UUID_PATH_PARAMETERS = ("session_id", "id", "other_id")
+
+# ISO 8601 / RFC 3339 with a zone; pydantic alone would also take a number of seconds.
+_ZONED_TIME = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?([Zz]|[+-]\d{2}:?\d{2})"
+)
+
+
+def _iso_text(value: object) -> object:
+    if isinstance(value, str) and _ZONED_TIME.fullmatch(value):
+        return value
+    raise ValueError("must be an ISO 8601 time with a zone, e.g. 2026-11-22T01:19:38Z")
+
+
+ZonedTime = Annotated[AwareDatetime, BeforeValidator(_iso_text)]
 
 
 class Strict(BaseModel):
@@ -31,6 +104,10 @@ class Query(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class NoQuery(Query):
+    """The query of a route that takes no parameters: any one is unknown."""
+
+
 def with_position(written: type[W], resource: BaseModel, position: int) -> W:
     """What a write returns: the resource's fields plus the log position of the write."""
     return written(**resource.model_dump(), position=position)
@@ -40,7 +117,7 @@ def with_position(written: type[W], resource: BaseModel, position: int) -> W:
 
 
 class StartSession(Strict):
-    agent_id: str | None = Field(
+    agent_id: AgentId | None = Field(
         default=None, description="Defaults to the calling agent; coordinators may name another."
     )
     ttl_seconds: int | None = Field(
@@ -65,7 +142,7 @@ class EmptyBody(Strict):
 
 
 class ListSessionsQuery(Query):
-    agent_id: str | None = Field(default=None, pattern=AGENT_ID_PATTERN.pattern)
+    agent_id: AgentId | None = None
     status: Literal["pending", "active", "completed", "failed", "expired"] | None = None
     limit: int = Field(default=50, ge=1, le=500)
     cursor: str | None = None
@@ -137,7 +214,7 @@ EntryStatusName = Literal["info", "success", "warn", "error", "bug", "plan"]
 
 
 class CreateProject(Strict):
-    name: str = Field(description="Unique, case-sensitive slug (letters, digits, . _ -).")
+    name: ProjectName
     description: str | None = Field(default=None, max_length=2000)
 
 
@@ -175,7 +252,7 @@ class ProjectPage(Strict):
 
 
 class SelectProject(Strict):
-    project: str
+    project: ProjectRef
     session_id: LooseUUID = Field(description="An active session of this agent.")
 
 
@@ -208,11 +285,13 @@ class AppendEntry(Strict):
 class ListEntriesQuery(Query):
     """Plus any number of `meta.<key>=<value>` parameters (exact match on a metadata value)."""
 
-    agent_id: str | None = Field(default=None, pattern=AGENT_ID_PATTERN.pattern)
+    agent_id: AgentId | None = None
     status: EntryStatusName | None = None
-    since: AwareDatetime | None = Field(default=None, description="Inclusive, ISO 8601 with zone.")
-    until: AwareDatetime | None = Field(default=None, description="Exclusive, ISO 8601 with zone.")
-    q: str | None = Field(default=None, max_length=200, description="Substring, any case.")
+    since: ZonedTime | None = Field(default=None, description="Inclusive, ISO 8601 with zone.")
+    until: ZonedTime | None = Field(default=None, description="Exclusive, ISO 8601 with zone.")
+    q: str | None = Field(
+        default=None, max_length=200, pattern=NO_CONTROL_PATTERN, description="Substring, any case."
+    )
     limit: int = Field(default=50, ge=1, le=500)
     cursor: str | None = None
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import Field
+from pydantic import BeforeValidator, Field
 
 from agentledger.application.status import SessionSummary, StatusReport
 from agentledger.application.work_items import (
@@ -18,23 +18,40 @@ from agentledger.application.work_items import (
 )
 from agentledger.domain.readiness import Readiness
 from agentledger.domain.work_items import MAX_PRIORITY, MIN_PRIORITY
-from agentledger.interfaces.http.schemas import LooseUUID, Query, Strict
+from agentledger.interfaces.http.schemas import (
+    AgentId,
+    Kind,
+    LooseUUID,
+    ProjectRef,
+    Query,
+    RoleName,
+    Strict,
+)
 
 StatusName = Literal["open", "in_progress", "in_review", "done", "blocked", "cancelled"]
-KIND_DOC = "project, epic, task, research or session; other lowercase slugs are allowed too"
+IncludePart = Literal[INCLUDES]  # type: ignore[valid-type]
+
+
+def _comma_separated(value: object) -> object:
+    """`include=children,claim` arrives as one string: its parts, blanks dropped."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
 
 
 # --- requests --------------------------------------------------------------------------------
 
 
 class CreateWorkItem(Strict):
-    project: str
-    kind: str = Field(description=KIND_DOC)
+    project: ProjectRef
+    kind: Kind
     title: str = Field(max_length=300)
     description: str | None = Field(default=None, max_length=10_000)
     priority: int = Field(default=0, ge=MIN_PRIORITY, le=MAX_PRIORITY, description="Higher first.")
     parent_id: LooseUUID | None = Field(default=None, description="At most 5 levels below a root.")
-    to_role: str | None = Field(default=None, description="Route the item to agents of a role.")
+    to_role: RoleName | None = Field(
+        default=None, description="Route the item to agents of a role."
+    )
     metadata: dict[str, Any] = Field(
         default_factory=dict, description="Checked per kind; other kinds: a flat object."
     )
@@ -47,7 +64,7 @@ class PatchWorkItem(Strict):
     description: str | None = Field(default=None, max_length=10_000)
     priority: int | None = Field(default=None, ge=MIN_PRIORITY, le=MAX_PRIORITY)
     parent_id: LooseUUID | None = Field(default=None, description="null makes the item a root.")
-    to_role: str | None = None
+    to_role: RoleName | None = None
     metadata: dict[str, Any] | None = None
 
 
@@ -62,35 +79,37 @@ class ClaimBody(Strict):
 
 class ClaimNextBody(Strict):
     session_id: LooseUUID
-    project: str | None = None
-    kind: str | None = None
-    to_role: str | None = None
+    project: ProjectRef | None = None
+    kind: Kind | None = None
+    to_role: RoleName | None = None
 
 
 class ListWorkItemsQuery(Query):
-    project: str | None = None
-    kind: str | None = None
+    project: ProjectRef | None = None
+    kind: Kind | None = None
     status: StatusName | None = None
     parent_id: UUID | None = None
-    assignee: str | None = Field(default=None, description="Agent holding the claim.")
-    to_role: str | None = None
+    assignee: AgentId | None = Field(default=None, description="Agent holding the claim.")
+    to_role: RoleName | None = None
     archived: bool | None = None
     limit: int = Field(default=50, ge=1, le=500)
     cursor: str | None = None
 
 
 class ReadyQuery(Query):
-    project: str | None = None
-    kind: str | None = None
-    to_role: str | None = None
+    project: ProjectRef | None = None
+    kind: Kind | None = None
+    to_role: RoleName | None = None
     limit: int = Field(default=50, ge=1, le=500)
 
 
 class GetWorkItemQuery(Query):
-    include: str | None = Field(default=None, description=f"Comma-separated: {', '.join(INCLUDES)}")
+    include: Annotated[list[IncludePart], BeforeValidator(_comma_separated)] = Field(
+        default_factory=list, description=f"Comma-separated: {', '.join(INCLUDES)}"
+    )
 
     def parts(self) -> frozenset[str]:
-        return frozenset(p.strip() for p in (self.include or "").split(",") if p.strip())
+        return frozenset(self.include)
 
 
 # --- responses -------------------------------------------------------------------------------

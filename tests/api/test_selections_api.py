@@ -84,7 +84,8 @@ def test_get_before_any_selection_is_404(runtime: Runtime, client: TestClient) -
     alice = agent(runtime, "alice")
     problem = assert_problem(get(client, alice, "alice"), 404, "not-found")
     assert problem["resource"] == "selection"
-    assert_problem(get(client, alice, "not an id"), 404)
+    # A malformed agent id names no agent at all: the request itself is wrong (422).
+    assert_problem(get(client, alice, "not an id"), 422, "validation-error")
 
 
 def test_put_needs_a_precondition(runtime: Runtime, client: TestClient) -> None:

@@ -15,7 +15,7 @@ from uuid import UUID
 import pytest
 
 from agentledger.application.clock import ManualClock
-from agentledger.application.readmodels import WorkItemRow
+from agentledger.application.readmodels import Cursors, WorkItemRow
 from agentledger.application.work_items import NewWorkItem, WorkItemClaims, WorkItemQueries
 from agentledger.application.work_items.claiming import FIRST_READY_PAGE
 from agentledger.domain.claims import live_lease
@@ -248,7 +248,7 @@ def test_a_ready_page_and_claim_next_read_no_waiting_item(runtime: Runtime, wait
     ready = waiting_backlog(team, waiting)
     reader = CountingReader(runtime.read_models["work_items_v1"])
 
-    queries = WorkItemQueries(reader, runtime.clock, runtime.consistency)
+    queries = WorkItemQueries(reader, runtime.clock, runtime.consistency, Cursors(b"k" * 16))
     assert [v.id for v in queries.ready(limit=1).value] == ready[:1]
     assert [n for name, n in reader.reads if name != "position"] == [1]  # one query, one row
 

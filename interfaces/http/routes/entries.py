@@ -17,7 +17,7 @@ from agentledger.interfaces.http.schemas import (
 
 
 def append_to_project(call: HttpCall) -> Response:
-    return _append(call, call.request.path_params["name"])
+    return _append(call, call.path("name"))
 
 
 def append_to_selected(call: HttpCall) -> Response:
@@ -27,7 +27,7 @@ def append_to_selected(call: HttpCall) -> Response:
 def list_entries(call: HttpCall) -> Response:
     query = call.query(ListEntriesQuery, extra_prefix="meta.")
     where = EntryFilter(
-        project=call.request.path_params["name"],
+        project=call.path("name"),
         agent_id=query.agent_id,
         status=query.status,
         since=query.since,

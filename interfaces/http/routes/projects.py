@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from starlette.responses import Response
 
-from agentledger.interfaces.http.call import CONSISTENT_WITH_HEADER, HttpCall
+from agentledger.interfaces.http.call import CONSISTENT_WITH_HEADER, IF_MATCH_HEADER, HttpCall
 from agentledger.interfaces.http.routing import Operation
 from agentledger.interfaces.http.schemas import (
     ArchiveProject,
@@ -47,16 +47,14 @@ def list_projects(call: HttpCall) -> Response:
 
 
 def get_project(call: HttpCall) -> Response:
-    read = call.runtime.projects.get(
-        call.request.path_params["name"], consistent_with=call.consistent_with()
-    )
+    read = call.runtime.projects.get(call.path("name"), consistent_with=call.consistent_with())
     return call.read(ProjectOut.of(read.value), read.position, read.value.version)
 
 
 def archive_project(call: HttpCall) -> Response:
     body = call.body(ArchiveProject)
     outcome = call.runtime.projects.archive(
-        call.context(), call.request.path_params["name"], body.reason
+        call.context(), call.path("name"), body.reason, expected_version=call.expected_version()
     )
     project = outcome.value
     return call.written(
@@ -107,7 +105,8 @@ OPERATIONS = [
         "Archive a project (coordinators); its selections are cleared",
         body=ArchiveProject,
         response=ProjectWritten,
-        errors=(400, 403, 404, 413, 415),
+        errors=(400, 403, 404, 412, 413, 415),
+        headers=(IF_MATCH_HEADER,),
         tags=("projects",),
     ),
 ]

@@ -18,7 +18,7 @@ _PATH = "/v1/agents/{agent_id}/project"
 
 def get_selection(call: HttpCall) -> Response:
     read = call.runtime.selections.get(
-        call.request.path_params["agent_id"], consistent_with=call.consistent_with()
+        call.path("agent_id"), consistent_with=call.consistent_with()
     )
     return call.read(SelectionOut.of(read.value), read.position, read.value.version)
 
@@ -27,7 +27,7 @@ def put_selection(call: HttpCall) -> Response:
     body = call.body(SelectProject)
     outcome = call.runtime.selections.select(
         call.context(),
-        call.request.path_params["agent_id"],
+        call.path("agent_id"),
         body.project,
         body.session_id,
         call.precondition(),
@@ -42,7 +42,7 @@ def put_selection(call: HttpCall) -> Response:
 
 def delete_selection(call: HttpCall) -> Response:
     outcome = call.runtime.selections.clear(
-        call.context(), call.request.path_params["agent_id"], call.precondition()
+        call.context(), call.path("agent_id"), call.precondition()
     )
     selection = outcome.value
     return call.written(
@@ -82,7 +82,7 @@ OPERATIONS = [
         "Clear the agent's project (If-Match required)",
         response=SelectionWritten,
         errors=(400, 403, 404, 412, 428),
-        headers=("If-Match",),
+        headers=("If-Match", "If-None-Match"),
         tags=("selections",),
     ),
 ]

@@ -1,20 +1,18 @@
-"""/v1/work-items: the plan's items, their claims and structure; the ready queue; status."""
+"""/v1/work-items: the plan's items, their claims and structure; the ready queue."""
 
 from __future__ import annotations
 
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import Response
 
 from agentledger.application.commands import Outcome
 from agentledger.application.readmodels import WorkItemFilter
-from agentledger.application.status import render_markdown
-from agentledger.application.work_items import INCLUDES, NewWorkItem, WorkItemView
+from agentledger.application.work_items import NewWorkItem, WorkItemView
 from agentledger.interfaces.http.call import (
     CONSISTENT_WITH_HEADER,
     FENCE_HEADER,
-    POSITION_HEADER,
+    IF_MATCH_HEADER,
     HttpCall,
 )
-from agentledger.interfaces.http.problems import HttpProblem
 from agentledger.interfaces.http.routing import Handler, Operation
 from agentledger.interfaces.http.schemas import EmptyBody, with_position
 from agentledger.interfaces.http.work_item_schemas import (
@@ -28,7 +26,6 @@ from agentledger.interfaces.http.work_item_schemas import (
     ReadinessOut,
     ReadyOut,
     ReadyQuery,
-    StatusOut,
     Transition,
     WorkItemDetail,
     WorkItemOut,
@@ -37,7 +34,6 @@ from agentledger.interfaces.http.work_item_schemas import (
 )
 
 _ITEM = "/v1/work-items/{id}"
-MARKDOWN = "text/markdown"
 
 
 def _item_written(call: HttpCall, outcome: Outcome[WorkItemView], status: int = 200) -> Response:
@@ -70,17 +66,7 @@ def list_items(call: HttpCall) -> Response:
 
 
 def get_item(call: HttpCall) -> Response:
-    query = call.query(GetWorkItemQuery)
-    include = query.parts()
-    unknown = sorted(include - set(INCLUDES))
-    if unknown:
-        raise HttpProblem(
-            422,
-            "validation-error",
-            "Invalid request",
-            f"unknown include: {', '.join(unknown)}; choose from {', '.join(INCLUDES)}",
-            errors=[{"loc": ["query", "include"], "msg": "unknown part", "type": "value_error"}],
-        )
+    include = call.query(GetWorkItemQuery).parts()
     item_id = call.path_uuid("id", "work item")
     read = call.runtime.work_items.get(item_id, include, consistent_with=call.consistent_with())
     body = WorkItemDetail.of_detail(read.value, include)
@@ -205,27 +191,6 @@ def item_readiness(call: HttpCall) -> Response:
     return call.read(ReadinessOut.of(item_id, read.value.readiness, read.position), read.position)
 
 
-def project_status(call: HttpCall) -> Response:
-    return _status(call, markdown=MARKDOWN in call.request.headers.get("accept", ""))
-
-
-def project_status_markdown(call: HttpCall) -> Response:
-    return _status(call, markdown=True)
-
-
-def _status(call: HttpCall, *, markdown: bool) -> Response:
-    read = call.runtime.status.report(
-        call.request.path_params["name"], consistent_with=call.consistent_with()
-    )
-    if not markdown:
-        return call.read(StatusOut.of(read.value, read.position), read.position)
-    return PlainTextResponse(
-        render_markdown(read.value),
-        media_type=f"{MARKDOWN}; charset=utf-8",
-        headers={POSITION_HEADER: str(read.position)},
-    )
-
-
 _READ = (CONSISTENT_WITH_HEADER,)
 _WRITE = (FENCE_HEADER, "If-Match")
 _TAGS = ("work items",)
@@ -273,6 +238,7 @@ OPERATIONS = [
         body_required=True,
         response=WorkItemWritten,
         status=201,
+        also=(204,),
         errors=(400, 403, 404, 409, 413, 415),
         tags=_TAGS,
     ),
@@ -296,7 +262,8 @@ OPERATIONS = [
         body_required=True,
         response=WorkItemWritten,
         errors=(400, 403, 404, 409, 412, 413, 415, 428),
-        headers=_WRITE,
+        headers=(*_WRITE, IF_MATCH_HEADER),
+        required_headers=(IF_MATCH_HEADER,),
         tags=_TAGS,
     ),
     Operation(
@@ -308,7 +275,7 @@ OPERATIONS = [
         body_required=True,
         response=WorkItemWritten,
         errors=(400, 403, 404, 409, 412, 413, 415, 428),
-        headers=_WRITE,
+        headers=(*_WRITE, IF_MATCH_HEADER),
         tags=_TAGS,
     ),
     Operation(
@@ -373,6 +340,8 @@ OPERATIONS = [
         "The item waits for other_id (201 added, 200 already there; 409 on a cycle)",
         body=EmptyBody,
         response=DependenciesOut,
+        status=201,
+        also=(200,),
         errors=(400, 403, 404, 409, 412, 413, 415, 428),
         headers=_WRITE,
         tags=_TAGS,
@@ -386,24 +355,5 @@ OPERATIONS = [
         errors=(400, 403, 404, 409, 412, 428),
         headers=_WRITE,
         tags=_TAGS,
-    ),
-    Operation(
-        "GET",
-        "/v1/projects/{name}/status",
-        project_status,
-        "A project's status report (JSON; markdown with Accept: text/markdown)",
-        response=StatusOut,
-        errors=(400, 404),
-        headers=_READ,
-        tags=("projects",),
-    ),
-    Operation(
-        "GET",
-        "/v1/projects/{name}/status.md",
-        project_status_markdown,
-        "A project's status report as markdown",
-        errors=(400, 404),
-        headers=_READ,
-        tags=("projects",),
     ),
 ]

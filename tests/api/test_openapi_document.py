@@ -1,0 +1,145 @@
+"""The OpenAPI document says what the server does: every header a handler reads and every
+status a route can answer, for every operation (a new route needs its row here)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from starlette.requests import Request
+from starlette.testclient import TestClient
+
+from agentledger.infrastructure.bootstrap import Runtime
+from agentledger.interfaces.http.app import OPERATIONS
+from agentledger.interfaces.http.call import HttpCall
+
+CW, FENCE, IM, INM, ACCEPT = (
+    "AgentLedger-Consistent-With",
+    "AgentLedger-Fence",
+    "If-Match",
+    "If-None-Match",
+    "Accept",
+)
+ANY = {401, 422, 503}  # token, query parameters, the store
+READ = ANY | {400}  # plus the Consistent-With header (and the cursor)
+WRITE = ANY | {400, 413, 415}  # plus the body
+SESSION_WRITE = (frozenset({IM}), WRITE | {200, 403, 404, 409, 412})
+ITEM_WRITE = WRITE | {200, 403, 404, 409, 428}
+
+# (method, path): (headers the handler reads, statuses the route can answer)
+EXPECTED: dict[tuple[str, str], tuple[frozenset[str], set[int]]] = {
+    ("GET", "/healthz"): (frozenset(), {200, 422}),
+    ("GET", "/readyz"): (frozenset(), {200, 422, 503}),
+    ("GET", "/openapi.json"): (frozenset(), {200, 422, 503}),
+    ("POST", "/v1/sessions"): (frozenset(), WRITE | {201, 403}),
+    ("GET", "/v1/sessions"): (frozenset({CW}), READ | {200}),
+    ("GET", "/v1/sessions/{session_id}"): (frozenset({CW}), READ | {200, 404}),
+    ("PATCH", "/v1/sessions/{session_id}"): SESSION_WRITE,
+    ("POST", "/v1/sessions/{session_id}/heartbeat"): SESSION_WRITE,
+    ("POST", "/v1/sessions/{session_id}/activate"): SESSION_WRITE,
+    ("POST", "/v1/sessions/{session_id}/complete"): SESSION_WRITE,
+    ("POST", "/v1/sessions/{session_id}/fail"): SESSION_WRITE,
+    ("POST", "/v1/projects"): (frozenset(), WRITE | {201, 403, 409}),
+    ("GET", "/v1/projects"): (frozenset({CW}), READ | {200}),
+    ("GET", "/v1/projects/{name}"): (frozenset({CW}), READ | {200, 404}),
+    ("POST", "/v1/projects/{name}/archive"): (
+        frozenset({IM}),
+        WRITE | {200, 403, 404, 412},
+    ),
+    ("GET", "/v1/projects/{name}/status"): (frozenset({CW, ACCEPT}), READ | {200, 404}),
+    ("GET", "/v1/projects/{name}/status.md"): (frozenset({CW}), READ | {200, 404}),
+    ("GET", "/v1/agents/{agent_id}/project"): (frozenset({CW}), READ | {200, 404}),
+    ("PUT", "/v1/agents/{agent_id}/project"): (
+        frozenset({IM, INM}),
+        WRITE | {200, 403, 404, 409, 412, 428},
+    ),
+    ("DELETE", "/v1/agents/{agent_id}/project"): (
+        frozenset({IM, INM}),
+        ANY | {200, 400, 403, 404, 412, 428},
+    ),
+    ("POST", "/v1/projects/{name}/entries"): (frozenset(), WRITE | {201, 403, 404, 409}),
+    ("POST", "/v1/entries"): (frozenset(), WRITE | {201, 403, 404, 409}),
+    ("GET", "/v1/projects/{name}/entries"): (frozenset({CW}), READ | {200, 404}),
+    ("POST", "/v1/work-items"): (frozenset(), WRITE | {201, 403, 404, 409}),
+    ("GET", "/v1/work-items"): (frozenset({CW}), READ | {200}),
+    ("GET", "/v1/work-items/ready"): (frozenset({CW}), READ | {200}),
+    ("POST", "/v1/work-items/claim-next"): (frozenset(), WRITE | {201, 204, 403, 404, 409}),
+    ("GET", "/v1/work-items/{id}"): (frozenset({CW}), READ | {200, 404}),
+    ("PATCH", "/v1/work-items/{id}"): (frozenset({FENCE, IM}), ITEM_WRITE | {412}),
+    ("POST", "/v1/work-items/{id}/transition"): (frozenset({FENCE, IM}), ITEM_WRITE | {412}),
+    ("POST", "/v1/work-items/{id}/claim"): (frozenset({IM}), WRITE | {200, 403, 404, 409, 412}),
+    ("POST", "/v1/work-items/{id}/release"): (frozenset({FENCE, IM}), ITEM_WRITE | {412}),
+    ("POST", "/v1/work-items/{id}/archive"): (frozenset({FENCE, IM}), ITEM_WRITE | {412}),
+    ("POST", "/v1/work-items/{id}/unarchive"): (frozenset({FENCE, IM}), ITEM_WRITE | {412}),
+    ("GET", "/v1/work-items/{id}/readiness"): (frozenset({CW}), READ | {200, 404}),
+    ("PUT", "/v1/work-items/{id}/dependencies/{other_id}"): (
+        frozenset({FENCE, IM}),
+        ITEM_WRITE | {201, 412},
+    ),
+    ("DELETE", "/v1/work-items/{id}/dependencies/{other_id}"): (
+        frozenset({FENCE, IM}),
+        ANY | {200, 400, 403, 404, 409, 412, 428},
+    ),
+}
+
+
+@pytest.fixture
+def document(client: TestClient) -> dict[str, Any]:
+    response = client.get("/openapi.json")
+    assert response.status_code == 200
+    return dict(response.json())
+
+
+def test_every_operation_has_a_row() -> None:
+    assert {(op.method, op.path) for op in OPERATIONS} == set(EXPECTED)
+
+
+@pytest.mark.parametrize(("method", "path"), list(EXPECTED), ids=lambda v: str(v))
+def test_the_document_declares_each_header_and_status(
+    document: dict[str, Any], method: str, path: str
+) -> None:
+    headers, statuses = EXPECTED[(method, path)]
+    spec = document["paths"][path][method.lower()]
+    declared = {p["name"] for p in spec["parameters"] if p["in"] == "header"}
+    assert declared == headers
+    assert {int(s) for s in spec["responses"]} == statuses
+    for param in spec["parameters"]:
+        assert param["schema"], param  # every parameter has a format, not just "a string"
+
+
+def test_preconditions_and_formats_are_declared(document: dict[str, Any]) -> None:
+    def header(path: str, method: str, name: str) -> dict[str, Any]:
+        params = document["paths"][path][method]["parameters"]
+        return next(p for p in params if p["name"] == name)
+
+    patch_if_match = header("/v1/work-items/{id}", "patch", IM)
+    assert patch_if_match["required"] is True
+    assert patch_if_match["schema"]["pattern"] == '^"[0-9]{1,18}"$'
+    assert header("/v1/sessions/{session_id}", "patch", IM)["required"] is False
+    fence = header("/v1/work-items/{id}/release", "post", FENCE)["schema"]
+    assert fence["type"] == "integer" and fence["minimum"] == 0
+    assert header("/v1/sessions", "get", CW)["schema"]["type"] == "integer"
+    include = next(
+        p
+        for p in document["paths"]["/v1/work-items/{id}"]["get"]["parameters"]
+        if p["name"] == "include"
+    )
+    assert (include["style"], include["explode"]) == ("form", False)
+    assert "claim" in include["schema"]["items"]["enum"]
+    name = document["paths"]["/v1/projects/{name}"]["get"]["parameters"][0]["schema"]
+    assert name["maxLength"] == 256 and "\\x00" in name["pattern"]
+    markdown = document["paths"]["/v1/projects/{name}/status"]["get"]["responses"]["200"]
+    assert set(markdown["content"]) == {"application/json", "text/markdown"}
+    assert document["paths"]["/v1/work-items/claim-next"]["post"]["responses"]["204"]
+
+
+def test_a_handler_cannot_read_a_header_its_operation_does_not_declare(
+    runtime: Runtime, client: TestClient
+) -> None:
+    """What keeps the headers of the document complete: an undeclared read fails loudly."""
+    scope = {"type": "http", "method": "GET", "path": "/", "headers": [], "state": {}}
+    request = Request({**scope, "state": {"trace_id": "t"}})
+    call = HttpCall(request, b"", runtime, frozenset({CW}))
+    assert call.consistent_with() is None
+    with pytest.raises(LookupError):
+        call.fence()
