@@ -29,19 +29,13 @@ class NotFound(ApplicationError):
 
 
 class PreconditionFailed(ApplicationError):
-    """The client's expected version is stale; nothing was written."""
+    """The resource is not what the writer expected (`application.preconditions`); nothing
+    was written. `expected` is the version the writer named, if it named one."""
 
-    WEAK = -1  # a weak ETag was sent: it never matches (RFC 9110 strong comparison)
-    ABSENT = -2  # `If-None-Match: *` was sent: the resource must not exist yet
-
-    def __init__(self, expected: int, current: int, **details: object) -> None:
+    def __init__(self, asked: str, expected: int | None, current: int, **details: object) -> None:
         self.expected = expected
         self.current = current
         self.details = details
-        asked = {
-            self.WEAK: "a weak ETag never matches",
-            self.ABSENT: "expected no existing resource (If-None-Match: *)",
-        }.get(expected, f"expected version {expected}")
         super().__init__(f"{asked}; current version is {current}")
 
 

@@ -8,7 +8,8 @@ from datetime import datetime
 from agentledger.application.commands import CommandRunner, Outcome, UnitOfWork
 from agentledger.application.consistency import Consistency
 from agentledger.application.context import RequestContext
-from agentledger.application.errors import NotFound, PreconditionFailed, ProjectExists
+from agentledger.application.errors import NotFound, ProjectExists
+from agentledger.application.preconditions import Precondition, check
 from agentledger.application.readmodels import (
     MAX_PAGE,
     Cursors,
@@ -85,16 +86,15 @@ class ProjectService:
         request: RequestContext,
         name: str,
         reason: str | None = None,
-        expected_version: int | None = None,
+        precondition: Precondition | None = None,
     ) -> Outcome[ProjectView]:
-        """Archive; with `expected_version`, only a project at exactly that version (an
+        """Archive; with a `precondition`, only a project at exactly that version (an
         archive of an archived project writes nothing, but a stale version is still refused)."""
         request.principal.require_any_role(Role.COORDINATOR)
 
         def decide(uow: UnitOfWork, ctx: EventContext) -> ProjectView:
             project = load_project(uow, name)
-            if expected_version is not None and expected_version != project.version:
-                raise PreconditionFailed(expected_version, project.version)
+            check(precondition, project.version)
             project.archive(ctx, reason)
             return ProjectView.of_aggregate(project)
 

@@ -9,12 +9,8 @@ from uuid import UUID
 from agentledger.application.commands import CommandRunner, Outcome, UnitOfWork
 from agentledger.application.consistency import Consistency
 from agentledger.application.context import Principal, RequestContext
-from agentledger.application.errors import (
-    Forbidden,
-    NotFound,
-    PreconditionFailed,
-    PreconditionRequired,
-)
+from agentledger.application.errors import Forbidden, NotFound
+from agentledger.application.preconditions import Precondition, required
 from agentledger.application.projects import load_project
 from agentledger.application.readmodels import Read, SelectionRow, SelectionsReader
 from agentledger.domain.access import Role
@@ -24,14 +20,7 @@ from agentledger.domain.names import validate_agent_id
 from agentledger.domain.selections import CLEARED_BY_AGENT, ProjectSelection, selection_id
 from agentledger.domain.sessions import AgentSession
 
-
-@dataclass(frozen=True)
-class Precondition:
-    """What the writer believes the selection's version is: `If-Match: "<version>"`, or
-    `If-None-Match: *` (no selection yet)."""
-
-    version: int | None = None
-    absent: bool = False
+_HOW = 'send If-Match: "<version>" (or If-None-Match: * for a first selection)'
 
 
 @dataclass(frozen=True)
@@ -92,7 +81,7 @@ class SelectionService:
         """Switch the agent's project. Refused unless the expected version matches, the session
         is the agent's own active lease, and the project exists and is not archived."""
         _authorise(request.principal, agent_id)
-        expected = _required(precondition)
+        expected = required(precondition, _HOW)
 
         def decide(uow: UnitOfWork, ctx: EventContext) -> SelectionView:
             selection = uow.find(ProjectSelection, selection_id(agent_id))
@@ -113,7 +102,7 @@ class SelectionService:
         self, request: RequestContext, agent_id: str, precondition: Precondition | None
     ) -> Outcome[SelectionView]:
         _authorise(request.principal, agent_id)
-        expected = _required(precondition)
+        expected = required(precondition, _HOW)
 
         def decide(uow: UnitOfWork, ctx: EventContext) -> SelectionView:
             selection = uow.find(ProjectSelection, selection_id(agent_id))
@@ -137,22 +126,6 @@ def _authorise(principal: Principal, agent_id: str) -> None:
         raise Forbidden(f"{principal.name} may not change the selection of agent '{agent_id}'")
 
 
-def _required(precondition: Precondition | None) -> Precondition:
-    if precondition is None or (precondition.version is None and not precondition.absent):
-        raise PreconditionRequired(
-            'send If-Match: "<version>" (or If-None-Match: * for a first selection)'
-        )
-    return precondition
-
-
 def _check(selection: ProjectSelection | None, expected: Precondition) -> None:
-    current_version = selection.version if selection else 0
     current_project = selection.project if selection else None
-    if expected.absent:
-        if selection is not None:
-            raise PreconditionFailed(
-                PreconditionFailed.ABSENT, current_version, current_project=current_project
-            )
-    elif expected.version != current_version or selection is None:
-        assert expected.version is not None
-        raise PreconditionFailed(expected.version, current_version, current_project=current_project)
+    expected.check(selection.version if selection else None, current_project=current_project)

@@ -11,7 +11,8 @@ from agentledger.application.clock import Clock
 from agentledger.application.commands import CommandRunner, Outcome, UnitOfWork
 from agentledger.application.consistency import Consistency
 from agentledger.application.context import SYSTEM_SWEEPER, Principal, RequestContext
-from agentledger.application.errors import Forbidden, NotFound, PreconditionFailed
+from agentledger.application.errors import Forbidden, NotFound
+from agentledger.application.preconditions import Precondition, check
 from agentledger.application.readmodels import (
     MAX_PAGE,
     Cursors,
@@ -130,24 +131,24 @@ class SessionService:
         return self._commands.run(request, "sessions.start", decide)
 
     def heartbeat(
-        self, request: RequestContext, session_id: UUID, expected_version: int | None = None
+        self, request: RequestContext, session_id: UUID, precondition: Precondition | None = None
     ) -> Outcome[Heartbeat]:
         def decide(uow: UnitOfWork, ctx: EventContext) -> Heartbeat:
             session = self._load(uow, session_id, request.principal, own_only=True)
-            _check_version(session, expected_version)
+            check(precondition, session.version)
             renewed = session.renew_lease(ctx)
             return Heartbeat(SessionView.of_aggregate(session, ctx.occurred_at), renewed)
 
         return self._commands.run(request, "sessions.heartbeat", decide)
 
     def activate(
-        self, request: RequestContext, session_id: UUID, expected_version: int | None = None
+        self, request: RequestContext, session_id: UUID, precondition: Precondition | None = None
     ) -> Outcome[SessionView]:
         return self._change(
             request,
             "sessions.activate",
             session_id,
-            expected_version,
+            precondition,
             True,
             lambda s, ctx: s.activate(ctx),
         )
@@ -157,13 +158,13 @@ class SessionService:
         request: RequestContext,
         session_id: UUID,
         reason: str | None = None,
-        expected_version: int | None = None,
+        precondition: Precondition | None = None,
     ) -> Outcome[SessionView]:
         return self._change(
             request,
             "sessions.complete",
             session_id,
-            expected_version,
+            precondition,
             False,
             lambda s, ctx: s.complete(ctx, reason),
         )
@@ -173,13 +174,13 @@ class SessionService:
         request: RequestContext,
         session_id: UUID,
         reason: str | None = None,
-        expected_version: int | None = None,
+        precondition: Precondition | None = None,
     ) -> Outcome[SessionView]:
         return self._change(
             request,
             "sessions.fail",
             session_id,
-            expected_version,
+            precondition,
             False,
             lambda s, ctx: s.fail(ctx, reason),
         )
@@ -189,13 +190,13 @@ class SessionService:
         request: RequestContext,
         session_id: UUID,
         patch: dict[str, Any],
-        expected_version: int | None = None,
+        precondition: Precondition | None = None,
     ) -> Outcome[SessionView]:
         return self._change(
             request,
             "sessions.update_metadata",
             session_id,
-            expected_version,
+            precondition,
             False,
             lambda s, ctx: s.update_metadata(ctx, patch),
         )
@@ -266,13 +267,13 @@ class SessionService:
         request: RequestContext,
         command: str,
         session_id: UUID,
-        expected_version: int | None,
+        precondition: Precondition | None,
         own_only: bool,
         act: Any,
     ) -> Outcome[SessionView]:
         def decide(uow: UnitOfWork, ctx: EventContext) -> SessionView:
             session = self._load(uow, session_id, request.principal, own_only=own_only)
-            _check_version(session, expected_version)
+            check(precondition, session.version)
             act(session, ctx)
             return SessionView.of_aggregate(session, ctx.occurred_at)
 
@@ -303,8 +304,3 @@ def _target_agent(principal: Principal, requested: str | None) -> str:
     if not principal.may_act_for_other_agents:
         raise Forbidden(f"{principal.name} may not open a session for agent '{requested}'")
     return requested
-
-
-def _check_version(session: AgentSession, expected_version: int | None) -> None:
-    if expected_version is not None and expected_version != session.version:
-        raise PreconditionFailed(expected_version, session.version)

@@ -29,7 +29,7 @@ import psycopg
 
 from agentledger.application.context import RequestContext, local_operator
 from agentledger.application.entries import NewEntry
-from agentledger.application.selections import Precondition
+from agentledger.application.preconditions import Precondition
 from agentledger.application.work_items import NewWorkItem
 from agentledger.infrastructure.bootstrap import Runtime, build_runtime, runner_lock
 from agentledger.infrastructure.locks import AdvisoryLock
@@ -123,9 +123,7 @@ class InProcess:
         name = f"bench{index}"
         ctx = self.setup.context(f"agent:{name}", "agent")
         session = self.rt.sessions.start(ctx, ttl_seconds=600).value.id
-        selected = self.rt.selections.select(
-            ctx, name, PROJECTS[0], session, Precondition(absent=True)
-        )
+        selected = self.rt.selections.select(ctx, name, PROJECTS[0], session, Precondition.absent())
         return {
             "name": name,
             "ctx": ctx,
@@ -157,7 +155,7 @@ class InProcess:
                 return rt.sessions.heartbeat(ctx, session)
             if command == "switch":
                 outcome = rt.selections.select(
-                    ctx, agent["name"], _other(agent), session, Precondition(agent["version"])
+                    ctx, agent["name"], _other(agent), session, Precondition.at(agent["version"])
                 )
                 agent["version"], agent["project"] = outcome.value.version, outcome.value.project
                 return outcome

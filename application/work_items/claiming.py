@@ -10,11 +10,11 @@ from uuid import UUID
 from agentledger.application.clock import Clock
 from agentledger.application.commands import CommandRunner, Outcome, UnitOfWork
 from agentledger.application.context import RequestContext
+from agentledger.application.preconditions import Precondition, check
 from agentledger.application.projects import load_project
 from agentledger.application.readmodels import WorkItemRow, WorkItemsReader
 from agentledger.application.work_items.claim_board import ClaimBoard
 from agentledger.application.work_items.facts import (
-    check_version,
     dependency_statuses,
     holder_of,
     writer,
@@ -23,7 +23,6 @@ from agentledger.application.work_items.views import WorkItemView
 from agentledger.domain.claims import Caller, check_claimant, claim, claim_ready
 from agentledger.domain.errors import NotReady
 from agentledger.domain.events import EventContext
-from agentledger.domain.projects import Project, project_id
 from agentledger.domain.sessions import AgentSession
 from agentledger.domain.work_items import WorkItem
 
@@ -45,7 +44,7 @@ class WorkItemClaims:
         item_id: UUID,
         session_id: UUID,
         *,
-        expected_version: int | None = None,
+        precondition: Precondition | None = None,
     ) -> Outcome[WorkItemView]:
         """Claim the item by name for the caller's session."""
         caller = writer(request.principal)
@@ -53,8 +52,8 @@ class WorkItemClaims:
         def decide(uow: UnitOfWork, ctx: EventContext) -> WorkItemView:
             session = uow.get(AgentSession, session_id, "session")
             item = uow.get(WorkItem, item_id, "work item")
-            check_version(item, expected_version)
-            project = uow.get(Project, project_id(item.project), "project")
+            check(precondition, item.version)
+            project = load_project(uow, item.project)
             holder = holder_of(uow, item)
             claim(ctx, item, session, caller, holder, project_archived=project.archived)
             return WorkItemView.of_aggregate(item, session.lease_expires_at)
@@ -133,7 +132,7 @@ def _claim_if_ready(
     def decide(uow: UnitOfWork, ctx: EventContext) -> WorkItemView:
         item = uow.get(WorkItem, item_id, "work item")
         session = uow.get(AgentSession, session_id, "session")
-        project = uow.get(Project, project_id(item.project), "project")
+        project = load_project(uow, item.project)
         claim_ready(
             ctx,
             item,

@@ -19,11 +19,11 @@ from uuid import UUID
 from agentledger.application.clock import Clock
 from agentledger.application.commands import CommandRunner, Outcome, UnitOfWork
 from agentledger.application.context import RequestContext
-from agentledger.application.errors import NotFound, PreconditionRequired
+from agentledger.application.errors import NotFound
+from agentledger.application.preconditions import Precondition, check, required
 from agentledger.application.projects import load_project
 from agentledger.application.readmodels import WorkItemsReader
 from agentledger.application.work_items.facts import (
-    check_version,
     holder_of,
     plan_for,
     writer,
@@ -31,7 +31,6 @@ from agentledger.application.work_items.facts import (
 from agentledger.application.work_items.views import Dependencies, NewWorkItem, WorkItemView
 from agentledger.domain.access import Role
 from agentledger.domain.claims import check_write
-from agentledger.domain.errors import ProjectArchived
 from agentledger.domain.events import EventContext
 from agentledger.domain.metadata import merge_patch
 from agentledger.domain.plans import ProjectPlan, check_dependency, check_parent, plan_id
@@ -53,9 +52,7 @@ class WorkItemCommands:
         writer(request.principal)
 
         def decide(uow: UnitOfWork, ctx: EventContext) -> WorkItemView:
-            project = load_project(uow, new.project)
-            if project.archived:
-                raise ProjectArchived(project.name)
+            load_project(uow, new.project).ensure_open()
             plan = plan_for(uow, ctx, new.project)
             if new.parent_id is not None:
                 check_parent(new.project, uow.get(WorkItem, new.parent_id, "work item"))
@@ -84,14 +81,13 @@ class WorkItemCommands:
         item_id: UUID,
         changes: Mapping[str, Any],
         *,
-        expected_version: int | None,
+        precondition: Precondition | None,
         fence: int | None,
     ) -> Outcome[WorkItemView]:
         """Edit fields (and move under another parent): `If-Match` is required. A metadata
         patch is merged onto the metadata of the item as each attempt finds it."""
         writer(request.principal)
-        if expected_version is None:
-            raise PreconditionRequired('changing a work item needs If-Match: "<version>"')
+        required(precondition, 'changing a work item needs If-Match: "<version>"')
         # Read-only: a decision re-run after a conflict must start from the same request.
         fields = MappingProxyType({k: v for k, v in changes.items() if k != "parent_id"})
         move = "parent_id" in changes
@@ -108,7 +104,7 @@ class WorkItemCommands:
 
         plan = self._plan_of(item_id) if move else None
         return self._write(
-            request, "work_items.update", item_id, fence, expected_version, act, serialize_on=plan
+            request, "work_items.update", item_id, fence, precondition, act, serialize_on=plan
         )
 
     def transition(
@@ -119,14 +115,14 @@ class WorkItemCommands:
         reason: str | None,
         *,
         fence: int | None,
-        expected_version: int | None = None,
+        precondition: Precondition | None = None,
     ) -> Outcome[WorkItemView]:
         return self._write(
             request,
             "work_items.transition",
             item_id,
             fence,
-            expected_version,
+            precondition,
             lambda uow, ctx, item: item.transition(ctx, to, reason),
         )
 
@@ -136,14 +132,14 @@ class WorkItemCommands:
         item_id: UUID,
         *,
         fence: int | None,
-        expected_version: int | None = None,
+        precondition: Precondition | None = None,
     ) -> Outcome[WorkItemView]:
         return self._write(
             request,
             "work_items.archive",
             item_id,
             fence,
-            expected_version,
+            precondition,
             lambda uow, ctx, item: item.archive(ctx),
         )
 
@@ -153,14 +149,14 @@ class WorkItemCommands:
         item_id: UUID,
         *,
         fence: int | None,
-        expected_version: int | None = None,
+        precondition: Precondition | None = None,
     ) -> Outcome[WorkItemView]:
         return self._write(
             request,
             "work_items.unarchive",
             item_id,
             fence,
-            expected_version,
+            precondition,
             lambda uow, ctx, item: item.unarchive(ctx),
         )
 
@@ -170,7 +166,7 @@ class WorkItemCommands:
         item_id: UUID,
         *,
         fence: int | None,
-        expected_version: int | None = None,
+        precondition: Precondition | None = None,
     ) -> Outcome[WorkItemView]:
         """The holder gives its claim back (or a coordinator takes it away)."""
         holder = request.principal.agent_id
@@ -179,7 +175,7 @@ class WorkItemCommands:
             by_holder = holder is not None and holder == item.holder_agent
             item.release(ctx, "released by holder" if by_holder else f"released by {ctx.actor}")
 
-        return self._write(request, "work_items.release", item_id, fence, expected_version, act)
+        return self._write(request, "work_items.release", item_id, fence, precondition, act)
 
     def add_dependency(
         self,
@@ -188,12 +184,10 @@ class WorkItemCommands:
         depends_on: UUID,
         *,
         fence: int | None,
-        expected_version: int | None = None,
+        precondition: Precondition | None = None,
     ) -> Outcome[Dependencies]:
-        """`item_id` waits for `depends_on`. `expected_version` is the item's (`item_id`)."""
-        return self._edit_dependency(
-            request, item_id, depends_on, fence, expected_version, add=True
-        )
+        """`item_id` waits for `depends_on`. `precondition` is the item's (`item_id`)."""
+        return self._edit_dependency(request, item_id, depends_on, fence, precondition, add=True)
 
     def remove_dependency(
         self,
@@ -202,12 +196,10 @@ class WorkItemCommands:
         depends_on: UUID,
         *,
         fence: int | None,
-        expected_version: int | None = None,
+        precondition: Precondition | None = None,
     ) -> Outcome[Dependencies]:
-        """`item_id` no longer waits for `depends_on`. `expected_version` is the item's."""
-        return self._edit_dependency(
-            request, item_id, depends_on, fence, expected_version, add=False
-        )
+        """`item_id` no longer waits for `depends_on`. `precondition` is the item's."""
+        return self._edit_dependency(request, item_id, depends_on, fence, precondition, add=False)
 
     def archive_done(self, request: RequestContext, older_than: timedelta) -> int:
         """Archive done and cancelled items finished more than `older_than` ago (as the read
@@ -234,7 +226,7 @@ class WorkItemCommands:
         command: str,
         item_id: UUID,
         fence: int | None,
-        expected_version: int | None,
+        precondition: Precondition | None,
         act: Act,
         serialize_on: UUID | None = None,
     ) -> Outcome[WorkItemView]:
@@ -245,7 +237,7 @@ class WorkItemCommands:
         def decide(uow: UnitOfWork, ctx: EventContext) -> WorkItemView:
             item = uow.get(WorkItem, item_id, "work item")
             lease = check_write(item, caller, fence, holder_of(uow, item), ctx.occurred_at)
-            check_version(item, expected_version)
+            check(precondition, item.version)
             act(uow, ctx, item)
             # A write keeps the claim or ends it (finishing, archiving, releasing).
             still_held = item.holder_session is not None
@@ -259,7 +251,7 @@ class WorkItemCommands:
         item_id: UUID,
         depends_on: UUID,
         fence: int | None,
-        expected_version: int | None,
+        precondition: Precondition | None,
         *,
         add: bool,
     ) -> Outcome[Dependencies]:
@@ -268,7 +260,7 @@ class WorkItemCommands:
         def decide(uow: UnitOfWork, ctx: EventContext) -> Dependencies:
             item = uow.get(WorkItem, item_id, "work item")
             check_write(item, caller, fence, holder_of(uow, item), ctx.occurred_at)
-            check_version(item, expected_version)
+            check(precondition, item.version)
             other = uow.get(WorkItem, depends_on, "work item")
             check_dependency(item, other)
             plan = uow.get(ProjectPlan, plan_id(item.project), "plan")

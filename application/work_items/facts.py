@@ -7,7 +7,6 @@ from uuid import UUID
 
 from agentledger.application.commands import UnitOfWork
 from agentledger.application.context import Principal
-from agentledger.application.errors import PreconditionFailed
 from agentledger.domain.access import Role
 from agentledger.domain.claims import Caller
 from agentledger.domain.events import EventContext
@@ -46,9 +45,3 @@ def dependency_statuses(uow: UnitOfWork, item: WorkItem) -> dict[UUID, str]:
         UUID(d): uow.get(WorkItem, UUID(d), "work item").state
         for d in plan.dependencies.get(str(item.id), [])
     }
-
-
-def check_version(item: WorkItem, expected_version: int | None) -> None:
-    """`If-Match`: the version the client last saw must still be the item's."""
-    if expected_version is not None and expected_version != item.version:
-        raise PreconditionFailed(expected_version, item.version)

@@ -22,11 +22,10 @@ from agentledger.application.errors import (
     InvalidRequest,
     MalformedJson,
     NotFound,
-    PreconditionFailed,
     Unauthenticated,
     UnsupportedMediaType,
 )
-from agentledger.application.selections import Precondition
+from agentledger.application.preconditions import Precondition
 from agentledger.domain.metadata import MAX_KEY_LENGTH, MAX_TOTAL_BYTES
 from agentledger.infrastructure.bootstrap import Runtime
 from agentledger.interfaces.http.schemas import PATH_RULES
@@ -149,32 +148,32 @@ class HttpCall:
         except ValueError:
             raise NotFound(kind, raw) from None
 
-    def expected_version(self) -> int | None:
-        """`If-Match: "<version>"`; `*` or absent means any. A weak tag never matches."""
+    def if_match(self) -> Precondition | None:
+        """`If-Match: "<version>"`; `*` or absent means any. A weak tag never matches.
+
+        `If-Match: *` ("whatever is there") would be the unconditional write that loses
+        updates: it counts as no precondition."""
         header = self.header(IF_MATCH_HEADER)
         if header is None or header.strip() == "*":
             return None
         value = header.strip()
         if value.startswith("W/"):
-            return PreconditionFailed.WEAK
+            return Precondition.weak()
         match = _STRONG_ETAG.fullmatch(value)
         if not match:
             raise InvalidPrecondition('If-Match must be one strong ETag such as "3", or *')
-        return int(match.group(1))
+        return Precondition.at(int(match.group(1)))
 
     def precondition(self) -> Precondition | None:
-        """`If-Match: "<version>"` or `If-None-Match: *` (create only); None when neither."""
+        """`If-Match` as above, or `If-None-Match: *` (create only); None when neither."""
         if_none_match = self.header(IF_NONE_MATCH_HEADER)
-        if if_none_match is not None:
-            if self.header(IF_MATCH_HEADER) is not None or if_none_match.strip() != "*":
-                raise InvalidPrecondition(
-                    "send either If-None-Match: * (first selection) or If-Match, not both"
-                )
-            return Precondition(absent=True)
-        # `If-Match: *` ("whatever is there") would be the unconditional write that loses
-        # updates: it counts as no precondition.
-        version = self.expected_version()
-        return None if version is None else Precondition(version=version)
+        if if_none_match is None:
+            return self.if_match()
+        if self.header(IF_MATCH_HEADER) is not None or if_none_match.strip() != "*":
+            raise InvalidPrecondition(
+                "send either If-None-Match: * (first selection) or If-Match, not both"
+            )
+        return Precondition.absent()
 
     def meta_filters(self) -> tuple[tuple[str, str], ...]:
         """`meta.<key>=<value>` query parameters, in a stable order; at most 16 of them (each

@@ -90,7 +90,7 @@ def _invalid_value_fields(exc: InvalidValue) -> dict[str, Any]:
 
 
 def _precondition_failed_fields(exc: PreconditionFailed) -> dict[str, Any]:
-    expected = {"expected_version": exc.expected} if exc.expected >= 0 else {}
+    expected = {} if exc.expected is None else {"expected_version": exc.expected}
     return {"current_version": exc.current, **expected, **exc.details}
 
 

@@ -15,7 +15,7 @@ from agentledger.application.clock import ManualClock
 from agentledger.application.context import RequestContext, local_operator
 from agentledger.domain.errors import InvalidValue
 from agentledger.infrastructure.bootstrap import Runtime
-from tests.api.helpers import agent, assert_problem, refused, start
+from tests.api.helpers import CONSISTENT_WITH, POSITION, agent, assert_problem, refused, start
 from tests.conftest import bearer, issue_token
 
 Headers = dict[str, str]
@@ -193,7 +193,9 @@ def test_fixed_paths_win_over_item_ids_and_allow_tells_the_truth(
 ) -> None:
     coordinator = boss(runtime)
     project(client, coordinator)
-    made = item(client, coordinator)
+    body = {"project": "apollo", "kind": "task", "title": "Lexer"}
+    created = client.post("/v1/work-items", json=body, headers=coordinator)
+    made = created.json()
     claim_next = refused(
         runtime,
         partial(client.get, "/v1/work-items/claim-next", headers=coordinator),
@@ -211,7 +213,10 @@ def test_fixed_paths_win_over_item_ids_and_allow_tells_the_truth(
     assert allowed(one) == ["GET", "HEAD", "PATCH"]
     assert allowed(client.options("/v1/sessions", headers=coordinator)) == ["GET", "HEAD", "POST"]
     assert client.get("/v1/work-items/ready", headers=coordinator).status_code == 200
-    assert client.get(f"/v1/work-items/{made['id']}", headers=coordinator).status_code == 200
+    # Read after the write (the read model may lag under load): consistent with its position.
+    made_at = {**coordinator, CONSISTENT_WITH: created.headers[POSITION]}
+    got = client.get(f"/v1/work-items/{made['id']}", headers=made_at)
+    assert got.status_code == 200, got.text
 
 
 def test_times_need_iso_8601_with_a_zone(runtime: Runtime, client: TestClient) -> None:

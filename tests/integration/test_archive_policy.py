@@ -14,7 +14,7 @@ from starlette.testclient import TestClient
 
 from agentledger.application.commands import UnitOfWork
 from agentledger.application.context import RequestContext
-from agentledger.application.selections import Precondition
+from agentledger.application.preconditions import Precondition
 from agentledger.domain.errors import ProjectArchived
 from agentledger.domain.events import EventContext
 from agentledger.domain.projects import Project, project_id
@@ -24,7 +24,7 @@ from tests.api.helpers import CONSISTENT_WITH
 from tests.conftest import bearer, issue_token
 
 POLICY = "policy_archived_project_clears_selections"
-FIRST = Precondition(absent=True)
+FIRST = Precondition.absent()
 
 
 class Actors:
@@ -57,7 +57,7 @@ class Actors:
         """Select (first time or by current version); returns the log position."""
         ctx = self.agent(name)
         version = version_of(self.rt, name)
-        precondition = FIRST if version == 0 else Precondition(version=version)
+        precondition = FIRST if version == 0 else Precondition.at(version)
         outcome = self.rt.selections.select(ctx, name, project, self.sessions[name], precondition)
         return outcome.position
 
@@ -135,7 +135,7 @@ def test_archiving_clears_every_selection_on_the_project(
     actors.select("c", "doomed")
     actors.select("c", "kept")  # moved away before the archive
     actors.select("d", "doomed")
-    runtime.selections.clear(actors.agent("d"), "d", Precondition(version=1))
+    runtime.selections.clear(actors.agent("d"), "d", Precondition.at(1))
     untouched = {n: selection_events(runtime, n) for n in ("b0", "b1", "c", "d")}
     wait_for_policy(runtime, runtime.ledger.head_position())  # it has seen every selection
 

@@ -13,6 +13,7 @@ import pytest
 
 from agentledger.application.clock import ManualClock
 from agentledger.application.errors import PreconditionFailed
+from agentledger.application.preconditions import Precondition
 from agentledger.domain.work_items import WorkItem
 from agentledger.infrastructure.bootstrap import Runtime, build_runtime
 from agentledger.infrastructure.settings import Settings
@@ -73,7 +74,7 @@ def test_claims_with_one_if_match_in_flight_at_once_make_one_winner(
     def claim(n: int) -> None:
         ctx, session = callers[n]
         try:
-            runtime.work_items.claim(ctx, item, session, expected_version=1)
+            runtime.work_items.claim(ctx, item, session, precondition=Precondition.at(1))
             outcome = "won"
         except PreconditionFailed as stale:
             outcome = f"stale:{stale.current}"

@@ -14,8 +14,8 @@ from agentledger.application.clock import ManualClock
 from agentledger.application.context import RequestContext, local_operator
 from agentledger.application.entries import NewEntry
 from agentledger.application.errors import NotCaughtUp
+from agentledger.application.preconditions import Precondition
 from agentledger.application.readmodels import EntryFilter
-from agentledger.application.selections import Precondition
 from agentledger.application.work_items import NewWorkItem
 from agentledger.infrastructure.bootstrap import Runtime, build_runtime
 from agentledger.infrastructure.runners.log_tail import LogTail
@@ -277,7 +277,7 @@ def test_work_items_rebuilt_in_batches_equal_the_live_read_model(
         boss,
         moved.id,
         {"parent_id": middle[1].value.id},
-        expected_version=moved.version,
+        precondition=Precondition.at(moved.version),
         fence=None,
     )
     clock.advance(100)
@@ -347,10 +347,10 @@ def test_every_projection_rebuilt_from_its_own_topics_equals_the_live_one(
     alice, bob = agent_context(runtime, "alice"), agent_context(runtime, "bob")
     sessions = {a: runtime.sessions.start(a, ttl_seconds=600).value.id for a in (alice, bob)}
     version = runtime.selections.select(
-        alice, "alice", "alpha", sessions[alice], Precondition(absent=True)
+        alice, "alice", "alpha", sessions[alice], Precondition.absent()
     ).value.version
-    runtime.selections.select(alice, "alice", "beta", sessions[alice], Precondition(version))
-    runtime.selections.select(bob, "bob", "beta", sessions[bob], Precondition(absent=True))
+    runtime.selections.select(alice, "alice", "beta", sessions[alice], Precondition.at(version))
+    runtime.selections.select(bob, "bob", "beta", sessions[bob], Precondition.absent())
     runtime.entries.append(alice, "beta", NewEntry("hello", sessions[alice], metadata={"k": 1}))
     item = runtime.work_items.create(boss, NewWorkItem("beta", "task", "one")).value
     runtime.work_items.claim(bob, item.id, sessions[bob])

@@ -10,6 +10,7 @@ import pytest
 from agentledger.application.clock import ManualClock
 from agentledger.application.context import RequestContext
 from agentledger.application.errors import Forbidden, InvalidCursor, NotFound, PreconditionFailed
+from agentledger.application.preconditions import Precondition
 from agentledger.domain.errors import InvalidValue, LeaseLapsed
 from agentledger.domain.sessions import AgentSession
 from agentledger.infrastructure.bootstrap import Runtime
@@ -168,10 +169,12 @@ def test_expected_version_is_checked(runtime: Runtime) -> None:
     alice = agent_context(runtime, "alice")
     sid = runtime.sessions.start(alice).value.id
     with pytest.raises(PreconditionFailed) as stale:
-        runtime.sessions.update_metadata(alice, sid, {"k": 1}, expected_version=7)
+        runtime.sessions.update_metadata(alice, sid, {"k": 1}, precondition=Precondition.at(7))
     assert stale.value.current == 1
     assert (
-        runtime.sessions.update_metadata(alice, sid, {"k": 1}, expected_version=1).value.version
+        runtime.sessions.update_metadata(
+            alice, sid, {"k": 1}, precondition=Precondition.at(1)
+        ).value.version
         == 2
     )
 

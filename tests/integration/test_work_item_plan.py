@@ -18,6 +18,7 @@ import pytest
 from agentledger.application.clock import ManualClock
 from agentledger.application.context import RequestContext
 from agentledger.application.errors import NotFound
+from agentledger.application.preconditions import Precondition
 from agentledger.application.work_items import NewWorkItem
 from agentledger.domain.errors import DependencyCycle, DepthExceeded
 from agentledger.domain.plans import MAX_DEPTH, ProjectPlan, plan_id
@@ -62,7 +63,7 @@ def move(team: Team, item_id: UUID, parent: UUID | None) -> None:
         team.boss,
         item_id,
         {"parent_id": parent},
-        expected_version=version_of(team.rt, item_id),
+        precondition=Precondition.at(version_of(team.rt, item_id)),
         fence=None,
     )
 
@@ -217,7 +218,7 @@ def test_a_dependency_and_a_move_closing_a_cycle_at_once_are_never_both_accepted
                 race.attempt(
                     "move",
                     lambda a=a, b=b, v=version, rt=two: rt.work_items.update(
-                        team.boss, b, {"parent_id": a}, expected_version=v, fence=None
+                        team.boss, b, {"parent_id": a}, precondition=Precondition.at(v), fence=None
                     ),
                 ),
             ]
@@ -357,7 +358,11 @@ def test_a_move_and_a_new_child_that_together_exceed_the_depth_never_both_pass(
                 race.attempt(
                     "move",
                     lambda top=top, v=version, rt=one: rt.work_items.update(
-                        team.boss, top, {"parent_id": levels[3]}, expected_version=v, fence=None
+                        team.boss,
+                        top,
+                        {"parent_id": levels[3]},
+                        precondition=Precondition.at(v),
+                        fence=None,
                     ),
                 ),
                 race.attempt("child", lambda leaf=leaf, rt=two: new_item(rt, team, "below", leaf)),

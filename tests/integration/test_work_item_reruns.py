@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from agentledger.application.clock import ManualClock
+from agentledger.application.preconditions import Precondition
 from agentledger.application.work_items import NewWorkItem
 from agentledger.domain.work_items import WorkItem
 from agentledger.infrastructure.bootstrap import Runtime, build_runtime
@@ -53,7 +54,7 @@ def test_a_metadata_key_deleted_by_an_update_stays_deleted_when_the_update_is_re
         team.boss,
         item,
         {"metadata": {"drop": None}, "parent_id": home},
-        expected_version=1,
+        precondition=Precondition.at(1),
         fence=None,
     )
     monkeypatch.undo()

@@ -11,6 +11,7 @@ from uuid import UUID
 
 from agentledger.application.clock import ManualClock
 from agentledger.application.errors import PreconditionFailed
+from agentledger.application.preconditions import Precondition
 from agentledger.domain.errors import InvalidTransition
 from agentledger.domain.plans import ProjectPlan, plan_id
 from agentledger.domain.work_items import WorkItem
@@ -68,7 +69,7 @@ def test_concurrent_edits_with_one_version_make_one_winner(runtime: Runtime) -> 
 
     def edit(n: int) -> None:
         runtime.work_items.update(
-            team.boss, item, {"title": f"title {n}"}, expected_version=1, fence=None
+            team.boss, item, {"title": f"title {n}"}, precondition=Precondition.at(1), fence=None
         )
 
     results = outcomes_of([lambda n=n: edit(n) for n in range(8)])
@@ -131,7 +132,7 @@ def test_a_rebuilt_read_model_matches_the_live_one(runtime: Runtime, clock: Manu
     other = team.item("other root", kind="epic").id
     runtime.work_items.add_dependency(team.boss, c, other, fence=None)
     moved = runtime.work_items.update(
-        team.boss, a, {"parent_id": other}, expected_version=1, fence=None
+        team.boss, a, {"parent_id": other}, precondition=Precondition.at(1), fence=None
     )
     assert moved.value.parent_id == other
     ctx, session = team.agent("alice"), team.session("alice", ttl_seconds=300)

@@ -8,7 +8,7 @@ from typing import Any
 
 from agentledger.application.context import RequestContext, local_operator
 from agentledger.application.errors import PreconditionFailed
-from agentledger.application.selections import Precondition
+from agentledger.application.preconditions import Precondition
 from agentledger.domain.access import AccessToken
 from agentledger.domain.errors import TokenRevoked
 from agentledger.domain.projects import Project, project_id
@@ -120,14 +120,14 @@ def test_concurrent_clears_with_one_version_let_one_win(runtime: Runtime) -> Non
     runtime.projects.create(alice, "alpha")
     sid = runtime.sessions.start(alice).value.id
     version = runtime.selections.select(
-        alice, "alice", "alpha", sid, Precondition(absent=True)
+        alice, "alice", "alpha", sid, Precondition.absent()
     ).value.version
     results = Results()
     run_threads(
         [
             (
                 lambda: results.attempt(
-                    lambda: runtime.selections.clear(alice, "alice", Precondition(version=version)),
+                    lambda: runtime.selections.clear(alice, "alice", Precondition.at(version)),
                     PreconditionFailed,
                 )
             )

@@ -54,7 +54,7 @@ def get_project(call: HttpCall) -> Response:
 def archive_project(call: HttpCall) -> Response:
     body = call.body(ArchiveProject)
     outcome = call.runtime.projects.archive(
-        call.context(), call.path("name"), body.reason, expected_version=call.expected_version()
+        call.context(), call.path("name"), body.reason, precondition=call.if_match()
     )
     project = outcome.value
     return call.written(

@@ -69,7 +69,7 @@ def patch_session(call: HttpCall) -> Response:
         call.context(),
         call.path_uuid("session_id", "session"),
         dict(body.metadata),
-        expected_version=call.expected_version(),
+        precondition=call.if_match(),
     )
     return _written_session(call, outcome)
 
@@ -79,7 +79,7 @@ def heartbeat(call: HttpCall) -> Response:
     outcome = call.runtime.sessions.heartbeat(
         call.context(),
         call.path_uuid("session_id", "session"),
-        expected_version=call.expected_version(),
+        precondition=call.if_match(),
     )
     beat = outcome.value
     body = HeartbeatOut(
@@ -96,7 +96,7 @@ def activate(call: HttpCall) -> Response:
     outcome = call.runtime.sessions.activate(
         call.context(),
         call.path_uuid("session_id", "session"),
-        expected_version=call.expected_version(),
+        precondition=call.if_match(),
     )
     return _written_session(call, outcome)
 
@@ -107,7 +107,7 @@ def complete(call: HttpCall) -> Response:
         call.context(),
         call.path_uuid("session_id", "session"),
         reason=body.reason,
-        expected_version=call.expected_version(),
+        precondition=call.if_match(),
     )
     return _written_session(call, outcome)
 
@@ -118,7 +118,7 @@ def fail(call: HttpCall) -> Response:
         call.context(),
         call.path_uuid("session_id", "session"),
         reason=body.reason,
-        expected_version=call.expected_version(),
+        precondition=call.if_match(),
     )
     return _written_session(call, outcome)
 

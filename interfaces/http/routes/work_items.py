@@ -80,7 +80,7 @@ def patch_item(call: HttpCall) -> Response:
         call.context(),
         call.path_uuid("id", "work item"),
         changes,
-        expected_version=call.expected_version(),
+        precondition=call.if_match(),
         fence=call.fence(),
     )
     return _item_written(call, outcome)
@@ -94,7 +94,7 @@ def transition_item(call: HttpCall) -> Response:
         body.to,
         body.reason,
         fence=call.fence(),
-        expected_version=call.expected_version(),
+        precondition=call.if_match(),
     )
     return _item_written(call, outcome)
 
@@ -105,7 +105,7 @@ def claim_item(call: HttpCall) -> Response:
         call.context(),
         call.path_uuid("id", "work item"),
         body.session_id,
-        expected_version=call.expected_version(),
+        precondition=call.if_match(),
     )
     return _item_written(call, outcome)
 
@@ -130,7 +130,7 @@ def _fenced(action: str) -> Handler:
             call.context(),
             call.path_uuid("id", "work item"),
             fence=call.fence(),
-            expected_version=call.expected_version(),
+            precondition=call.if_match(),
         )
         return _item_written(call, outcome)
 
@@ -152,7 +152,7 @@ def put_dependency(call: HttpCall) -> Response:
         call.path_uuid("id", "work item"),
         call.path_uuid("other_id", "work item"),
         fence=call.fence(),
-        expected_version=call.expected_version(),
+        precondition=call.if_match(),
     )
     body = DependenciesOut.of(outcome.value, outcome.position)
     status = 201 if outcome.value.changed else 200
@@ -166,7 +166,7 @@ def delete_dependency(call: HttpCall) -> Response:
         call.path_uuid("id", "work item"),
         call.path_uuid("other_id", "work item"),
         fence=call.fence(),
-        expected_version=call.expected_version(),
+        precondition=call.if_match(),
     )
     body = DependenciesOut.of(outcome.value, outcome.position)
     return call.written(outcome, body, outcome.value.version)
