@@ -5,20 +5,28 @@ from __future__ import annotations
 import re
 from dataclasses import asdict
 from datetime import datetime
-from typing import Annotated, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    WithJsonSchema,
+)
 
 from agentledger.application.entries import EntryView
 from agentledger.application.projects import ProjectView
 from agentledger.application.selections import SelectionView
 from agentledger.application.sessions import SessionView
+from agentledger.domain.metadata import MAX_KEY_LENGTH, MAX_KEYS, MAX_TOTAL_BYTES
 from agentledger.domain.names import AGENT_ID_PATTERN
 from agentledger.domain.projects import PROJECT_NAME_PATTERN
 from agentledger.domain.work_items import KIND_PATTERN, ROLE_PATTERN
 
-MetadataValue = str | int | float | bool | None
 W = TypeVar("W", bound=BaseModel)
 
 # --- identifiers -----------------------------------------------------------------------------
@@ -70,6 +78,63 @@ RoleName = Annotated[
     ),
 ]
 
+# Free text the log stores (`domain.text`): tab and line breaks allowed, other controls not.
+_TEXT = r"[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]"
+TEXT_PATTERN = f"^{_TEXT}*$"
+# The same, with at least one character that is not white space (titles, messages).
+NON_BLANK_TEXT_PATTERN = rf"^{_TEXT}*[^\s\x00-\x1f\x7f]{_TEXT}*$"
+
+
+def text(max_length: int, *, required: bool = False) -> Any:
+    """A bounded free-text field, with the domain's rules in the OpenAPI document;
+    `required` text must also not be blank."""
+    if required:
+        return Field(min_length=1, max_length=max_length, pattern=NON_BLANK_TEXT_PATTERN)
+    return Field(default=None, max_length=max_length, pattern=TEXT_PATTERN)
+
+
+def _integral(value: object) -> object:
+    """JSON does not tell 3 from 3.0 and JSON Schema's integer takes both; strings and
+    booleans stay refused (strict models)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+Integer = Annotated[int, BeforeValidator(_integral)]
+MetadataKey = Annotated[str, Field(min_length=1, max_length=MAX_KEY_LENGTH, pattern=TEXT_PATTERN)]
+MetadataText = Annotated[str, Field(max_length=MAX_TOTAL_BYTES, pattern=TEXT_PATTERN)]
+MetadataValue = MetadataText | int | float | bool | None
+
+
+def metadata_schema(values: dict[str, Any]) -> WithJsonSchema:
+    """An object's keys as the domain checks them, in `propertyNames` (pydantic would put
+    the key pattern in `patternProperties`, which lets other keys through)."""
+    keys = {"minLength": 1, "maxLength": MAX_KEY_LENGTH, "pattern": TEXT_PATTERN}
+    return WithJsonSchema(
+        {
+            "type": "object",
+            "maxProperties": MAX_KEYS,
+            "propertyNames": keys,
+            "additionalProperties": values,
+        }
+    )
+
+
+_SCALAR = {
+    "anyOf": [
+        {"type": "string", "maxLength": MAX_TOTAL_BYTES, "pattern": TEXT_PATTERN},
+        {"type": "number"},
+        {"type": "boolean"},
+        {"type": "null"},
+    ]
+}
+# A flat object (`domain.metadata`); its total size is checked by the domain.
+Metadata = Annotated[
+    dict[MetadataKey, MetadataValue], Field(max_length=MAX_KEYS), metadata_schema(_SCALAR)
+]
+
+
 # The rule of each text path parameter (ids are UUIDs, see `HttpCall.path_uuid`).
 PATH_RULES: dict[str, TypeAdapter[str]] = {
     "name": TypeAdapter(ProjectRef),
@@ -120,21 +185,21 @@ class StartSession(Strict):
     agent_id: AgentId | None = Field(
         default=None, description="Defaults to the calling agent; coordinators may name another."
     )
-    ttl_seconds: int | None = Field(
+    ttl_seconds: Integer | None = Field(
         default=None, ge=1, description="Lease length; default 900, clamped to 60-3600."
     )
     status: Literal["active", "pending"] = "active"
-    metadata: dict[str, MetadataValue] = Field(default_factory=dict)
+    metadata: Metadata = Field(default_factory=dict)
 
 
 class PatchSession(Strict):
-    metadata: dict[str, MetadataValue] = Field(
+    metadata: Metadata = Field(
         description="JSON merge patch of the session's metadata: null removes a key."
     )
 
 
 class EndSession(Strict):
-    reason: str | None = Field(default=None, max_length=1000)
+    reason: str | None = text(1000)
 
 
 class EmptyBody(Strict):
@@ -215,11 +280,11 @@ EntryStatusName = Literal["info", "success", "warn", "error", "bug", "plan"]
 
 class CreateProject(Strict):
     name: ProjectName
-    description: str | None = Field(default=None, max_length=2000)
+    description: str | None = text(2000)
 
 
 class ArchiveProject(Strict):
-    reason: str | None = Field(default=None, max_length=1000)
+    reason: str | None = text(1000)
 
 
 class ListProjectsQuery(Query):
@@ -276,9 +341,9 @@ class SelectionWritten(SelectionOut):
 
 
 class AppendEntry(Strict):
-    message: str = Field(min_length=1, max_length=4000)
+    message: str = text(4000, required=True)
     status: EntryStatusName = "info"
-    metadata: dict[str, MetadataValue] = Field(default_factory=dict)
+    metadata: Metadata = Field(default_factory=dict)
     session_id: LooseUUID
 
 

@@ -16,16 +16,22 @@ from agentledger.application.work_items import (
     ItemDetail,
     WorkItemView,
 )
+from agentledger.domain.metadata import MAX_KEYS
 from agentledger.domain.readiness import Readiness
 from agentledger.domain.work_items import MAX_PRIORITY, MIN_PRIORITY
 from agentledger.interfaces.http.schemas import (
+    NON_BLANK_TEXT_PATTERN,
     AgentId,
+    Integer,
     Kind,
     LooseUUID,
+    MetadataKey,
     ProjectRef,
     Query,
     RoleName,
     Strict,
+    metadata_schema,
+    text,
 )
 
 StatusName = Literal["open", "in_progress", "in_review", "done", "blocked", "cancelled"]
@@ -39,20 +45,26 @@ def _comma_separated(value: object) -> object:
     return value
 
 
+# Known kinds take structured values (`domain.work_item_metadata`), checked there.
+ItemMetadata = Annotated[dict[MetadataKey, Any], Field(max_length=MAX_KEYS), metadata_schema({})]
+
+
 # --- requests --------------------------------------------------------------------------------
 
 
 class CreateWorkItem(Strict):
     project: ProjectRef
     kind: Kind
-    title: str = Field(max_length=300)
-    description: str | None = Field(default=None, max_length=10_000)
-    priority: int = Field(default=0, ge=MIN_PRIORITY, le=MAX_PRIORITY, description="Higher first.")
+    title: str = text(300, required=True)
+    description: str | None = text(10_000)
+    priority: Integer = Field(
+        default=0, ge=MIN_PRIORITY, le=MAX_PRIORITY, description="Higher first."
+    )
     parent_id: LooseUUID | None = Field(default=None, description="At most 5 levels below a root.")
     to_role: RoleName | None = Field(
         default=None, description="Route the item to agents of a role."
     )
-    metadata: dict[str, Any] = Field(
+    metadata: ItemMetadata = Field(
         default_factory=dict, description="Checked per kind; other kinds: a flat object."
     )
 
@@ -60,17 +72,19 @@ class CreateWorkItem(Strict):
 class PatchWorkItem(Strict):
     """Only the fields sent change; `metadata` is a JSON merge patch (null removes a key)."""
 
-    title: str | None = Field(default=None, max_length=300)
-    description: str | None = Field(default=None, max_length=10_000)
-    priority: int | None = Field(default=None, ge=MIN_PRIORITY, le=MAX_PRIORITY)
+    title: str | None = Field(
+        default=None, min_length=1, max_length=300, pattern=NON_BLANK_TEXT_PATTERN
+    )
+    description: str | None = text(10_000)
+    priority: Integer | None = Field(default=None, ge=MIN_PRIORITY, le=MAX_PRIORITY)
     parent_id: LooseUUID | None = Field(default=None, description="null makes the item a root.")
     to_role: RoleName | None = None
-    metadata: dict[str, Any] | None = None
+    metadata: ItemMetadata | None = None
 
 
 class Transition(Strict):
     to: StatusName
-    reason: str | None = Field(default=None, max_length=1000)
+    reason: str | None = text(1000)
 
 
 class ClaimBody(Strict):

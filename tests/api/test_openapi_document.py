@@ -143,3 +143,41 @@ def test_a_handler_cannot_read_a_header_its_operation_does_not_declare(
     assert call.consistent_with() is None
     with pytest.raises(LookupError):
         call.fence()
+
+
+def test_no_operation_declares_a_parameter_twice(document: dict[str, Any]) -> None:
+    for path, operations in document["paths"].items():
+        for method, spec in operations.items():
+            names = [(p["in"], p["name"].lower()) for p in spec["parameters"]]
+            assert len(names) == len(set(names)), (method, path, names)
+
+
+def _body(document: dict[str, Any], path: str, method: str) -> dict[str, Any]:
+    ref = document["paths"][path][method]["requestBody"]["content"]["application/json"]["schema"]
+    return dict(document["components"]["schemas"][ref["$ref"].rsplit("/", 1)[-1]])
+
+
+def test_text_and_metadata_rules_are_declared_as_the_domain_enforces_them(
+    document: dict[str, Any],
+) -> None:
+    """A client generated from the document sends text the server takes: no control
+    characters (tab and line breaks aside), titles and messages not blank, metadata keys of
+    1-64 characters, at most 64 of them."""
+    item = _body(document, "/v1/work-items", "post")["properties"]
+    assert item["title"]["minLength"] == 1 and r"[^\s" in item["title"]["pattern"]
+    assert "\\x00" in _first(item["description"])["pattern"]
+    keys = item["metadata"]["propertyNames"]
+    assert (keys["minLength"], keys["maxLength"], item["metadata"]["maxProperties"]) == (1, 64, 64)
+    entry = _body(document, "/v1/projects/{name}/entries", "post")["properties"]
+    assert r"[^\s" in entry["message"]["pattern"]
+    assert "\\x00" in _first(entry["metadata"]["additionalProperties"])["pattern"]
+    reason = _body(document, "/v1/sessions/{session_id}/complete", "post")["properties"]
+    assert "\\x00" in _first(reason["reason"])["pattern"]
+
+
+def _first(schema: dict[str, Any]) -> dict[str, Any]:
+    """The string branch of an optional (`anyOf` with null) or a union schema."""
+    for branch in schema.get("anyOf", [schema]):
+        if branch.get("type") == "string":
+            return dict(branch)
+    raise AssertionError(f"no string branch in {schema}")

@@ -356,3 +356,49 @@ def test_project_archive_honours_if_match(
         412,
         "version-mismatch",
     )
+
+
+def test_an_integer_may_be_written_as_an_integral_number(
+    runtime: Runtime, client: TestClient
+) -> None:
+    """JSON Schema's integer takes 58.0 (JSON does not tell it from 58); text and fractions
+    stay refused, and nothing is written for them."""
+    coordinator = boss(runtime)
+    project(client, coordinator)
+    made = item(client, coordinator, priority=58.0)
+    assert made["priority"] == 58 and isinstance(made["priority"], int)
+    for priority in ("58", 58.5, True):
+        refused(
+            runtime,
+            partial(
+                client.post,
+                "/v1/work-items",
+                json={"project": "apollo", "kind": "task", "title": "t", "priority": priority},
+                headers=coordinator,
+            ),
+            422,
+            INVALID,
+        )
+    alice = agent(runtime, "alice")
+    started = client.post("/v1/sessions", json={"ttl_seconds": 120.0}, headers=alice)
+    assert started.status_code == 201 and started.json()["ttl_seconds"] == 120
+
+
+def test_blank_titles_and_messages_are_refused_as_the_document_says(
+    runtime: Runtime, client: TestClient
+) -> None:
+    coordinator = boss(runtime)
+    project(client, coordinator)
+    blank = {"project": "apollo", "kind": "task", "title": " \t "}
+    refused(runtime, partial(client.post, "/v1/work-items", json=blank, headers=coordinator), 422)
+    made = item(client, coordinator)
+    refused(
+        runtime,
+        partial(
+            client.patch,
+            f"/v1/work-items/{made['id']}",
+            json={"title": "\n"},
+            headers={**coordinator, "If-Match": '"1"'},
+        ),
+        422,
+    )

@@ -192,7 +192,7 @@ def item_readiness(call: HttpCall) -> Response:
 
 
 _READ = (CONSISTENT_WITH_HEADER,)
-_WRITE = (FENCE_HEADER, "If-Match")
+_WRITE = (FENCE_HEADER, IF_MATCH_HEADER)
 _TAGS = ("work items",)
 OPERATIONS = [
     Operation(
@@ -262,7 +262,7 @@ OPERATIONS = [
         body_required=True,
         response=WorkItemWritten,
         errors=(400, 403, 404, 409, 412, 413, 415, 428),
-        headers=(*_WRITE, IF_MATCH_HEADER),
+        headers=_WRITE,
         required_headers=(IF_MATCH_HEADER,),
         tags=_TAGS,
     ),
@@ -275,7 +275,7 @@ OPERATIONS = [
         body_required=True,
         response=WorkItemWritten,
         errors=(400, 403, 404, 409, 412, 413, 415, 428),
-        headers=(*_WRITE, IF_MATCH_HEADER),
+        headers=_WRITE,
         tags=_TAGS,
     ),
     Operation(
@@ -287,7 +287,7 @@ OPERATIONS = [
         body_required=True,
         response=WorkItemWritten,
         errors=(400, 403, 404, 409, 412, 413, 415),
-        headers=("If-Match",),
+        headers=(IF_MATCH_HEADER,),
         tags=_TAGS,
     ),
     Operation(
