@@ -62,7 +62,14 @@ def operator(trace: str) -> RequestContext:
     return RequestContext(local_operator(getpass.getuser()), f"cli-{trace}-{uuid.uuid4().hex[:16]}")
 
 
-@click.group()
+# `-h` as well as `--help`, on every command: subcommands inherit the group's context settings.
+HELP_OPTIONS = {"help_option_names": ["-h", "--help"]}
+
+
+@click.group(context_settings=HELP_OPTIONS)
+@click.version_option(
+    package_name="agentledger", prog_name="agentledger", message="%(prog)s %(version)s"
+)
 def cli() -> None:
     """AgentLedger: event-sourced coordination for multi-agent AI systems."""
     logging.basicConfig(
@@ -390,9 +397,12 @@ def work_items_archive_done(older_than: str) -> None:
 
 @cli.command("status")
 @click.option("--project", required=True)
-@click.option("--markdown", is_flag=True, help="The report for people (default: JSON).")
-def status(project: str, markdown: bool) -> None:
+@click.option("--markdown", is_flag=True, help="The report for people.")
+@click.option("--json", "as_json", is_flag=True, help="The report for programs (the default).")
+def status(project: str, markdown: bool, as_json: bool) -> None:
     """A project's status report: counts, work in progress, blocked, ready, done, sessions."""
+    if markdown and as_json:
+        raise click.UsageError("--markdown and --json are alternatives: give one")
     with runtime() as rt:
         rt.catch_up()
         read = rt.status.report(project)

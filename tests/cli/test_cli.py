@@ -190,6 +190,11 @@ def test_work_items_tree_status_and_archive_done(run, settings: Settings) -> Non
     assert "- Old work (task) — done" in markdown.output
     report = json.loads(run("status", "--project", "apollo").output)
     assert report["total"] == 3 and report["by_status"] == {"done": 1, "open": 2}
+    explicit = json.loads(run("status", "--project", "apollo", "--json").output)
+    # --json names the default, as on every other command (only the report's time moves)
+    assert {**explicit, "generated_at": None} == {**report, "generated_at": None}
+    both = CliRunner().invoke(cli, ["status", "--project", "apollo", "--json", "--markdown"])
+    assert both.exit_code == 2 and "alternatives" in both.output
 
     bad = run("work-items", "archive-done", "--older-than", "a year")
     assert bad.exit_code == 2 and "not a duration" in bad.output
@@ -201,3 +206,25 @@ def test_work_items_tree_status_and_archive_done(run, settings: Settings) -> Non
     after = json.loads(run("status", "--project", "apollo").output)
     assert after["total"] == 2  # archived items leave the report, and nothing was deleted
     assert "Old work" not in run("work-items", "tree", "--project", "apollo").output
+
+
+def test_version_comes_from_the_installed_package() -> None:
+    from importlib.metadata import version
+
+    result = CliRunner().invoke(cli, ["--version"])
+    assert result.exit_code == 0
+    assert result.output == f"agentledger {version('agentledger')}\n"
+    installed = subprocess.run([CLI, "--version"], capture_output=True, text=True, check=True)
+    assert installed.stdout == result.output  # the console script says the same
+
+
+@pytest.mark.parametrize(
+    "command",
+    [[], ["tokens"], ["tokens", "issue"], ["work-items", "archive-done"], ["status"]],
+)
+def test_h_is_help_on_every_command(command: list[str]) -> None:
+    short = CliRunner().invoke(cli, [*command, "-h"])
+    long = CliRunner().invoke(cli, [*command, "--help"])
+    assert short.exit_code == 0, short.output
+    assert short.output == long.output and "Usage: " in short.output
+    assert "-h, --help" in short.output

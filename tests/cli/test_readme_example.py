@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -15,27 +13,19 @@ from pathlib import Path
 import httpx2 as httpx
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.cli.shell import ROOT, free_port, marked_blocks, run_script, sqlite_env
 
 
 def readme_example(port: int) -> str:
-    text = (ROOT / "README.md").read_text()
-    match = re.search(r"<!-- readme-example.*?-->\s*```bash\n(.*?)```", text, re.S)
-    assert match, "README lost its example block"
-    return match.group(1).replace("127.0.0.1:8080", f"127.0.0.1:{port}")
+    blocks = marked_blocks((ROOT / "README.md").read_text(), "readme-example")
+    assert len(blocks) == 1, "README lost its example block"
+    return blocks[0].replace("127.0.0.1:8080", f"127.0.0.1:{port}")
 
 
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[int, subprocess.Popen[str], dict[str, str]]]:
     port = free_port()
-    env = {**os.environ, "AGENTLEDGER_DATA_DIR": str(tmp_path / "data")}
-    env.pop("DATABASE_URL", None)
+    env = sqlite_env(tmp_path / "data")
     process = subprocess.Popen(
         ["make", "--no-print-directory", "run", f"PORT={port}"],
         cwd=ROOT,
@@ -68,11 +58,7 @@ def test_make_run_serves_and_the_readme_example_works(
 ) -> None:
     port, process, env = served
     assert httpx.get(f"http://127.0.0.1:{port}/healthz").json() == {"status": "ok"}
-    script = tmp_path / "example.sh"
-    script.write_text("set -euo pipefail\ncd " + str(ROOT) + "\n" + readme_example(port))
-    result = subprocess.run(
-        ["bash", str(script)], env=env, capture_output=True, text=True, timeout=60, cwd=tmp_path
-    )
+    result = run_script(readme_example(port), env, tmp_path, timeout=60)
     assert result.returncode == 0, result.stderr
     assert '"status":"active"' in result.stdout
     assert '"renewed":false' in result.stdout

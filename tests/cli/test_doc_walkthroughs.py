@@ -1,0 +1,93 @@
+"""The docs' walk-throughs run as written: every bash block, in order, as one script, against the
+server the doc itself starts (`serve &`, tokens issued at once) on a fresh SQLite store."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.cli.shell import ROOT, bash_blocks, free_port, marked_blocks, run_script, sqlite_env
+
+MARKER = "walkthrough"
+
+
+@dataclass(frozen=True)
+class Walkthrough:
+    doc: str
+    port: int  # as the doc writes it; the test serves on a free one
+    data_dir: str  # as the doc writes it; the test uses its own temporary directory
+    shows: tuple[str, ...]  # lines of output the doc's story depends on
+
+
+WALKTHROUGHS = [
+    Walkthrough(
+        "work-items.md",
+        8198,
+        "/tmp/agentledger-work",
+        shows=(
+            '{"title":"Write the lexer","kind":"task","priority":10,"to_role":"parser-dev"}',
+            '"status":428',
+            '"holder":{"agent_id":"alice"',
+            '"status":"in_review"',
+            '"renewed":false',
+            '{"status":"done","assignee":null,"claim":null,"version":6,',
+            '"detail":"fence 1 does not hold the claim: the item has no live claim"',
+            '{"title":"Benchmark the parser","status":"in_progress"',
+            "\n204\n",
+            '{"status":"open","assignee":null,"claim":null}',
+            "  - [done] Write the lexer (task, ",
+        ),
+    ),
+    Walkthrough(
+        "coordinating-agents.md",
+        8179,
+        "/tmp/agentledger-demo",
+        shows=(
+            '"project":"docs"',
+            '"status":428',
+            '{"status":412,"detail":"expected no existing resource (If-None-Match: *); current ',
+            '"detail":"expected version 1; current version is 2"',
+            '{"position":17,"project":"docs","agent_id":"alice","status":"info"',
+            "      1 200\n      7 412\n",
+            '"archived":true,"version":2',
+            '"version":5,"session_id":null,',
+            '"cleared_reason":"project_archived"',
+            " system:policy policy.policy_archived_project_clears_selections ",
+            '"detail":"cursor was issued for different filters"',
+            '"detail":"cursor is not one this server issued"',
+            "agent_id=alice: 23 17 14\n",
+            "meta.chapter=config&agent_id=bob: 22 12\n",
+            "q=100%: 11\nq=1%0: \n",
+            "bob              success Fixed the broken links",
+        ),
+    ),
+]
+
+
+def script_of(walk: Walkthrough, port: int, data_dir: Path) -> str:
+    text = (ROOT / "docs" / walk.doc).read_text()
+    blocks = marked_blocks(text, MARKER)
+    assert blocks, f"{walk.doc} lost its walk-through"
+    assert len(blocks) == bash_blocks(text), f"{walk.doc} has a bash block that is not run"
+    script = "\n".join(blocks)
+    assert f"--port {walk.port}" in script and walk.data_dir in script
+    return (
+        script.replace(f"--port {walk.port}", f"--port {port}")
+        .replace(f"127.0.0.1:{walk.port}", f"127.0.0.1:{port}")
+        .replace(walk.data_dir, str(data_dir))
+    )
+
+
+@pytest.mark.parametrize("walk", WALKTHROUGHS, ids=lambda w: w.doc)
+def test_walkthrough_runs_as_written(walk: Walkthrough, tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    script = script_of(walk, free_port(), data_dir)
+    result = run_script(script, sqlite_env(), tmp_path)
+    log = Path(f"{data_dir}.log")
+    served = log.read_text() if log.exists() else "(no server log)"
+    assert result.returncode == 0, f"{result.stderr}\n--- server log:\n{served}"
+    for expected in walk.shows:
+        assert expected in result.stdout, f"{expected!r} not in:\n{result.stdout}"
+    assert not data_dir.exists()  # the doc cleans up after itself
