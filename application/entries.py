@@ -81,13 +81,13 @@ class EntryService:
     def __init__(
         self,
         commands: CommandRunner,
-        view: EntriesReader,
+        reader: EntriesReader,
         projects: ProjectsReader,
         consistency: Consistency,
         cursors: Cursors,
     ) -> None:
         self._commands = commands
-        self._view = view
+        self._reader = reader
         self._projects = projects
         self._consistency = consistency
         self._cursors = cursors
@@ -136,11 +136,11 @@ class EntryService:
         filters = _filter_key(where)
         before = self._cursors.decode(cursor, filters).position() if cursor else None
         limit = max(1, min(MAX_PAGE, limit))
-        position = self._consistency.wait(self._view, consistent_with)
+        position = self._consistency.wait(self._reader, consistent_with)
         self._consistency.wait(self._projects, consistent_with)
         if self._projects.get(where.project) is None:
             raise NotFound("project", where.project)
-        rows = self._view.list(where, limit=limit + 1, before_position=before)
+        rows = self._reader.list(where, limit=limit + 1, before_position=before)
         return self._cursors.page(
             rows, limit, filters, position, lambda r: r.position, EntryView.of_row
         )

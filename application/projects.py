@@ -54,12 +54,12 @@ class ProjectService:
     def __init__(
         self,
         commands: CommandRunner,
-        view: ProjectsReader,
+        reader: ProjectsReader,
         consistency: Consistency,
         cursors: Cursors,
     ) -> None:
         self._commands = commands
-        self._view = view
+        self._reader = reader
         self._consistency = consistency
         self._cursors = cursors
 
@@ -101,8 +101,8 @@ class ProjectService:
         return self._commands.run(request, "projects.archive", decide)
 
     def get(self, name: str, consistent_with: int | None = None) -> Read[ProjectView]:
-        position = self._consistency.wait(self._view, consistent_with)
-        row = self._view.get(name)
+        position = self._consistency.wait(self._reader, consistent_with)
+        row = self._reader.get(name)
         if row is None:
             raise NotFound("project", name)
         return Read(ProjectView.of_row(row), position)
@@ -118,8 +118,8 @@ class ProjectService:
         filters = {"archived": archived}
         after = self._cursors.decode(cursor, filters).text() if cursor else None
         limit = max(1, min(MAX_PAGE, limit))
-        position = self._consistency.wait(self._view, consistent_with)
-        rows = self._view.list(archived=archived, limit=limit + 1, after_name=after)
+        position = self._consistency.wait(self._reader, consistent_with)
+        rows = self._reader.list(archived=archived, limit=limit + 1, after_name=after)
         return self._cursors.page(
             rows, limit, filters, position, lambda r: r.name, ProjectView.of_row
         )

@@ -74,7 +74,8 @@ class Read(Generic[T]):
 
 
 class Rows(Protocol):
-    """What a projection writes through: rows of named tables, inside the view's transaction."""
+    """What a projection writes through: rows of named tables, inside the read model's
+    transaction."""
 
     def insert(self, table: str, values: Mapping[str, Any]) -> None: ...
     def update(self, table: str, key: Mapping[str, Any], changes: Mapping[str, Any]) -> None: ...
@@ -337,14 +338,15 @@ class Cursors:
         filters: dict[str, Any],
         position: int,
         key: Callable[[R], int | str],
-        view: Callable[[R], T],
+        output: Callable[[R], T],
     ) -> Page[T]:
         """A page from rows fetched with `limit + 1`: the extra row only says a next page
-        exists, and the cursor points after the last row shown."""
+        exists, and the cursor points after the last row shown. `output`: what callers get
+        of each row."""
         shown = rows[:limit]
         more = len(rows) > limit
         next_cursor = self.encode(Cursor(key(shown[-1]), filters)) if more else None
-        return Page([view(r) for r in shown], next_cursor, position)
+        return Page([output(r) for r in shown], next_cursor, position)
 
     def _verified(self, token: str) -> bytes:
         content, dot, signature = token.rpartition(".")

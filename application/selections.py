@@ -68,15 +68,15 @@ class SelectionView:
 
 class SelectionService:
     def __init__(
-        self, commands: CommandRunner, view: SelectionsReader, consistency: Consistency
+        self, commands: CommandRunner, reader: SelectionsReader, consistency: Consistency
     ) -> None:
         self._commands = commands
-        self._view = view
+        self._reader = reader
         self._consistency = consistency
 
     def get(self, agent_id: str, consistent_with: int | None = None) -> Read[SelectionView]:
-        position = self._consistency.wait(self._view, consistent_with)
-        row = self._view.get(agent_id)
+        position = self._consistency.wait(self._reader, consistent_with)
+        row = self._reader.get(agent_id)
         if row is None:
             raise NotFound("selection", agent_id)
         return Read(SelectionView.of_row(row), position)

@@ -88,13 +88,13 @@ class SessionService:
     def __init__(
         self,
         commands: CommandRunner,
-        view: SessionsReader,
+        reader: SessionsReader,
         clock: Clock,
         consistency: Consistency,
         cursors: Cursors,
     ) -> None:
         self._commands = commands
-        self._view = view
+        self._reader = reader
         self._clock = clock
         self._consistency = consistency
         self._cursors = cursors
@@ -219,7 +219,7 @@ class SessionService:
         Recorded as the background sweeper unless an operator's request is given."""
         trace_id = request.trace_id if request else f"sweep-{uuid4().hex}"
         expired = 0
-        for session_id in self._view.lapsed(self._clock.now(), limit):
+        for session_id in self._reader.lapsed(self._clock.now(), limit):
             if self.expire(session_id, trace_id, request).value:
                 expired += 1
         return expired
@@ -227,8 +227,8 @@ class SessionService:
     # --- queries --------------------------------------------------------------------------
 
     def get(self, session_id: UUID, consistent_with: int | None = None) -> Read[SessionView]:
-        position = self._consistency.wait(self._view, consistent_with)
-        row = self._view.get(session_id)
+        position = self._consistency.wait(self._reader, consistent_with)
+        row = self._reader.get(session_id)
         if row is None:
             raise NotFound("session", str(session_id))
         return Read(SessionView.of_row(row, self._clock.now()), position)
@@ -245,9 +245,9 @@ class SessionService:
         filters = {"agent_id": agent_id, "status": status}
         before = self._cursors.decode(cursor, filters).position() if cursor else None
         limit = max(1, min(MAX_PAGE, limit))
-        position = self._consistency.wait(self._view, consistent_with)
+        position = self._consistency.wait(self._reader, consistent_with)
         now = self._clock.now()
-        rows = self._view.list(
+        rows = self._reader.list(
             agent_id=agent_id, status=status, now=now, limit=limit + 1, before_position=before
         )
         return self._cursors.page(
