@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 
 from agentledger.application.commands import CommandRunner, Outcome, UnitOfWork
 from agentledger.application.consistency import Consistency
@@ -13,10 +14,10 @@ from agentledger.application.readmodels import (
     MAX_PAGE,
     Cursors,
     Page,
-    ProjectRow,
     ProjectsReader,
     Read,
 )
+from agentledger.application.shapes import by_name
 from agentledger.domain.access import Role
 from agentledger.domain.errors import InvalidValue
 from agentledger.domain.events import EventContext
@@ -25,29 +26,14 @@ from agentledger.domain.projects import Project, project_id, validate_project_na
 
 @dataclass(frozen=True)
 class ProjectView:
+    """A project as callers see it (from its read-model row or its aggregate, by name)."""
+
     name: str
     description: str | None
     archived: bool
     version: int
     created_at: datetime
     updated_at: datetime
-
-    @classmethod
-    def of_aggregate(cls, project: Project) -> ProjectView:
-        return cls(
-            project.name,
-            project.description,
-            project.archived,
-            project.version,
-            project.created_on,
-            project.modified_on,
-        )
-
-    @classmethod
-    def of_row(cls, row: ProjectRow) -> ProjectView:
-        return cls(
-            row.name, row.description, row.archived, row.version, row.created_at, row.updated_at
-        )
 
 
 class ProjectService:
@@ -76,7 +62,7 @@ class ProjectService:
                 raise ProjectExists(name)
             project = Project.create(ctx, name, description)
             uow.add(project)
-            return ProjectView.of_aggregate(project)
+            return by_name(ProjectView, project)
 
         return self._commands.run(request, "projects.create", decide)
 
@@ -96,7 +82,7 @@ class ProjectService:
             if expected_version is not None and expected_version != project.version:
                 raise PreconditionFailed(expected_version, project.version)
             project.archive(ctx, reason)
-            return ProjectView.of_aggregate(project)
+            return by_name(ProjectView, project)
 
         return self._commands.run(request, "projects.archive", decide)
 
@@ -105,7 +91,7 @@ class ProjectService:
         row = self._reader.get(name)
         if row is None:
             raise NotFound("project", name)
-        return Read(ProjectView.of_row(row), position)
+        return Read(by_name(ProjectView, row), position)
 
     def list(
         self,
@@ -121,7 +107,7 @@ class ProjectService:
         position = self._consistency.wait(self._reader, consistent_with)
         rows = self._reader.list(archived=archived, limit=limit + 1, after_name=after)
         return self._cursors.page(
-            rows, limit, filters, position, lambda r: r.name, ProjectView.of_row
+            rows, limit, filters, position, lambda r: r.name, partial(by_name, ProjectView)
         )
 
 

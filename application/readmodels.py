@@ -13,11 +13,14 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 from uuid import UUID
 
 from agentledger.application.errors import InvalidCursor
 from agentledger.domain.sessions import effective_status
+
+if TYPE_CHECKING:  # the entries read model stores entries as callers see them
+    from agentledger.application.entries import EntryView
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -130,19 +133,6 @@ class SelectionRow:
 
 
 @dataclass(frozen=True)
-class EntryRow:
-    position: int
-    id: UUID
-    project: str
-    agent_id: str
-    session_id: UUID
-    status: str
-    message: str
-    metadata: dict[str, Any]
-    created_at: datetime
-
-
-@dataclass(frozen=True)
 class EntryFilter:
     project: str
     agent_id: str | None = None
@@ -171,7 +161,7 @@ class EntriesReader(Protocol):
     def position(self) -> int: ...
     def list(
         self, where: EntryFilter, *, limit: int, before_position: int | None
-    ) -> builtins.list[EntryRow]: ...
+    ) -> builtins.list[EntryView]: ...
 
 
 class TokensReader(Protocol):

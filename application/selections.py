@@ -16,7 +16,8 @@ from agentledger.application.errors import (
     PreconditionRequired,
 )
 from agentledger.application.projects import load_project
-from agentledger.application.readmodels import Read, SelectionRow, SelectionsReader
+from agentledger.application.readmodels import Read, SelectionsReader
+from agentledger.application.shapes import by_name
 from agentledger.domain.access import Role
 from agentledger.domain.errors import InvalidValue
 from agentledger.domain.events import EventContext
@@ -43,28 +44,6 @@ class SelectionView:
     updated_at: datetime
     cleared_reason: str | None
 
-    @classmethod
-    def of_aggregate(cls, selection: ProjectSelection) -> SelectionView:
-        return cls(
-            selection.agent_id,
-            selection.project,
-            selection.version,
-            selection.session_id,
-            selection.modified_on,
-            selection.cleared_reason,
-        )
-
-    @classmethod
-    def of_row(cls, row: SelectionRow) -> SelectionView:
-        return cls(
-            row.agent_id,
-            row.project,
-            row.version,
-            row.session_id,
-            row.updated_at,
-            row.cleared_reason,
-        )
-
 
 class SelectionService:
     def __init__(
@@ -79,7 +58,7 @@ class SelectionService:
         row = self._reader.get(agent_id)
         if row is None:
             raise NotFound("selection", agent_id)
-        return Read(SelectionView.of_row(row), position)
+        return Read(by_name(SelectionView, row), position)
 
     def select(
         self,
@@ -105,7 +84,7 @@ class SelectionService:
                 uow.add(selection)
             else:
                 selection.select(ctx, project, session_id)
-            return SelectionView.of_aggregate(selection)
+            return by_name(SelectionView, selection)
 
         return self._commands.run(request, "selections.select", decide)
 
@@ -121,7 +100,7 @@ class SelectionService:
             if selection is None:
                 raise NotFound("selection", agent_id)
             selection.clear(ctx, CLEARED_BY_AGENT)
-            return SelectionView.of_aggregate(selection)
+            return by_name(SelectionView, selection)
 
         return self._commands.run(request, "selections.clear", decide)
 

@@ -20,9 +20,11 @@ from agentledger.application.readmodels import (
     SessionRow,
     SessionsReader,
 )
+from agentledger.application.shapes import by_name
 from agentledger.domain.access import Role
 from agentledger.domain.errors import InvalidValue
 from agentledger.domain.events import EventContext
+from agentledger.domain.metadata import Metadata
 from agentledger.domain.sessions import AgentSession, heartbeat_interval
 
 
@@ -35,45 +37,29 @@ class SessionView:
     status: str
     ttl_seconds: int
     lease_expires_at: datetime
-    metadata: dict[str, Any]
+    heartbeat_interval_seconds: int
+    metadata: Metadata
     version: int
     created_at: datetime
     updated_at: datetime
     ended_at: datetime | None
     end_reason: str | None
-    heartbeat_interval_seconds: int
 
     @classmethod
     def of_aggregate(cls, session: AgentSession, now: datetime) -> SessionView:
-        return cls(
-            id=session.id,
-            agent_id=session.agent_id,
+        return by_name(
+            cls,
+            session,
             status=session.effective_status(now).value,
-            ttl_seconds=session.ttl_seconds,
-            lease_expires_at=session.lease_expires_at,
-            metadata=dict(session.metadata),
-            version=session.version,
-            created_at=session.created_on,
-            updated_at=session.modified_on,
-            ended_at=session.ended_at,
-            end_reason=session.end_reason,
             heartbeat_interval_seconds=session.heartbeat_interval_seconds(),
         )
 
     @classmethod
     def of_row(cls, row: SessionRow, now: datetime) -> SessionView:
-        return cls(
-            id=row.id,
-            agent_id=row.agent_id,
+        return by_name(
+            cls,
+            row,
             status=row.status_at(now),
-            ttl_seconds=row.ttl_seconds,
-            lease_expires_at=row.lease_expires_at,
-            metadata=dict(row.metadata),
-            version=row.version,
-            created_at=row.created_at,
-            updated_at=row.updated_at,
-            ended_at=row.ended_at,
-            end_reason=row.end_reason,
             heartbeat_interval_seconds=heartbeat_interval(row.ttl_seconds),
         )
 

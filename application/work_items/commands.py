@@ -59,17 +59,7 @@ class WorkItemCommands:
             plan = plan_for(uow, ctx, new.project)
             if new.parent_id is not None:
                 check_parent(new.project, uow.get(WorkItem, new.parent_id, "work item"))
-            item = WorkItem.create(
-                ctx,
-                project=new.project,
-                kind=new.kind,
-                title=new.title,
-                description=new.description,
-                priority=new.priority,
-                parent_id=new.parent_id,
-                to_role=new.to_role,
-                metadata=new.metadata,
-            )
+            item = WorkItem.create(ctx, **vars(new))  # its fields are `create`'s, by name
             plan.place(ctx, item.id, new.parent_id)
             uow.add(item)
             return WorkItemView.of_aggregate(item, None)

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from agentledger.application.readmodels import EntryFilter, EntryRow
+from agentledger.application.entries import EntryView
+from agentledger.application.readmodels import EntryFilter
 from agentledger.infrastructure.readmodels.base import ReadModel, Table, to_micros
 
 ENTRIES = Table(
@@ -50,7 +51,7 @@ class EntriesReadModel(ReadModel):
 
     def list(
         self, where: EntryFilter, *, limit: int, before_position: int | None
-    ) -> list[EntryRow]:
+    ) -> list[EntryView]:
         clauses = ["e.project = %(project)s"]
         params: dict[str, Any] = {"project": where.project, "limit": limit}
         if where.agent_id is not None:
@@ -84,7 +85,7 @@ class EntriesReadModel(ReadModel):
             f"SELECT e.* FROM {{entries}} e WHERE {' AND '.join(clauses)} "
             "ORDER BY e.position DESC LIMIT %(limit)s"
         )
-        return [EntryRow(**_without_folded(r)) for r in self.select("entries", statement, params)]
+        return [EntryView(**_without_folded(r)) for r in self.select("entries", statement, params)]
 
 
 def _without_folded(row: dict[str, Any]) -> dict[str, Any]:
