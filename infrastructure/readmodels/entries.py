@@ -12,22 +12,9 @@ from agentledger.application.entries import EntryView
 from agentledger.application.readmodels import EntryFilter
 from agentledger.infrastructure.readmodels.base import ReadModel, Table, to_micros
 
-ENTRIES = Table(
-    name="entries",
-    columns={
-        "position": "int",
-        "id": "uuid",
-        "project": "text",
-        "agent_id": "text",
-        "session_id": "uuid",
-        "status": "text",
-        "message": "text",
-        "metadata": "json",
-        "created_at": "time",
-        # The message case-folded by Python, so `q` matches alike on both stores (SQLite's
-        # LOWER() folds ASCII only).
-        "folded": "text",
-    },
+ENTRIES = Table.of(
+    "entries",
+    EntryView,
     key=("position",),
     indexes=(
         ("project", "position"),
@@ -36,6 +23,9 @@ ENTRIES = Table(
         ("project", "created_at"),
     ),
     not_null=("id", "project", "agent_id", "status", "message", "created_at"),
+    # The message case-folded by Python, so `q` matches alike on both stores (SQLite's LOWER()
+    # folds ASCII only).
+    extra={"folded": "text"},
 )
 ENTRY_METADATA = Table(
     name="entry_metadata",
