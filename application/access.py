@@ -37,12 +37,12 @@ class AccessService:
         self,
         ledger: Ledger,
         commands: CommandRunner,
-        view: TokensReader,
+        reader: TokensReader,
         consistency: Consistency,
     ) -> None:
         self._ledger = ledger
         self._commands = commands
-        self._view = view
+        self._reader = reader
         self._consistency = consistency
 
     def issue(
@@ -89,9 +89,9 @@ class AccessService:
     def list(
         self, include_revoked: bool = False, consistent_with: int | None = None
     ) -> Read[builtins.list[TokenRow]]:
-        position = self._consistency.wait(self._view, consistent_with)
-        return Read(self._view.list(include_revoked=include_revoked), position)
+        position = self._consistency.wait(self._reader, consistent_with)
+        return Read(self._reader.list(include_revoked=include_revoked), position)
 
     def has_active_admin(self) -> bool:
         """Whether anyone can administer the service over HTTP (an unrevoked admin token)."""
-        return any(Role.ADMIN in t.roles for t in self._view.list(include_revoked=False))
+        return any(Role.ADMIN in t.roles for t in self._reader.list(include_revoked=False))

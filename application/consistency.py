@@ -26,10 +26,10 @@ class Consistency:
         self.poll_interval = poll_interval
         self._head = head
 
-    def wait(self, view: Positioned, position: int | None) -> int:
-        """Return the view's position once it is at least `position` (or at once if None).
+    def wait(self, read_model: Positioned, position: int | None) -> int:
+        """Return the read model's position once it is at least `position` (or at once if None).
         A position the log has not reached was never issued: refused at once, not waited on."""
-        reached = view.position()
+        reached = read_model.position()
         if position is None or reached >= position:
             return reached
         if self._head is not None and position > self._head():
@@ -37,7 +37,7 @@ class Consistency:
         deadline = time.monotonic() + self.timeout
         while time.monotonic() < deadline:
             time.sleep(self.poll_interval)
-            reached = view.position()
+            reached = read_model.position()
             if reached >= position:
                 return reached
         raise NotCaughtUp(position, reached)

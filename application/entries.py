@@ -17,19 +17,23 @@ from agentledger.application.readmodels import (
     Cursors,
     EntriesReader,
     EntryFilter,
-    EntryRow,
     Page,
     ProjectsReader,
 )
+from agentledger.application.shapes import by_name
 from agentledger.domain.access import Role
 from agentledger.domain.entries import LogEntry
 from agentledger.domain.events import EventContext
+from agentledger.domain.metadata import Metadata
 from agentledger.domain.selections import ProjectSelection, selection_id
 from agentledger.domain.sessions import AgentSession
 
 
 @dataclass(frozen=True)
 class EntryView:
+    """An entry as callers see it. The entries read model stores exactly this (its table's
+    columns are these fields, plus the folded text `q` searches), so it is its row too."""
+
     position: int  # the entry's place in the log (0 until saved)
     id: UUID
     project: str
@@ -37,36 +41,8 @@ class EntryView:
     session_id: UUID
     status: str
     message: str
-    metadata: dict[str, Any]
+    metadata: Metadata
     created_at: datetime
-
-    @classmethod
-    def of_aggregate(cls, entry: LogEntry, position: int = 0) -> EntryView:
-        return cls(
-            position,
-            entry.id,
-            entry.project,
-            entry.agent_id,
-            entry.session_id,
-            entry.status,
-            entry.message,
-            dict(entry.metadata),
-            entry.created_on,
-        )
-
-    @classmethod
-    def of_row(cls, row: EntryRow) -> EntryView:
-        return cls(
-            row.position,
-            row.id,
-            row.project,
-            row.agent_id,
-            row.session_id,
-            row.status,
-            row.message,
-            dict(row.metadata),
-            row.created_at,
-        )
 
 
 @dataclass(frozen=True)
@@ -81,13 +57,13 @@ class EntryService:
     def __init__(
         self,
         commands: CommandRunner,
-        view: EntriesReader,
+        reader: EntriesReader,
         projects: ProjectsReader,
         consistency: Consistency,
         cursors: Cursors,
     ) -> None:
         self._commands = commands
-        self._view = view
+        self._reader = reader
         self._projects = projects
         self._consistency = consistency
         self._cursors = cursors
@@ -117,7 +93,7 @@ class EntryService:
                 metadata=entry.metadata,
             )
             uow.add(appended)
-            return EntryView.of_aggregate(appended)
+            return by_name(EntryView, appended, position=0)
 
         outcome = self._commands.run(request, "entries.append", decide)
         # The entry is the only event written, so its position is the command's position.
@@ -136,14 +112,12 @@ class EntryService:
         filters = _filter_key(where)
         before = self._cursors.decode(cursor, filters).position() if cursor else None
         limit = max(1, min(MAX_PAGE, limit))
-        position = self._consistency.wait(self._view, consistent_with)
+        position = self._consistency.wait(self._reader, consistent_with)
         self._consistency.wait(self._projects, consistent_with)
         if self._projects.get(where.project) is None:
             raise NotFound("project", where.project)
-        rows = self._view.list(where, limit=limit + 1, before_position=before)
-        return self._cursors.page(
-            rows, limit, filters, position, lambda r: r.position, EntryView.of_row
-        )
+        rows = self._reader.list(where, limit=limit + 1, before_position=before)
+        return self._cursors.page(rows, limit, filters, position, lambda r: r.position, lambda r: r)
 
 
 def _selected_project(uow: UnitOfWork, agent_id: str) -> str:

@@ -1,15 +1,18 @@
 """What each read model makes of the events: pure logic, written through the `Rows` port.
 
 A projection sees the events it `follows`, in position order; its tracking position still
-advances past the others (so `AgentLedger-Consistent-With` works for any position).
+advances past the others (so `AgentLedger-Consistent-With` works for any position). The row a
+creation event starts is built by name (`values_by_name`): the event's fields of the same
+name are copied, and only what the event names otherwise (its id, version, time) or what the
+row starts with is spelled out.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import fields
 from typing import Any, Protocol
 
+from agentledger.application.entries import EntryView
 from agentledger.application.readmodels import (
     ProjectRow,
     Rows,
@@ -18,6 +21,7 @@ from agentledger.application.readmodels import (
     TokenRow,
     WorkItemRow,
 )
+from agentledger.application.shapes import values_by_name
 from agentledger.domain.access import AccessToken
 from agentledger.domain.entries import LogEntry
 from agentledger.domain.plans import ProjectPlan
@@ -25,17 +29,6 @@ from agentledger.domain.projects import Project
 from agentledger.domain.selections import ProjectSelection
 from agentledger.domain.sessions import AgentSession
 from agentledger.domain.work_items import FINAL, WorkItem
-
-_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
-
-
-def _values(row: Any) -> dict[str, Any]:
-    """A row's fields as a dict, shallow: `dataclasses.asdict` deep-copies every metadata
-    dict, which was a quarter of a rebuild's time."""
-    names = _FIELD_NAMES.get(type(row))
-    if names is None:
-        names = _FIELD_NAMES[type(row)] = tuple(f.name for f in fields(row))
-    return {name: getattr(row, name) for name in names}
 
 
 class Projection(Protocol):
@@ -56,26 +49,19 @@ class SessionsProjection:
         if not isinstance(event, AgentSession.Event):
             return
         if isinstance(event, AgentSession.SessionStarted):
-            rows.insert(
-                "sessions",
-                _values(
-                    SessionRow(
-                        id=event.originator_id,
-                        agent_id=event.agent_id,
-                        status=event.status,
-                        ttl_seconds=event.ttl_seconds,
-                        lease_expires_at=event.lease_expires_at,
-                        metadata=dict(event.metadata),
-                        version=event.originator_version,
-                        created_at=event.timestamp,
-                        updated_at=event.timestamp,
-                        ended_at=None,
-                        end_reason=None,
-                        created_position=position,
-                        position=position,
-                    )
-                ),
+            row = values_by_name(
+                SessionRow,
+                event,
+                id=event.originator_id,
+                version=event.originator_version,
+                created_at=event.timestamp,
+                updated_at=event.timestamp,
+                ended_at=None,
+                end_reason=None,
+                created_position=position,
+                position=position,
             )
+            rows.insert("sessions", row)
             return
         changes: dict[str, Any] = {
             "version": event.originator_version,
@@ -103,21 +89,17 @@ class TokensProjection:
 
     def handle(self, event: Any, position: int, rows: Rows) -> None:
         if isinstance(event, AccessToken.Issued):
-            rows.insert(
-                "tokens",
-                _values(
-                    TokenRow(
-                        id=event.originator_id,
-                        principal=event.principal,
-                        roles=list(event.roles),
-                        label=event.label,
-                        issued_at=event.timestamp,
-                        issued_by=event.actor,
-                        revoked_at=None,
-                        revoked_by=None,
-                    )
-                ),
+            row = values_by_name(
+                TokenRow,
+                event,
+                id=event.originator_id,
+                roles=list(event.roles),
+                issued_at=event.timestamp,
+                issued_by=event.actor,
+                revoked_at=None,
+                revoked_by=None,
             )
+            rows.insert("tokens", row)
         elif isinstance(event, AccessToken.Revoked):
             rows.update(
                 "tokens",
@@ -131,10 +113,10 @@ class ProjectsProjection:
 
     def handle(self, event: Any, position: int, rows: Rows) -> None:
         if isinstance(event, Project.ProjectCreated):
-            row = ProjectRow(
+            row = values_by_name(
+                ProjectRow,
+                event,
                 id=event.originator_id,
-                name=event.name,
-                description=event.description,
                 archived=False,
                 version=event.originator_version,
                 created_at=event.timestamp,
@@ -144,7 +126,7 @@ class ProjectsProjection:
                 archived_position=None,
                 position=position,
             )
-            rows.insert("projects", _values(row))
+            rows.insert("projects", row)
         elif isinstance(event, Project.ProjectArchived):
             rows.update(
                 "projects",
@@ -165,17 +147,16 @@ class SelectionsProjection:
 
     def handle(self, event: Any, position: int, rows: Rows) -> None:
         if isinstance(event, ProjectSelection.SelectionStarted):
-            row = SelectionRow(
+            row = values_by_name(
+                SelectionRow,
+                event,
                 selection_id=event.originator_id,
-                agent_id=event.agent_id,
-                project=event.project,
                 version=event.originator_version,
-                session_id=event.session_id,
                 updated_at=event.timestamp,
                 cleared_reason=None,
                 position=position,
             )
-            rows.insert("selections", _values(row))
+            rows.insert("selections", row)
             return
         changes: dict[str, Any] = {
             "version": event.originator_version,
@@ -197,21 +178,10 @@ class EntriesProjection:
     def handle(self, event: Any, position: int, rows: Rows) -> None:
         if not isinstance(event, LogEntry.EntryAppended):
             return
-        rows.insert(
-            "entries",
-            {
-                "position": position,
-                "id": event.originator_id,
-                "project": event.project,
-                "agent_id": event.agent_id,
-                "session_id": event.session_id,
-                "status": event.status,
-                "message": event.message,
-                "metadata": event.metadata,
-                "created_at": event.timestamp,
-                "folded": event.message.casefold(),
-            },
+        entry = values_by_name(
+            EntryView, event, position=position, id=event.originator_id, created_at=event.timestamp
         )
+        rows.insert("entries", {**entry, "folded": event.message.casefold()})
         for key, value in event.metadata.items():
             rows.insert(
                 "entry_metadata",
@@ -267,16 +237,10 @@ class WorkItemsProjection:
             if parent is None:
                 raise LookupError(f"work item {event.originator_id}: no parent row")
             path, depth = f"{parent['path']}/{path}", parent["depth"] + 1
-        row = WorkItemRow(
+        row = values_by_name(
+            WorkItemRow,
+            event,
             id=event.originator_id,
-            project=event.project,
-            kind=event.kind,
-            title=event.title,
-            description=event.description,
-            priority=event.priority,
-            parent_id=event.parent_id,
-            to_role=event.to_role,
-            metadata=dict(event.metadata),
             status="open",
             blocked_reason=None,
             archived=False,
@@ -296,7 +260,7 @@ class WorkItemsProjection:
             created_position=position,
             position=position,
         )
-        rows.insert("work_items", _values(row))
+        rows.insert("work_items", row)
 
     def _changes(self, event: Any, rows: Rows) -> dict[str, Any]:
         if isinstance(event, WorkItem.WorkItemUpdated):

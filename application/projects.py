@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 
 from agentledger.application.commands import CommandRunner, Outcome, UnitOfWork
 from agentledger.application.consistency import Consistency
@@ -14,10 +15,10 @@ from agentledger.application.readmodels import (
     MAX_PAGE,
     Cursors,
     Page,
-    ProjectRow,
     ProjectsReader,
     Read,
 )
+from agentledger.application.shapes import by_name
 from agentledger.domain.access import Role
 from agentledger.domain.errors import InvalidValue
 from agentledger.domain.events import EventContext
@@ -26,6 +27,8 @@ from agentledger.domain.projects import Project, project_id, validate_project_na
 
 @dataclass(frozen=True)
 class ProjectView:
+    """A project as callers see it (from its read-model row or its aggregate, by name)."""
+
     name: str
     description: str | None
     archived: bool
@@ -33,34 +36,17 @@ class ProjectView:
     created_at: datetime
     updated_at: datetime
 
-    @classmethod
-    def of_aggregate(cls, project: Project) -> ProjectView:
-        return cls(
-            project.name,
-            project.description,
-            project.archived,
-            project.version,
-            project.created_on,
-            project.modified_on,
-        )
-
-    @classmethod
-    def of_row(cls, row: ProjectRow) -> ProjectView:
-        return cls(
-            row.name, row.description, row.archived, row.version, row.created_at, row.updated_at
-        )
-
 
 class ProjectService:
     def __init__(
         self,
         commands: CommandRunner,
-        view: ProjectsReader,
+        reader: ProjectsReader,
         consistency: Consistency,
         cursors: Cursors,
     ) -> None:
         self._commands = commands
-        self._view = view
+        self._reader = reader
         self._consistency = consistency
         self._cursors = cursors
 
@@ -77,7 +63,7 @@ class ProjectService:
                 raise ProjectExists(name)
             project = Project.create(ctx, name, description)
             uow.add(project)
-            return ProjectView.of_aggregate(project)
+            return by_name(ProjectView, project)
 
         return self._commands.run(request, "projects.create", decide)
 
@@ -96,16 +82,16 @@ class ProjectService:
             project = load_project(uow, name)
             check(precondition, project.version)
             project.archive(ctx, reason)
-            return ProjectView.of_aggregate(project)
+            return by_name(ProjectView, project)
 
         return self._commands.run(request, "projects.archive", decide)
 
     def get(self, name: str, consistent_with: int | None = None) -> Read[ProjectView]:
-        position = self._consistency.wait(self._view, consistent_with)
-        row = self._view.get(name)
+        position = self._consistency.wait(self._reader, consistent_with)
+        row = self._reader.get(name)
         if row is None:
             raise NotFound("project", name)
-        return Read(ProjectView.of_row(row), position)
+        return Read(by_name(ProjectView, row), position)
 
     def list(
         self,
@@ -118,10 +104,10 @@ class ProjectService:
         filters = {"archived": archived}
         after = self._cursors.decode(cursor, filters).text() if cursor else None
         limit = max(1, min(MAX_PAGE, limit))
-        position = self._consistency.wait(self._view, consistent_with)
-        rows = self._view.list(archived=archived, limit=limit + 1, after_name=after)
+        position = self._consistency.wait(self._reader, consistent_with)
+        rows = self._reader.list(archived=archived, limit=limit + 1, after_name=after)
         return self._cursors.page(
-            rows, limit, filters, position, lambda r: r.name, ProjectView.of_row
+            rows, limit, filters, position, lambda r: r.name, partial(by_name, ProjectView)
         )
 
 

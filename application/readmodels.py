@@ -13,11 +13,14 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 from uuid import UUID
 
 from agentledger.application.errors import InvalidCursor
 from agentledger.domain.sessions import effective_status
+
+if TYPE_CHECKING:  # the entries read model stores entries as callers see them
+    from agentledger.application.entries import EntryView
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -74,7 +77,8 @@ class Read(Generic[T]):
 
 
 class Rows(Protocol):
-    """What a projection writes through: rows of named tables, inside the view's transaction."""
+    """What a projection writes through: rows of named tables, inside the read model's
+    transaction."""
 
     def insert(self, table: str, values: Mapping[str, Any]) -> None: ...
     def update(self, table: str, key: Mapping[str, Any], changes: Mapping[str, Any]) -> None: ...
@@ -129,19 +133,6 @@ class SelectionRow:
 
 
 @dataclass(frozen=True)
-class EntryRow:
-    position: int
-    id: UUID
-    project: str
-    agent_id: str
-    session_id: UUID
-    status: str
-    message: str
-    metadata: dict[str, Any]
-    created_at: datetime
-
-
-@dataclass(frozen=True)
 class EntryFilter:
     project: str
     agent_id: str | None = None
@@ -170,7 +161,7 @@ class EntriesReader(Protocol):
     def position(self) -> int: ...
     def list(
         self, where: EntryFilter, *, limit: int, before_position: int | None
-    ) -> builtins.list[EntryRow]: ...
+    ) -> builtins.list[EntryView]: ...
 
 
 class TokensReader(Protocol):
@@ -337,14 +328,15 @@ class Cursors:
         filters: dict[str, Any],
         position: int,
         key: Callable[[R], int | str],
-        view: Callable[[R], T],
+        output: Callable[[R], T],
     ) -> Page[T]:
         """A page from rows fetched with `limit + 1`: the extra row only says a next page
-        exists, and the cursor points after the last row shown."""
+        exists, and the cursor points after the last row shown. `output`: what callers get
+        of each row."""
         shown = rows[:limit]
         more = len(rows) > limit
         next_cursor = self.encode(Cursor(key(shown[-1]), filters)) if more else None
-        return Page([view(r) for r in shown], next_cursor, position)
+        return Page([output(r) for r in shown], next_cursor, position)
 
     def _verified(self, token: str) -> bytes:
         content, dot, signature = token.rpartition(".")

@@ -12,7 +12,8 @@ from agentledger.application.context import Principal, RequestContext
 from agentledger.application.errors import Forbidden, NotFound
 from agentledger.application.preconditions import Precondition, required
 from agentledger.application.projects import load_project
-from agentledger.application.readmodels import Read, SelectionRow, SelectionsReader
+from agentledger.application.readmodels import Read, SelectionsReader
+from agentledger.application.shapes import by_name
 from agentledger.domain.access import Role
 from agentledger.domain.errors import InvalidValue
 from agentledger.domain.events import EventContext
@@ -32,43 +33,21 @@ class SelectionView:
     updated_at: datetime
     cleared_reason: str | None
 
-    @classmethod
-    def of_aggregate(cls, selection: ProjectSelection) -> SelectionView:
-        return cls(
-            selection.agent_id,
-            selection.project,
-            selection.version,
-            selection.session_id,
-            selection.modified_on,
-            selection.cleared_reason,
-        )
-
-    @classmethod
-    def of_row(cls, row: SelectionRow) -> SelectionView:
-        return cls(
-            row.agent_id,
-            row.project,
-            row.version,
-            row.session_id,
-            row.updated_at,
-            row.cleared_reason,
-        )
-
 
 class SelectionService:
     def __init__(
-        self, commands: CommandRunner, view: SelectionsReader, consistency: Consistency
+        self, commands: CommandRunner, reader: SelectionsReader, consistency: Consistency
     ) -> None:
         self._commands = commands
-        self._view = view
+        self._reader = reader
         self._consistency = consistency
 
     def get(self, agent_id: str, consistent_with: int | None = None) -> Read[SelectionView]:
-        position = self._consistency.wait(self._view, consistent_with)
-        row = self._view.get(agent_id)
+        position = self._consistency.wait(self._reader, consistent_with)
+        row = self._reader.get(agent_id)
         if row is None:
             raise NotFound("selection", agent_id)
-        return Read(SelectionView.of_row(row), position)
+        return Read(by_name(SelectionView, row), position)
 
     def select(
         self,
@@ -94,7 +73,7 @@ class SelectionService:
                 uow.add(selection)
             else:
                 selection.select(ctx, project, session_id)
-            return SelectionView.of_aggregate(selection)
+            return by_name(SelectionView, selection)
 
         return self._commands.run(request, "selections.select", decide)
 
@@ -110,7 +89,7 @@ class SelectionService:
             if selection is None:
                 raise NotFound("selection", agent_id)
             selection.clear(ctx, CLEARED_BY_AGENT)
-            return SelectionView.of_aggregate(selection)
+            return by_name(SelectionView, selection)
 
         return self._commands.run(request, "selections.clear", decide)
 

@@ -21,9 +21,11 @@ from agentledger.application.readmodels import (
     SessionRow,
     SessionsReader,
 )
+from agentledger.application.shapes import by_name
 from agentledger.domain.access import Role
 from agentledger.domain.errors import InvalidValue
 from agentledger.domain.events import EventContext
+from agentledger.domain.metadata import Metadata
 from agentledger.domain.sessions import AgentSession, heartbeat_interval
 
 
@@ -36,45 +38,29 @@ class SessionView:
     status: str
     ttl_seconds: int
     lease_expires_at: datetime
-    metadata: dict[str, Any]
+    heartbeat_interval_seconds: int
+    metadata: Metadata
     version: int
     created_at: datetime
     updated_at: datetime
     ended_at: datetime | None
     end_reason: str | None
-    heartbeat_interval_seconds: int
 
     @classmethod
     def of_aggregate(cls, session: AgentSession, now: datetime) -> SessionView:
-        return cls(
-            id=session.id,
-            agent_id=session.agent_id,
+        return by_name(
+            cls,
+            session,
             status=session.effective_status(now).value,
-            ttl_seconds=session.ttl_seconds,
-            lease_expires_at=session.lease_expires_at,
-            metadata=dict(session.metadata),
-            version=session.version,
-            created_at=session.created_on,
-            updated_at=session.modified_on,
-            ended_at=session.ended_at,
-            end_reason=session.end_reason,
             heartbeat_interval_seconds=session.heartbeat_interval_seconds(),
         )
 
     @classmethod
     def of_row(cls, row: SessionRow, now: datetime) -> SessionView:
-        return cls(
-            id=row.id,
-            agent_id=row.agent_id,
+        return by_name(
+            cls,
+            row,
             status=row.status_at(now),
-            ttl_seconds=row.ttl_seconds,
-            lease_expires_at=row.lease_expires_at,
-            metadata=dict(row.metadata),
-            version=row.version,
-            created_at=row.created_at,
-            updated_at=row.updated_at,
-            ended_at=row.ended_at,
-            end_reason=row.end_reason,
             heartbeat_interval_seconds=heartbeat_interval(row.ttl_seconds),
         )
 
@@ -89,13 +75,13 @@ class SessionService:
     def __init__(
         self,
         commands: CommandRunner,
-        view: SessionsReader,
+        reader: SessionsReader,
         clock: Clock,
         consistency: Consistency,
         cursors: Cursors,
     ) -> None:
         self._commands = commands
-        self._view = view
+        self._reader = reader
         self._clock = clock
         self._consistency = consistency
         self._cursors = cursors
@@ -220,7 +206,7 @@ class SessionService:
         Recorded as the background sweeper unless an operator's request is given."""
         trace_id = request.trace_id if request else f"sweep-{uuid4().hex}"
         expired = 0
-        for session_id in self._view.lapsed(self._clock.now(), limit):
+        for session_id in self._reader.lapsed(self._clock.now(), limit):
             if self.expire(session_id, trace_id, request).value:
                 expired += 1
         return expired
@@ -228,8 +214,8 @@ class SessionService:
     # --- queries --------------------------------------------------------------------------
 
     def get(self, session_id: UUID, consistent_with: int | None = None) -> Read[SessionView]:
-        position = self._consistency.wait(self._view, consistent_with)
-        row = self._view.get(session_id)
+        position = self._consistency.wait(self._reader, consistent_with)
+        row = self._reader.get(session_id)
         if row is None:
             raise NotFound("session", str(session_id))
         return Read(SessionView.of_row(row, self._clock.now()), position)
@@ -246,9 +232,9 @@ class SessionService:
         filters = {"agent_id": agent_id, "status": status}
         before = self._cursors.decode(cursor, filters).position() if cursor else None
         limit = max(1, min(MAX_PAGE, limit))
-        position = self._consistency.wait(self._view, consistent_with)
+        position = self._consistency.wait(self._reader, consistent_with)
         now = self._clock.now()
-        rows = self._view.list(
+        rows = self._reader.list(
             agent_id=agent_id, status=status, now=now, limit=limit + 1, before_position=before
         )
         return self._cursors.page(

@@ -86,8 +86,8 @@ class StatusService:
 
     def report(self, project: str, consistent_with: int | None = None) -> Read[StatusReport]:
         position = min(
-            self._consistency.wait(view, consistent_with)
-            for view in (self._items, self._sessions, self._selections, self._projects)
+            self._consistency.wait(reader, consistent_with)
+            for reader in (self._items, self._sessions, self._selections, self._projects)
         )
         if self._projects.get(project) is None:
             raise NotFound("project", project)

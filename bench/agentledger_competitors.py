@@ -48,7 +48,7 @@ POOL = {"pool_size": 2, "pool_max_overflow": 10}
 CONSISTENT_WITH = "AgentLedger-Consistent-With"
 POSITION = "AgentLedger-Position"
 # Which read model shows each command's effect (for the lag measurement).
-VIEW_OF = {
+READ_MODEL_OF = {
     "heartbeat": "sessions_v1",
     "session_start": "sessions_v1",
     "append": "entries_v1",
@@ -174,7 +174,7 @@ class InProcess:
             outcome = run(command)
             watcher = self.lag.watcher
             if watcher is not None and outcome.events_written:
-                watcher.committed(outcome.position, VIEW_OF[command])
+                watcher.committed(outcome.position, READ_MODEL_OF[command])
 
         return op
 
@@ -264,9 +264,9 @@ class LagWatcher:
         self._thread = threading.Thread(target=self._watch, name="lag-watcher", daemon=True)
         self._thread.start()
 
-    def committed(self, position: int, view: str) -> None:
+    def committed(self, position: int, read_model: str) -> None:
         with self._lock:
-            self._pending.append((position, time.perf_counter(), view))
+            self._pending.append((position, time.perf_counter(), read_model))
 
     def _watch(self) -> None:
         drain_until = None
@@ -275,11 +275,11 @@ class LagWatcher:
             now = time.perf_counter()
             with self._lock:
                 waiting = []
-                for position, at, view in self._pending:
-                    if progress.get(view, 0) >= position:
+                for position, at, read_model in self._pending:
+                    if progress.get(read_model, 0) >= position:
                         self.lags.append(max(0.0, now - at))
                     else:
-                        waiting.append((position, at, view))
+                        waiting.append((position, at, read_model))
                 self._pending = waiting
             if not self._active:
                 drain_until = drain_until or now + 5.0
@@ -361,13 +361,13 @@ class Http:
             process_env = env | {f"AGENTLEDGER_{k.upper()}": str(v) for k, v in POOL.items()}
             self._stack.enter_context(projections_running(process_env, held, self.url))
         self.base = self._stack.enter_context(served(env, self.workers))
-        views = {name: self.rt.read_models[name] for name in set(VIEW_OF.values())}
+        read_models = {name: self.rt.read_models[name] for name in set(READ_MODEL_OF.values())}
         self.lag = LagLog(
             "commit → visible in the read model showing it, runners in "
             + ("one `projections run` process" if self.projections_process else "`serve`")
             + ", every write of the mixed cells but heartbeats (an answer does not say whether"
             " it wrote; almost none do), read-model positions polled from PostgreSQL",
-            lambda: {name: view.position() for name, view in views.items()},
+            lambda: {name: model.position() for name, model in read_models.items()},
         )
         self.setup = _Setup(self.rt)
         for project in PROJECTS:
@@ -453,7 +453,7 @@ class Http:
             # A heartbeat's answer does not say whether it wrote (almost none do): counted
             # only in process, where the outcome says so.
             if watcher is not None and command != "heartbeat":
-                watcher.committed(int(response.headers[POSITION]), VIEW_OF[command])
+                watcher.committed(int(response.headers[POSITION]), READ_MODEL_OF[command])
             return server_seconds(response)
 
         return op

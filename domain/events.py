@@ -42,6 +42,16 @@ class LedgerAggregate(Aggregate):
     class Created(Event, Aggregate.Created):
         pass
 
+    # The library's `created_on`/`modified_on` under the names rows and views use, so an
+    # output is built from an aggregate by field name (`application.shapes.by_name`).
+    @property
+    def created_at(self) -> datetime:
+        return self.created_on
+
+    @property
+    def updated_at(self) -> datetime:
+        return self.modified_on
+
     @classmethod
     def _begin(
         cls,

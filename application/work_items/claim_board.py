@@ -17,8 +17,8 @@ class ClaimBoard:
     projection catches up. With it, callers here spread over the candidates, as `SKIP LOCKED`
     would; callers in other processes still meet the aggregates' checks."""
 
-    def __init__(self, view: WorkItemsReader) -> None:
-        self._view = view
+    def __init__(self, reader: WorkItemsReader) -> None:
+        self._reader = reader
         self._lock = threading.Lock()
         self._taking: set[UUID] = set()
         self._taken: dict[UUID, int] = {}  # item -> position of its claim
@@ -46,6 +46,6 @@ class ClaimBoard:
             self._taken[item_id] = position
             crowded = len(self._taken) > FORGET_AFTER
         if crowded:  # forget what the read model has long since seen
-            seen = self._view.position()
+            seen = self._reader.position()
             with self._lock:
                 self._taken = {i: p for i, p in self._taken.items() if p > seen}

@@ -19,7 +19,7 @@ from agentledger.application.work_items.facts import (
     holder_of,
     writer,
 )
-from agentledger.application.work_items.views import WorkItemView
+from agentledger.application.work_items.shapes import WorkItemView
 from agentledger.domain.claims import Caller, check_claimant, claim, claim_ready
 from agentledger.domain.errors import NotReady
 from agentledger.domain.events import EventContext
@@ -32,11 +32,11 @@ READY_PAGE = 64
 
 
 class WorkItemClaims:
-    def __init__(self, commands: CommandRunner, view: WorkItemsReader, clock: Clock) -> None:
+    def __init__(self, commands: CommandRunner, reader: WorkItemsReader, clock: Clock) -> None:
         self._commands = commands
-        self._view = view
+        self._reader = reader
         self._clock = clock
-        self._board = ClaimBoard(view)
+        self._board = ClaimBoard(reader)
 
     def claim(
         self,
@@ -74,7 +74,7 @@ class WorkItemClaims:
         the aggregates in the claiming transaction, and one another claimant won meanwhile is
         skipped."""
         caller = writer(request.principal)
-        seen = self._view.position()  # before the candidates are read
+        seen = self._reader.position()  # before the candidates are read
         for row in self._ready_rows(project, kind, to_role):
             if not self._board.reserve(row.id, seen):
                 continue  # another claim-next here is taking it, or took it since the read
@@ -110,7 +110,7 @@ class WorkItemClaims:
         so each page costs what it holds, however many items wait."""
         after, page = None, FIRST_READY_PAGE
         while True:
-            rows = self._view.ready(
+            rows = self._reader.ready(
                 project=project,
                 kind=kind,
                 to_role=to_role,

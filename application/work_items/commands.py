@@ -28,7 +28,7 @@ from agentledger.application.work_items.facts import (
     plan_for,
     writer,
 )
-from agentledger.application.work_items.views import Dependencies, NewWorkItem, WorkItemView
+from agentledger.application.work_items.shapes import Dependencies, NewWorkItem, WorkItemView
 from agentledger.domain.access import Role
 from agentledger.domain.claims import check_write
 from agentledger.domain.events import EventContext
@@ -43,9 +43,9 @@ Act = Callable[[UnitOfWork, EventContext, WorkItem], object]
 
 
 class WorkItemCommands:
-    def __init__(self, commands: CommandRunner, view: WorkItemsReader, clock: Clock) -> None:
+    def __init__(self, commands: CommandRunner, reader: WorkItemsReader, clock: Clock) -> None:
         self._commands = commands
-        self._view = view
+        self._reader = reader
         self._clock = clock
 
     def create(self, request: RequestContext, new: NewWorkItem) -> Outcome[WorkItemView]:
@@ -56,17 +56,7 @@ class WorkItemCommands:
             plan = plan_for(uow, ctx, new.project)
             if new.parent_id is not None:
                 check_parent(new.project, uow.get(WorkItem, new.parent_id, "work item"))
-            item = WorkItem.create(
-                ctx,
-                project=new.project,
-                kind=new.kind,
-                title=new.title,
-                description=new.description,
-                priority=new.priority,
-                parent_id=new.parent_id,
-                to_role=new.to_role,
-                metadata=new.metadata,
-            )
+            item = WorkItem.create(ctx, **vars(new))  # its fields are `create`'s, by name
             plan.place(ctx, item.id, new.parent_id)
             uow.add(item)
             return WorkItemView.of_aggregate(item, None)
@@ -205,7 +195,7 @@ class WorkItemCommands:
         """Archive done and cancelled items finished more than `older_than` ago (as the read
         model knows them), a batch per transaction; returns how many it archived."""
         request.principal.require_any_role(Role.COORDINATOR)
-        finished = self._view.finished_before(self._clock.now() - older_than, ARCHIVE_SCAN)
+        finished = self._reader.finished_before(self._clock.now() - older_than, ARCHIVE_SCAN)
         archived = 0
         for start in range(0, len(finished), ARCHIVE_BATCH):
 
@@ -280,7 +270,7 @@ class WorkItemCommands:
     def _plan_of(self, item_id: UUID) -> UUID | None:
         """The plan a structure edit of this item writes, as the read model knows it (the
         edit itself loads the item; this only lets edits of one plan take turns)."""
-        row = self._view.get(item_id)
+        row = self._reader.get(item_id)
         return plan_id(row.project) if row is not None else None
 
 

@@ -17,15 +17,15 @@ from agentledger.application.readmodels import (
     WorkItemRow,
     WorkItemsReader,
 )
-from agentledger.application.work_items.views import ItemDetail, ItemReadiness, WorkItemView
+from agentledger.application.work_items.shapes import ItemDetail, ItemReadiness, WorkItemView
 from agentledger.domain.readiness import readiness
 
 
 class WorkItemQueries:
     def __init__(
-        self, view: WorkItemsReader, clock: Clock, consistency: Consistency, cursors: Cursors
+        self, reader: WorkItemsReader, clock: Clock, consistency: Consistency, cursors: Cursors
     ) -> None:
-        self._view = view
+        self._reader = reader
         self._clock = clock
         self._consistency = consistency
         self._cursors = cursors
@@ -36,28 +36,28 @@ class WorkItemQueries:
         include: frozenset[str] = frozenset(),
         consistent_with: int | None = None,
     ) -> Read[ItemDetail]:
-        position = self._consistency.wait(self._view, consistent_with)
+        position = self._consistency.wait(self._reader, consistent_with)
         row = self._row(item_id)
         now = self._clock.now()
 
-        def views(rows: list[WorkItemRow]) -> list[WorkItemView]:
+        def items(rows: list[WorkItemRow]) -> list[WorkItemView]:
             return [WorkItemView.of_row(r, now) for r in rows]
 
         detail = ItemDetail(WorkItemView.of_row(row, now))
         if "ancestors" in include:
             ids = [UUID(part) for part in row.path.split("/")[:-1]]
-            by_id = {r.id: r for r in self._view.get_many(ids)}
-            detail = _with(detail, ancestors=views([by_id[i] for i in ids if i in by_id]))
+            by_id = {r.id: r for r in self._reader.get_many(ids)}
+            detail = _with(detail, ancestors=items([by_id[i] for i in ids if i in by_id]))
         if "children" in include:
-            detail = _with(detail, children=views(self._view.children(item_id)))
+            detail = _with(detail, children=items(self._reader.children(item_id)))
         if "descendants" in include:
-            detail = _with(detail, descendants=views(self._view.descendants(row)))
+            detail = _with(detail, descendants=items(self._reader.descendants(row)))
         if "dependencies" in include:
-            ids = self._view.dependencies([item_id]).get(item_id, [])
-            detail = _with(detail, dependencies=views(self._view.get_many(ids)))
+            ids = self._reader.dependencies([item_id]).get(item_id, [])
+            detail = _with(detail, dependencies=items(self._reader.get_many(ids)))
         if "dependents" in include:
-            dependents = self._view.dependents(item_id)
-            detail = _with(detail, dependents=views(self._view.get_many(dependents)))
+            dependents = self._reader.dependents(item_id)
+            detail = _with(detail, dependents=items(self._reader.get_many(dependents)))
         return Read(detail, position)
 
     def ready(
@@ -71,9 +71,9 @@ class WorkItemQueries:
     ) -> Read[list[WorkItemView]]:
         """The ready queue, best first: higher priority, then older. The read model decides
         readiness in its query (see `WorkItemsReader.ready`), so a page reads only itself."""
-        position = self._consistency.wait(self._view, consistent_with)
+        position = self._consistency.wait(self._reader, consistent_with)
         now = self._clock.now()
-        rows = self._view.ready(
+        rows = self._reader.ready(
             project=project,
             kind=kind,
             to_role=to_role,
@@ -85,10 +85,10 @@ class WorkItemQueries:
     def readiness(self, item_id: UUID, consistent_with: int | None = None) -> Read[ItemReadiness]:
         """Whether one item is ready, with every reason it is not: the domain's rule applied
         to the read model's facts."""
-        position = self._consistency.wait(self._view, consistent_with)
+        position = self._consistency.wait(self._reader, consistent_with)
         row = self._row(item_id)
-        dependencies = self._view.dependencies([item_id]).get(item_id, [])
-        statuses = self._view.statuses(dependencies)
+        dependencies = self._reader.dependencies([item_id]).get(item_id, [])
+        statuses = self._reader.statuses(dependencies)
         verdict = readiness(
             status=row.status,
             archived=row.archived,
@@ -100,9 +100,9 @@ class WorkItemQueries:
 
     def tree(self, project: str, consistent_with: int | None = None) -> Read[list[WorkItemView]]:
         """Every unarchived item of the project, parents before children, siblings by age."""
-        position = self._consistency.wait(self._view, consistent_with)
+        position = self._consistency.wait(self._reader, consistent_with)
         now = self._clock.now()
-        rows = self._view.in_project(project)
+        rows = self._reader.in_project(project)
         children: dict[UUID | None, list[WorkItemRow]] = {}
         known = {r.id for r in rows}
         for row in rows:  # rows arrive oldest first, so siblings stay in age order
@@ -117,7 +117,7 @@ class WorkItemQueries:
         return Read(ordered, position)
 
     def _row(self, item_id: UUID) -> WorkItemRow:
-        row = self._view.get(item_id)
+        row = self._reader.get(item_id)
         if row is None:
             raise NotFound("work item", str(item_id))
         return row
@@ -134,9 +134,9 @@ class WorkItemQueries:
         filters = {k: (str(v) if v is not None else None) for k, v in vars(where).items()}
         after = self._cursors.decode(cursor, filters).position() if cursor else None
         limit = max(1, min(MAX_PAGE, limit))
-        position = self._consistency.wait(self._view, consistent_with)
+        position = self._consistency.wait(self._reader, consistent_with)
         now = self._clock.now()
-        rows = self._view.list(where, limit=limit + 1, after_position=after, now=now)
+        rows = self._reader.list(where, limit=limit + 1, after_position=after, now=now)
         return self._cursors.page(
             rows,
             limit,

@@ -15,11 +15,11 @@ class WorkItemService(WorkItemCommands, WorkItemClaims, WorkItemQueries):
     def __init__(
         self,
         commands: CommandRunner,
-        view: WorkItemsReader,
+        reader: WorkItemsReader,
         clock: Clock,
         consistency: Consistency,
         cursors: Cursors,
     ) -> None:
-        WorkItemCommands.__init__(self, commands, view, clock)
-        WorkItemClaims.__init__(self, commands, view, clock)
-        WorkItemQueries.__init__(self, view, clock, consistency, cursors)
+        WorkItemCommands.__init__(self, commands, reader, clock)
+        WorkItemClaims.__init__(self, commands, reader, clock)
+        WorkItemQueries.__init__(self, reader, clock, consistency, cursors)

@@ -1,7 +1,8 @@
 """What every read model shares on both stores: typed columns, portable SQL, and batched
 exactly-once application of events.
 
-A read model declares its tables once (`Table`: columns and their kinds). Values are stored in
+A read model declares its tables once (`Table`), most of them as the row dataclass its readers
+return (`Table.of`: a column per field, its kind from the field's type). Values are stored in
 forms both stores compare the same way: times as integer microseconds since the epoch, ids and
 JSON as text, booleans as 0/1. Statements are written once with `%(name)s` parameters, `{table}`
 names and `{bytes}` for byte-order collation; its store (`stores.py`) makes them its dialect.
@@ -10,12 +11,14 @@ names and `{bytes}` for byte-order collation; its store (`stores.py`) makes them
 from __future__ import annotations
 
 import json
+import types
+import typing
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, get_args, get_origin, get_type_hints
 from uuid import UUID
 
 from agentledger.application.projections import Projection
@@ -33,6 +36,18 @@ _SQL_TYPES = {
     "time": "BIGINT",
     "json": "TEXT",
     "uuid": "TEXT",
+}
+
+
+# The column kind of each field type of a row (an optional field: its type's kind, nullable).
+_KINDS: dict[Any, str] = {
+    str: "text",
+    int: "int",
+    bool: "bool",
+    datetime: "time",
+    UUID: "uuid",
+    dict: "json",
+    list: "json",
 }
 
 
@@ -74,6 +89,24 @@ class Table:
     key: tuple[str, ...]
     indexes: tuple[tuple[str, ...], ...] = field(default_factory=tuple)
     not_null: tuple[str, ...] = field(default_factory=tuple)
+
+    @classmethod
+    def of(
+        cls,
+        name: str,
+        row: type,
+        *,
+        key: tuple[str, ...],
+        indexes: tuple[tuple[str, ...], ...] = (),
+        not_null: tuple[str, ...] = (),
+        extra: Mapping[str, str] | None = None,
+    ) -> Table:
+        """The table that stores `row` (a dataclass): a column per field, in field order,
+        then the `extra` columns the rows do not carry. `not_null` stays declared (it is not
+        derived from the types), so the tables of existing stores keep their definition."""
+        hints = get_type_hints(row)
+        columns = {f.name: column_kind(hints[f.name]) for f in fields(row)}
+        return cls(name, {**columns, **(extra or {})}, key, indexes, not_null)
 
     def ddl(self) -> list[str]:
         columns = ", ".join(
@@ -118,6 +151,19 @@ class Table:
     @cached_property
     def _decoders(self) -> tuple[tuple[str, Callable[[Any], Any] | None], ...]:
         return tuple((c, _DECODERS.get(kind)) for c, kind in self.columns.items())
+
+
+def column_kind(hint: Any) -> str:
+    """The kind a field of this type is stored as: `UUID | None` is a nullable "uuid"."""
+    if get_origin(hint) in (types.UnionType, typing.Union):
+        present = [a for a in get_args(hint) if a is not type(None)]
+        if len(present) != 1:
+            raise TypeError(f"no column kind for {hint}: one type or None, please")
+        hint = present[0]
+    kind = _KINDS.get(get_origin(hint) or hint)
+    if kind is None:
+        raise TypeError(f"no column kind for {hint}")
+    return kind
 
 
 class ReadModel:

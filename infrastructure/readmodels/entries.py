@@ -8,25 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from agentledger.application.readmodels import EntryFilter, EntryRow
+from agentledger.application.entries import EntryView
+from agentledger.application.readmodels import EntryFilter
 from agentledger.infrastructure.readmodels.base import ReadModel, Table, to_micros
 
-ENTRIES = Table(
-    name="entries",
-    columns={
-        "position": "int",
-        "id": "uuid",
-        "project": "text",
-        "agent_id": "text",
-        "session_id": "uuid",
-        "status": "text",
-        "message": "text",
-        "metadata": "json",
-        "created_at": "time",
-        # The message case-folded by Python, so `q` matches alike on both stores (SQLite's
-        # LOWER() folds ASCII only).
-        "folded": "text",
-    },
+ENTRIES = Table.of(
+    "entries",
+    EntryView,
     key=("position",),
     indexes=(
         ("project", "position"),
@@ -35,6 +23,9 @@ ENTRIES = Table(
         ("project", "created_at"),
     ),
     not_null=("id", "project", "agent_id", "status", "message", "created_at"),
+    # The message case-folded by Python, so `q` matches alike on both stores (SQLite's LOWER()
+    # folds ASCII only).
+    extra={"folded": "text"},
 )
 ENTRY_METADATA = Table(
     name="entry_metadata",
@@ -50,7 +41,7 @@ class EntriesReadModel(ReadModel):
 
     def list(
         self, where: EntryFilter, *, limit: int, before_position: int | None
-    ) -> list[EntryRow]:
+    ) -> list[EntryView]:
         clauses = ["e.project = %(project)s"]
         params: dict[str, Any] = {"project": where.project, "limit": limit}
         if where.agent_id is not None:
@@ -84,7 +75,7 @@ class EntriesReadModel(ReadModel):
             f"SELECT e.* FROM {{entries}} e WHERE {' AND '.join(clauses)} "
             "ORDER BY e.position DESC LIMIT %(limit)s"
         )
-        return [EntryRow(**_without_folded(r)) for r in self.select("entries", statement, params)]
+        return [EntryView(**_without_folded(r)) for r in self.select("entries", statement, params)]
 
 
 def _without_folded(row: dict[str, Any]) -> dict[str, Any]:

@@ -7,21 +7,9 @@ from typing import Any
 from agentledger.application.readmodels import ProjectRow
 from agentledger.infrastructure.readmodels.base import ReadModel, Table
 
-PROJECTS = Table(
-    name="projects",
-    columns={
-        "id": "uuid",
-        "name": "text",
-        "description": "text",
-        "archived": "bool",
-        "version": "int",
-        "created_at": "time",
-        "created_by": "text",
-        "updated_at": "time",
-        "archived_at": "time",
-        "archived_position": "int",
-        "position": "int",
-    },
+PROJECTS = Table.of(
+    "projects",
+    ProjectRow,
     key=("name",),
     indexes=(("id",), ("archived", "name")),
     not_null=("id", "archived", "version"),

@@ -5,18 +5,9 @@ from __future__ import annotations
 from agentledger.application.readmodels import SelectionRow
 from agentledger.infrastructure.readmodels.base import ReadModel, Table
 
-SELECTIONS = Table(
-    name="selections",
-    columns={
-        "selection_id": "uuid",
-        "agent_id": "text",
-        "project": "text",
-        "version": "int",
-        "session_id": "uuid",
-        "updated_at": "time",
-        "cleared_reason": "text",
-        "position": "int",
-    },
+SELECTIONS = Table.of(
+    "selections",
+    SelectionRow,
     key=("agent_id",),
     indexes=(("selection_id",), ("project",)),
     not_null=("selection_id", "version"),

@@ -10,23 +10,9 @@ from agentledger.application.readmodels import SessionRow
 from agentledger.domain.sessions import SessionStatus
 from agentledger.infrastructure.readmodels.base import ReadModel, Table, to_micros
 
-SESSIONS = Table(
-    name="sessions",
-    columns={
-        "id": "uuid",
-        "agent_id": "text",
-        "status": "text",
-        "ttl_seconds": "int",
-        "lease_expires_at": "time",
-        "metadata": "json",
-        "version": "int",
-        "created_at": "time",
-        "updated_at": "time",
-        "ended_at": "time",
-        "end_reason": "text",
-        "created_position": "int",
-        "position": "int",
-    },
+SESSIONS = Table.of(
+    "sessions",
+    SessionRow,
     key=("id",),
     indexes=(
         ("created_position",),

@@ -5,18 +5,9 @@ from __future__ import annotations
 from agentledger.application.readmodels import TokenRow
 from agentledger.infrastructure.readmodels.base import ReadModel, Table
 
-TOKENS = Table(
-    name="tokens",
-    columns={
-        "id": "uuid",
-        "principal": "text",
-        "roles": "json",
-        "label": "text",
-        "issued_at": "time",
-        "issued_by": "text",
-        "revoked_at": "time",
-        "revoked_by": "text",
-    },
+TOKENS = Table.of(
+    "tokens",
+    TokenRow,
     key=("id",),
 )
 

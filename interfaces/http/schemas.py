@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
-from dataclasses import asdict
+from collections.abc import Mapping
+from dataclasses import MISSING, fields
 from datetime import datetime
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, Self, TypeVar, get_type_hints
 from uuid import UUID
 
 from pydantic import (
@@ -16,6 +17,7 @@ from pydantic import (
     Field,
     TypeAdapter,
     WithJsonSchema,
+    create_model,
 )
 
 from agentledger.application.entries import EntryView
@@ -173,6 +175,43 @@ class NoQuery(Query):
     """The query of a route that takes no parameters: any one is unknown."""
 
 
+class Out(Strict):
+    """A response of an application value (a query's or command's view): each field read by
+    name from the value's attribute, nested responses too."""
+
+    @classmethod
+    def of(cls, value: object) -> Self:
+        return cls.model_validate(value, from_attributes=True)
+
+
+def response_model(
+    name: str,
+    shape: type,
+    *,
+    described: Mapping[str, str] | None = None,
+    types: Mapping[str, Any] | None = None,
+) -> type[Out]:
+    """The response model of `shape`, an application dataclass: its fields in their order,
+    with their types and defaults, so a field added there is in the response (and the
+    OpenAPI document) with no edit here. `described`: what the OpenAPI document says of a
+    field; `types`: a field's type as the response has it (a nested response model)."""
+    described, types = described or {}, types or {}
+    hints = get_type_hints(shape)
+    declared: dict[str, Any] = {}
+    for f in fields(shape):
+        if f.default_factory is not MISSING:
+            info = Field(default_factory=f.default_factory, description=described.get(f.name))
+        elif f.default is not MISSING:
+            info = Field(default=f.default, description=described.get(f.name))
+        else:
+            info = Field(description=described.get(f.name))
+        declared[f.name] = (types.get(f.name, hints[f.name]), info)
+    unknown = (described.keys() | types.keys()) - declared.keys()
+    if unknown:
+        raise TypeError(f"{name}: {shape.__name__} has no field {', '.join(sorted(unknown))}")
+    return create_model(name, __base__=Out, __module__=__name__, **declared)
+
+
 def with_position(written: type[W], resource: BaseModel, position: int) -> W:
     """What a write returns: the resource's fields plus the log position of the write."""
     return written(**resource.model_dump(), position=position)
@@ -216,36 +255,7 @@ class ListSessionsQuery(Query):
 # --- responses -------------------------------------------------------------------------------
 
 
-class SessionOut(Strict):
-    id: UUID
-    agent_id: str
-    status: str
-    ttl_seconds: int
-    lease_expires_at: datetime
-    heartbeat_interval_seconds: int
-    metadata: dict[str, MetadataValue]
-    version: int
-    created_at: datetime
-    updated_at: datetime
-    ended_at: datetime | None
-    end_reason: str | None
-
-    @classmethod
-    def of(cls, view: SessionView) -> SessionOut:
-        return cls(
-            id=view.id,
-            agent_id=view.agent_id,
-            status=view.status,
-            ttl_seconds=view.ttl_seconds,
-            lease_expires_at=view.lease_expires_at,
-            heartbeat_interval_seconds=view.heartbeat_interval_seconds,
-            metadata=view.metadata,
-            version=view.version,
-            created_at=view.created_at,
-            updated_at=view.updated_at,
-            ended_at=view.ended_at,
-            end_reason=view.end_reason,
-        )
+SessionOut = response_model("SessionOut", SessionView)
 
 
 class SessionWritten(SessionOut):
@@ -293,17 +303,7 @@ class ListProjectsQuery(Query):
     cursor: str | None = None
 
 
-class ProjectOut(Strict):
-    name: str
-    description: str | None
-    archived: bool
-    version: int
-    created_at: datetime
-    updated_at: datetime
-
-    @classmethod
-    def of(cls, view: ProjectView) -> ProjectOut:
-        return cls(**asdict(view))
+ProjectOut = response_model("ProjectOut", ProjectView)
 
 
 class ProjectWritten(ProjectOut):
@@ -321,19 +321,11 @@ class SelectProject(Strict):
     session_id: LooseUUID = Field(description="An active session of this agent.")
 
 
-class SelectionOut(Strict):
-    agent_id: str
-    project: str | None
-    version: int
-    session_id: UUID | None
-    updated_at: datetime
-    cleared_reason: str | None = Field(
-        description="Why the selection is empty: 'cleared' or 'project_archived'."
-    )
-
-    @classmethod
-    def of(cls, view: SelectionView) -> SelectionOut:
-        return cls(**asdict(view))
+SelectionOut = response_model(
+    "SelectionOut",
+    SelectionView,
+    described={"cleared_reason": "Why the selection is empty: 'cleared' or 'project_archived'."},
+)
 
 
 class SelectionWritten(SelectionOut):
@@ -361,20 +353,9 @@ class ListEntriesQuery(Query):
     cursor: str | None = None
 
 
-class EntryOut(Strict):
-    position: int = Field(description="The entry's position in the log.")
-    id: UUID
-    project: str
-    agent_id: str
-    session_id: UUID
-    status: str
-    message: str
-    metadata: dict[str, MetadataValue]
-    created_at: datetime
-
-    @classmethod
-    def of(cls, view: EntryView) -> EntryOut:
-        return cls(**asdict(view))
+EntryOut = response_model(
+    "EntryOut", EntryView, described={"position": "The entry's position in the log."}
+)
 
 
 class EntryPage(Strict):

@@ -31,6 +31,7 @@ from agentledger.interfaces.http.schemas import (
     RoleName,
     Strict,
     metadata_schema,
+    response_model,
     text,
 )
 
@@ -129,44 +130,33 @@ class GetWorkItemQuery(Query):
 # --- responses -------------------------------------------------------------------------------
 
 
-class ClaimOut(Strict):
-    session_id: UUID
-    agent_id: str
-    fence: int = Field(description="Send as AgentLedger-Fence with every write you make.")
-    expires_at: datetime | None = Field(description="The holder's lease end: heartbeats extend it.")
-    live: bool
+ClaimOut = response_model(
+    "ClaimOut",
+    Claim,
+    described={
+        "fence": "Send as AgentLedger-Fence with every write you make.",
+        "expires_at": "The holder's lease end: heartbeats extend it.",
+    },
+)
+_WorkItemFields = response_model(
+    "WorkItemFields",
+    WorkItemView,
+    described={
+        "assignee": "The agent holding a live claim.",
+        "depth": "Levels below its root (reads only).",
+        "claim": "On writes, and with include=claim.",
+    },
+    types={"claim": ClaimOut | None},
+)
 
+
+class WorkItemOut(_WorkItemFields):
     @classmethod
-    def of(cls, claim: Claim) -> ClaimOut:
-        return cls(**vars(claim))
-
-
-class WorkItemOut(Strict):
-    id: UUID
-    project: str
-    kind: str
-    title: str
-    description: str | None
-    priority: int
-    parent_id: UUID | None
-    to_role: str | None
-    metadata: dict[str, Any]
-    status: str
-    blocked_reason: str | None
-    archived: bool
-    assignee: str | None = Field(description="The agent holding a live claim.")
-    version: int
-    created_at: datetime
-    updated_at: datetime
-    depth: int | None = Field(default=None, description="Levels below its root (reads only).")
-    finished_at: datetime | None = None
-    claim: ClaimOut | None = Field(default=None, description="On writes, and with include=claim.")
-
-    @classmethod
-    def of(cls, view: WorkItemView, with_claim: bool = True) -> WorkItemOut:
-        fields = {k: v for k, v in vars(view).items() if k != "claim"}
-        claim = ClaimOut.of(view.claim) if with_claim and view.claim is not None else None
-        return cls(**fields, claim=claim)
+    def of(cls, value: object, with_claim: bool = True) -> WorkItemOut:
+        item = cls.model_validate(value, from_attributes=True)
+        if not with_claim:  # lists leave claims out (`include=claim` asks for one)
+            item.claim = None
+        return item
 
 
 class WorkItemWritten(WorkItemOut):
@@ -239,15 +229,11 @@ class DependenciesOut(Strict):
         )
 
 
-class SessionSummaryOut(Strict):
-    id: UUID
-    agent_id: str
-    lease_expires_at: datetime
-    holds: int = Field(description="Live claims on this project's items.")
-
-    @classmethod
-    def of(cls, summary: SessionSummary) -> SessionSummaryOut:
-        return cls(**vars(summary))
+SessionSummaryOut = response_model(
+    "SessionSummaryOut",
+    SessionSummary,
+    described={"holds": "Live claims on this project's items."},
+)
 
 
 class StatusOut(Strict):

@@ -27,8 +27,11 @@ def boss(rt: Runtime) -> Headers:
     return bearer(issue_token(rt, "user:boss", "coordinator"))
 
 
-def project(client: TestClient, headers: Headers, name: str = "apollo") -> None:
-    assert client.post("/v1/projects", json={"name": name}, headers=headers).status_code == 201
+def project(client: TestClient, headers: Headers, name: str = "apollo") -> int:
+    """Create the project; returns the log position of its creation."""
+    response = client.post("/v1/projects", json={"name": name}, headers=headers)
+    assert response.status_code == 201, response.text
+    return int(response.json()["position"])
 
 
 def item(client: TestClient, headers: Headers, **fields: Any) -> dict[str, Any]:
@@ -312,14 +315,16 @@ def test_metadata_filters_are_bounded(runtime: Runtime, client: TestClient, coun
     """999 filters once made SQLite fail ("too many SQL variables") and the client was told
     the store was unavailable; past 16 the request itself is refused."""
     alice = agent(runtime, "alice")
-    project(client, alice)
+    created = project(client, alice)
     params = {f"meta.k{i}": "v" for i in range(count)}
     problem = assert_problem(
         client.get("/v1/projects/apollo/entries", params=params, headers=alice), 422, INVALID
     )
     assert problem["errors"][0]["loc"] == ["query", "meta.*"]
     sixteen = {f"meta.k{i}": "v" for i in range(16)}
-    ok = client.get("/v1/projects/apollo/entries", params=sixteen, headers=alice)
+    # Read after the project's creation: the list is refused (404) until the read model has it.
+    after = {**alice, CONSISTENT_WITH: str(created)}
+    ok = client.get("/v1/projects/apollo/entries", params=sixteen, headers=after)
     assert ok.status_code == 200, ok.text
 
 

@@ -10,6 +10,7 @@ from typing import Any
 from uuid import UUID
 
 from agentledger.application.readmodels import WorkItemRow
+from agentledger.application.shapes import by_name
 from agentledger.domain.readiness import Readiness
 from agentledger.domain.work_items import WorkItem
 
@@ -27,6 +28,9 @@ class Claim:
 
 @dataclass(frozen=True)
 class WorkItemView:
+    """An item as callers see it, from its read-model row or its aggregate: fields of the
+    same name are copied (`by_name`); the claim and its assignee are computed."""
+
     id: UUID
     project: str
     kind: str
@@ -40,42 +44,23 @@ class WorkItemView:
     blocked_reason: str | None
     archived: bool
     assignee: str | None  # the agent holding a live claim
-    claim: Claim | None
     version: int
     created_at: datetime
     updated_at: datetime
     depth: int | None = None  # known on reads (from the read model's materialised path)
     finished_at: datetime | None = None
+    claim: Claim | None = None
 
     @classmethod
     def of_row(cls, row: WorkItemRow, now: datetime) -> WorkItemView:
+        holder = row.live_holder(now)
         claim = None
         if row.holder_session is not None and row.holder_agent is not None:
-            live = row.live_holder(now) is not None
+            live = holder is not None
             claim = Claim(
                 row.holder_session, row.holder_agent, row.fence, row.claim_expires_at, live
             )
-        return cls(
-            id=row.id,
-            project=row.project,
-            kind=row.kind,
-            title=row.title,
-            description=row.description,
-            priority=row.priority,
-            parent_id=row.parent_id,
-            to_role=row.to_role,
-            metadata=row.metadata,
-            status=row.status,
-            blocked_reason=row.blocked_reason,
-            archived=row.archived,
-            assignee=row.live_holder(now),
-            claim=claim,
-            version=row.version,
-            created_at=row.created_at,
-            updated_at=row.updated_at,
-            depth=row.depth,
-            finished_at=row.finished_at,
-        )
+        return by_name(cls, row, assignee=holder, claim=claim)
 
     @classmethod
     def of_aggregate(cls, item: WorkItem, holder_lease: datetime | None) -> WorkItemView:
@@ -84,26 +69,8 @@ class WorkItemView:
         if item.holder_session is not None and item.holder_agent is not None:
             live = holder_lease is not None
             claim = Claim(item.holder_session, item.holder_agent, item.fence, holder_lease, live)
-        return cls(
-            id=item.id,
-            project=item.project,
-            kind=item.kind,
-            title=item.title,
-            description=item.description,
-            priority=item.priority,
-            parent_id=item.parent_id,
-            to_role=item.to_role,
-            metadata=item.metadata,
-            status=item.state,
-            blocked_reason=item.blocked_reason,
-            archived=item.archived,
-            assignee=item.holder_agent if holder_lease is not None else None,
-            claim=claim,
-            version=item.version,
-            created_at=item.created_on,
-            updated_at=item.modified_on,
-            finished_at=item.finished_at,
-        )
+        assignee = item.holder_agent if holder_lease is not None else None
+        return by_name(cls, item, status=item.state, assignee=assignee, claim=claim)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,82 @@
+"""Read-model tables are derived from their row types (`Table.of`), so a field added to a row
+adds a column. Stores create a table only if it is absent: an existing store would keep the
+old table under the same read-model name. So each name stands for one set of columns, checked
+here on both stores; a changed table needs a new name (`work_items_v2`, rebuilt from the log)
+and its fingerprint recorded below."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import psycopg
+
+from agentledger.infrastructure.bootstrap import Runtime
+from agentledger.infrastructure.readmodels.base import ReadModel
+from agentledger.infrastructure.settings import Settings
+
+# sha256 of each table's columns ("name TYPE[ NOT NULL]" a line, in order), first 16 digits.
+FINGERPRINTS = {
+    "sessions_v1": {"sessions": "ec1352749ac97f01"},
+    "tokens_v1": {"tokens": "811cbdf4bf9a233c"},
+    "projects_v1": {"projects": "d7d229d05ec1c9d6"},
+    "selections_v1": {"selections": "4d8fef4899e91bd0"},
+    "entries_v1": {"entries": "e7bb048fbceb9151", "entry_metadata": "5d64d3abcaf7410c"},
+    "work_items_v1": {"work_items": "0bc0cd4b8aa6f747", "dependencies": "33a5f3aee9025b10"},
+}
+
+
+def test_each_read_model_name_keeps_its_columns_on_both_stores(
+    runtime: Runtime, backend: str, settings: Settings
+) -> None:
+    found: dict[str, dict[str, str]] = {}
+    listings = []
+    for name, read_model in runtime.read_models.items():
+        for table in read_model.tables:
+            if backend == "sqlite":
+                columns = _sqlite_columns(read_model, table.name)
+            else:
+                columns = _postgres_columns(settings, f"{name}_{table.name}")
+            listing = "\n".join(columns)
+            found.setdefault(name, {})[table.name] = _fingerprint(listing)
+            listings.append(f"{name}.{table.name}:\n{listing}")
+    assert found == FINGERPRINTS, "\n\n".join(listings)
+
+
+def test_a_table_has_a_column_for_each_field_of_its_row(runtime: Runtime) -> None:
+    sessions = runtime.read_models["sessions_v1"].table("sessions")
+    assert sessions.columns["id"] == "uuid"
+    assert sessions.columns["lease_expires_at"] == "time"
+    assert sessions.columns["ended_at"] == "time"  # `datetime | None`: nullable, same kind
+    assert sessions.columns["metadata"] == "json"
+    items = runtime.read_models["work_items_v1"].table("work_items")
+    assert items.columns["archived"] == "bool"
+    assert items.columns["fence"] == "int"
+    entries = runtime.read_models["entries_v1"].table("entries")
+    assert list(entries.columns)[-1] == "folded"  # declared: the rows do not carry it
+
+
+def _fingerprint(listing: str) -> str:
+    return hashlib.sha256(listing.encode()).hexdigest()[:16]
+
+
+def _sqlite_columns(read_model: ReadModel, table: str) -> list[str]:
+    with read_model.reading() as cursor:
+        cursor.execute(f"PRAGMA table_info({read_model.sql('{' + table + '}')})")
+        rows: list[Any] = cursor.fetchall()
+    return [_column(r["name"], r["type"], bool(r["notnull"])) for r in rows]
+
+
+def _postgres_columns(settings: Settings, table: str) -> list[str]:
+    assert settings.database_url is not None
+    with psycopg.connect(settings.database_url) as conn:
+        rows = conn.execute(
+            "SELECT column_name, data_type, is_nullable FROM information_schema.columns "
+            "WHERE table_schema = %s AND table_name = %s ORDER BY ordinal_position",
+            (settings.postgres_schema, table),
+        ).fetchall()
+    return [_column(name, kind, nullable == "NO") for name, kind, nullable in rows]
+
+
+def _column(name: str, sql_type: str, not_null: bool) -> str:
+    return f"{name} {sql_type.upper()}{' NOT NULL' if not_null else ''}"
