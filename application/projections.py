@@ -214,11 +214,8 @@ class WorkItemsProjection:
     def handle(self, event: Any, position: int, rows: Rows) -> None:
         if isinstance(event, Project.ProjectArchived):
             rows.update_all("work_items", {"project": event.name}, {"project_archived": True})
-        elif isinstance(event, ProjectPlan.DependencyAdded):
-            edge = {"item_id": event.item_id, "depends_on": event.depends_on}
-            rows.insert("dependencies", edge)
-        elif isinstance(event, ProjectPlan.DependencyRemoved):
-            rows.delete("dependencies", {"item_id": event.item_id, "depends_on": event.depends_on})
+        elif isinstance(event, ProjectPlan.DependencyAdded | ProjectPlan.DependencyRemoved):
+            self._edit_edge(event, rows)
         elif isinstance(event, AgentSession.Event):
             self._follow_lease(event, rows)
         elif isinstance(event, WorkItem.WorkItemCreated):
@@ -229,6 +226,27 @@ class WorkItemsProjection:
                 version=event.originator_version, updated_at=event.timestamp, position=position
             )
             rows.update("work_items", {"id": event.originator_id}, changes)
+
+    def _edit_edge(self, event: Any, rows: Rows) -> None:
+        """An edge in `dependencies`, and its waiting item's count of dependencies not done."""
+        edge = {"item_id": event.item_id, "depends_on": event.depends_on}
+        added = isinstance(event, ProjectPlan.DependencyAdded)
+        if added:
+            rows.insert("dependencies", edge)
+        else:
+            rows.delete("dependencies", edge)
+        target = rows.get("work_items", {"id": event.depends_on})
+        if target is None or target["status"] != "done":
+            rows.add_to("work_items", {"id": event.item_id}, "waiting_on", 1 if added else -1)
+
+    def _count_done(self, event: Any, rows: Rows) -> None:
+        """An item became done (or stopped being done): each item waiting for it waits for
+        one dependency fewer (or more)."""
+        if (event.from_status == "done") == (event.to_status == "done"):
+            return
+        delta = -1 if event.to_status == "done" else 1
+        for edge in rows.find("dependencies", {"depends_on": event.originator_id}):
+            rows.add_to("work_items", {"id": edge["item_id"]}, "waiting_on", delta)
 
     def _insert(self, event: Any, position: int, rows: Rows) -> None:
         path, depth = str(event.originator_id), 0
@@ -252,6 +270,7 @@ class WorkItemsProjection:
             claim_expires_at=None,
             path=path,
             depth=depth,
+            waiting_on=0,
             version=event.originator_version,
             created_at=event.timestamp,
             created_by=event.actor,
@@ -266,6 +285,7 @@ class WorkItemsProjection:
         if isinstance(event, WorkItem.WorkItemUpdated):
             return dict(event.changes)
         if isinstance(event, WorkItem.StatusChanged):
+            self._count_done(event, rows)
             finished = event.timestamp if event.to_status in FINAL else None
             blocked = event.reason if event.to_status == "blocked" else None
             return {"status": event.to_status, "blocked_reason": blocked, "finished_at": finished}

@@ -87,6 +87,8 @@ class Rows(Protocol):
         self, table: str, where: Mapping[str, Any], changes: Mapping[str, Any]
     ) -> None: ...
     def get(self, table: str, key: Mapping[str, Any]) -> dict[str, Any] | None: ...
+    def find(self, table: str, where: Mapping[str, Any]) -> list[dict[str, Any]]: ...
+    def add_to(self, table: str, key: Mapping[str, Any], column: str, delta: int) -> None: ...
     def with_prefix(self, table: str, column: str, prefix: str) -> list[dict[str, Any]]: ...
 
 
@@ -194,6 +196,9 @@ class WorkItemRow:
     claim_expires_at: datetime | None
     path: str  # ids from the root down to this item, joined by "/"
     depth: int  # 0 for a root
+    # How many of its dependencies are not done: the ready queue reads `waiting_on = 0`
+    # instead of joining every waiting item's dependencies.
+    waiting_on: int
     version: int
     created_at: datetime
     created_by: str

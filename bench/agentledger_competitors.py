@@ -52,7 +52,7 @@ READ_MODEL_OF = {
     "heartbeat": "sessions_v1",
     "session_start": "sessions_v1",
     "append": "entries_v1",
-    "claim_next": "work_items_v1",
+    "claim_next": "work_items_v2",
     "switch": "selections_v1",
 }
 

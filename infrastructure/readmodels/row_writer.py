@@ -54,13 +54,26 @@ class RowWriter:
         params = {f"key_{c}": v for c, v in spec.encode_row(key).items()}
         self._write(table, f"DELETE FROM {{{table}}} WHERE {where}", params, expect_one=False)
 
-    def get(self, table: str, key: Mapping[str, Any]) -> dict[str, Any] | None:
+    def add_to(self, table: str, key: Mapping[str, Any], column: str, delta: int) -> None:
+        """Add `delta` to a counter of the one row with this key (a counter kept by
+        increments need not be read first)."""
         spec = self._store.table(table)
         condition = " AND ".join(f"{c} = %(key_{c})s" for c in key)
-        params = {f"key_{c}": v for c, v in spec.encode_row(key).items()}
+        params = {"delta": delta, **{f"key_{c}": v for c, v in spec.encode_row(key).items()}}
+        template = f"UPDATE {{{table}}} SET {column} = {column} + %(delta)s WHERE {condition}"
+        self._write(table, template, params, expect_one=True)
+
+    def get(self, table: str, key: Mapping[str, Any]) -> dict[str, Any] | None:
+        found = self.find(table, key)
+        return found[0] if found else None
+
+    def find(self, table: str, where: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """Every row whose columns equal `where`'s values."""
+        spec = self._store.table(table)
+        condition = " AND ".join(f"{c} = %(key_{c})s" for c in where)
+        params = {f"key_{c}": v for c, v in spec.encode_row(where).items()}
         self._read(f"SELECT * FROM {{{table}}} WHERE {condition}", params)
-        row = self._cursor.fetchone()
-        return None if row is None else spec.decode_row(row)
+        return [spec.decode_row(r) for r in self._cursor.fetchall()]
 
     def with_prefix(self, table: str, column: str, prefix: str) -> list[dict[str, Any]]:
         """Rows whose text `column` starts with `prefix` (substr: no LIKE wildcards to escape)."""

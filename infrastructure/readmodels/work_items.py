@@ -22,13 +22,13 @@ WORK_ITEMS = Table.of(
     indexes=(
         ("project", "created_position"),
         ("project", "status", "archived"),
-        ("status", "archived", "priority", "created_position"),
+        ("status", "archived", "waiting_on", "priority", "created_position"),
         ("parent_id",),
         ("holder_session",),
         ("path",),
         ("finished_at",),
     ),
-    not_null=("project", "kind", "title", "status", "path", "created_position"),
+    not_null=("project", "kind", "title", "status", "path", "waiting_on", "created_position"),
 )
 DEPENDENCIES = Table(
     name="dependencies",
@@ -37,21 +37,20 @@ DEPENDENCIES = Table(
     indexes=(("depends_on",),),
 )
 # The ready queue's rule (`domain.readiness`) as a condition on a work item row `w`; a claim
-# is live while its holder's lease, as the row follows it, ends after `now` (`live_holder`).
+# is live while its holder's lease, as the row follows it, ends after `now` (`live_holder`);
+# `waiting_on` counts the dependencies not done, kept by the projection.
 _READY = (
     "w.status = 'open' AND w.archived = 0 AND w.project_archived = 0 "
     "AND (w.holder_agent IS NULL OR w.claim_expires_at IS NULL "
     "OR w.claim_expires_at <= %(now)s) "
-    "AND NOT EXISTS (SELECT 1 FROM {dependencies} d "
-    "LEFT JOIN {work_items} p ON p.id = d.depends_on "
-    "WHERE d.item_id = w.id AND (p.id IS NULL OR p.status <> 'done'))"
+    "AND w.waiting_on = 0"
 )
 _FILTER_COLUMNS = ("project", "kind", "status", "parent_id", "to_role", "archived")
 _CHUNK = 500  # ids per IN (...) list
 
 
 class WorkItemsTable(ReadModel):
-    name = "work_items_v1"
+    name = "work_items_v2"
     tables = (WORK_ITEMS, DEPENDENCIES)
 
     def get(self, item_id: UUID) -> WorkItemRow | None:

@@ -45,7 +45,7 @@ def test_readyz_lists_running_projections(runtime: Runtime, client: TestClient) 
         "projects_v1",
         "selections_v1",
         "entries_v1",
-        "work_items_v1",
+        "work_items_v2",
         "policy_archived_project_clears_selections",
         "policy_session_end_releases_claims",
     }

@@ -83,7 +83,7 @@ def test_sweep_and_projection_commands(run) -> None:  # type: ignore[no-untyped-
         "projects_v1",
         "selections_v1",
         "entries_v1",
-        "work_items_v1",
+        "work_items_v2",
     }
     assert {s["name"] for s in status if s["kind"] == "policy"} == {
         "policy_archived_project_clears_selections",

@@ -22,7 +22,7 @@ FINGERPRINTS = {
     "projects_v1": {"projects": "d7d229d05ec1c9d6"},
     "selections_v1": {"selections": "4d8fef4899e91bd0"},
     "entries_v1": {"entries": "e7bb048fbceb9151", "entry_metadata": "5d64d3abcaf7410c"},
-    "work_items_v1": {"work_items": "0bc0cd4b8aa6f747", "dependencies": "33a5f3aee9025b10"},
+    "work_items_v2": {"work_items": "fea34edf519fcaa7", "dependencies": "33a5f3aee9025b10"},
 }
 
 
@@ -49,7 +49,7 @@ def test_a_table_has_a_column_for_each_field_of_its_row(runtime: Runtime) -> Non
     assert sessions.columns["lease_expires_at"] == "time"
     assert sessions.columns["ended_at"] == "time"  # `datetime | None`: nullable, same kind
     assert sessions.columns["metadata"] == "json"
-    items = runtime.read_models["work_items_v1"].table("work_items")
+    items = runtime.read_models["work_items_v2"].table("work_items")
     assert items.columns["archived"] == "bool"
     assert items.columns["fence"] == "int"
     entries = runtime.read_models["entries_v1"].table("entries")
