@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from typing import Any
 from uuid import UUID
 
 import pytest
 
 from agentledger.application.clock import ManualClock
+from agentledger.application.commands import Decision, UnitOfWork
+from agentledger.application.policies import Policy
 from agentledger.domain.errors import AlreadyClaimed, ClaimLost
+from agentledger.domain.events import EventContext
 from agentledger.domain.work_items import WorkItem
 from agentledger.infrastructure.bootstrap import Runtime
 from tests.integration.work_items_support import Team
@@ -118,6 +122,36 @@ def test_a_session_end_releases_its_claims_once_and_the_items_are_ready_again(
         assert runtime.work_items.get(item).value.item.status == "open"
 
 
+class ProcessDied(RuntimeError):
+    """What the policy below raises in place of a reaction, as a killed process would."""
+
+
+class DiesAfterReleases:
+    """The real policy until its reactions have released `limit` claims; from then on it
+    raises before deciding anything, so the runner fails between two reactions of one batch
+    (a runner only stops between batches, so a stop could never land mid-way)."""
+
+    def __init__(self, policy: Policy, limit: int) -> None:
+        self.name = policy.name
+        self._policy = policy
+        self._limit = limit
+        self.released = 0
+
+    def decision(self, event: Any, position: int) -> Decision[int] | None:
+        if self.released >= self._limit:
+            raise ProcessDied(f"died before reacting to position {position}")
+        decided = self._policy.decision(event, position)
+        if decided is None:
+            return None
+
+        def counted(uow: UnitOfWork, ctx: EventContext) -> int:
+            changed = decided(uow, ctx)
+            self.released += changed
+            return changed
+
+        return counted
+
+
 def test_session_end_releases_exactly_once_across_a_policy_restart(runtime: Runtime) -> None:
     team = Team(runtime)
     runner = runtime.runners.policies[POLICY]
@@ -133,14 +167,21 @@ def test_session_end_releases_exactly_once_across_a_policy_restart(runtime: Runt
         runtime.sessions.complete(ctx, session, None)
         ended.append(session)
 
+    policy = runner.worker.policy
+    runner.worker.policy = dying = DiesAfterReleases(policy, limit=10)
     runner.start()
-    wait_until(lambda: any(team.releases(i) for i in items))
-    runner.stop()  # mid-way, most likely: restarting must neither skip nor repeat
+    wait_until(lambda: runner.state == "failed")
+    runner.stop()
+    # Mid-way for certain: some claims released (with the position of their cause), not all.
+    released = [i for i in items if team.releases(i)]
+    assert len(released) == dying.released and 10 <= len(released) < len(items)
+
+    runner.worker.policy = policy  # restarting must neither skip nor repeat
     runner.start()
     wait_until(lambda: all(team.releases(i) for i in items))
     runtime.catch_up()
     assert [len(team.releases(i)) for i in items] == [1] * len(items)
-    released = Counter(
+    released_by = Counter(
         e.session_id for i in items for e in team.events(i) if isinstance(e, WorkItem.ClaimReleased)
     )
-    assert released == Counter({s: 3 for s in ended})
+    assert released_by == Counter({s: 3 for s in ended})
