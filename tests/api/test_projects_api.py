@@ -8,6 +8,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
+import pytest
 from starlette.testclient import TestClient
 
 from agentledger.application.clock import ManualClock
@@ -23,6 +24,7 @@ from tests.api.helpers import (
 )
 from tests.conftest import bearer, issue_token
 from tests.support.helpers import run_threads
+from tests.support.overlap import Conflicts, DecidedTogether
 
 
 def coordinator(rt: Runtime) -> dict[str, str]:
@@ -115,10 +117,14 @@ def test_only_agents_and_coordinators_create(runtime: Runtime, client: TestClien
     refused(runtime, lambda: client.post("/v1/projects", json={"name": "apollo"}), 401)
 
 
-def test_sixteen_racing_creates_of_one_name(runtime: Runtime, client: TestClient) -> None:
+def test_sixteen_racing_creates_of_one_name(
+    runtime: Runtime, client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
     callers = [agent(runtime, f"racer-{i}") for i in range(16)]
     answers: list[tuple[int, int, Any]] = []
     lock = threading.Lock()
+    together = DecidedTogether(16).install(monkeypatch)
+    conflicts = Conflicts(runtime)
 
     def creator(i: int) -> Callable[[], None]:
         def go() -> None:
@@ -151,6 +157,8 @@ def test_sixteen_racing_creates_of_one_name(runtime: Runtime, client: TestClient
         headers={**callers[0], CONSISTENT_WITH: str(winner[1]["position"])},
     )
     assert seen.json()["description"] == f"by racer {winner[0]}"
+    # All sixteen found the name free at once: fifteen saves collided, re-ran, got 409.
+    assert together.all_in_flight and conflicts.since() >= 15
 
 
 def test_invalid_names_are_refused_with_422(runtime: Runtime, client: TestClient) -> None:

@@ -10,6 +10,7 @@ from functools import partial
 from typing import Any
 
 import httpx2 as httpx
+import pytest
 from starlette.testclient import TestClient
 
 from agentledger.application.clock import ManualClock
@@ -26,6 +27,7 @@ from tests.api.helpers import (
 )
 from tests.conftest import bearer, issue_token
 from tests.support.helpers import run_threads
+from tests.support.overlap import Conflicts, DecidedTogether
 
 Headers = dict[str, str]
 ANY_FIRST = {"If-None-Match": "*"}
@@ -445,7 +447,7 @@ def test_two_agents_working_at_once_never_touch_each_other(
 
 
 def test_sixteen_concurrent_switches_with_one_if_match(
-    runtime: Runtime, client: TestClient
+    runtime: Runtime, client: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     targets = [f"target-{i:02d}" for i in range(16)]
     make_projects(runtime, client, "home", *targets)
@@ -454,6 +456,8 @@ def test_sixteen_concurrent_switches_with_one_if_match(
     assert put(client, alice, "alice", "home", sid, ANY_FIRST).status_code == 200
     answers: list[tuple[str, httpx.Response]] = []
     lock = threading.Lock()
+    together = DecidedTogether(16).install(monkeypatch)
+    conflicts = Conflicts(runtime)
 
     def switch(project: str) -> Callable[[], None]:
         def go() -> None:
@@ -486,15 +490,21 @@ def test_sixteen_concurrent_switches_with_one_if_match(
     assert final.status_code == 200, final.text
     assert (final.json()["project"], final.json()["version"]) == (winner, 2)
     assert final.headers["ETag"] == '"2"'
+    # All sixteen passed If-Match at once: fifteen saves collided, re-ran, were told 412.
+    assert together.all_in_flight and conflicts.since() >= 15
 
 
-def test_sixteen_concurrent_first_selections(runtime: Runtime, client: TestClient) -> None:
+def test_sixteen_concurrent_first_selections(
+    runtime: Runtime, client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
     targets = [f"target-{i:02d}" for i in range(16)]
     make_projects(runtime, client, *targets)
     alice = agent(runtime, "alice")
     sid = start(client, alice, ttl_seconds=3600)["id"]
     answers: list[tuple[str, httpx.Response]] = []
     lock = threading.Lock()
+    together = DecidedTogether(16).install(monkeypatch)
+    conflicts = Conflicts(runtime)
 
     def first(project: str) -> Callable[[], None]:
         def go() -> None:
@@ -517,3 +527,4 @@ def test_sixteen_concurrent_first_selections(runtime: Runtime, client: TestClien
     assert [e.project for e in selection_events(runtime, "alice")] == [winner]
     final = get(client, alice, "alice", won.json()["position"]).json()
     assert (final["project"], final["version"]) == (winner, 1)
+    assert together.all_in_flight and conflicts.since() >= 15

@@ -22,6 +22,7 @@ from agentledger.domain.selections import ProjectSelection, selection_id
 from agentledger.infrastructure.bootstrap import Runtime
 from tests.api.helpers import CONSISTENT_WITH
 from tests.conftest import bearer, issue_token
+from tests.support.overlap import DecidedTogether
 
 POLICY = "policy_archived_project_clears_selections"
 FIRST = Precondition.absent()
@@ -274,8 +275,10 @@ def test_stopping_and_restarting_the_runners_between_archives(runtime: Runtime) 
         runtime.listener.stop()
     runtime.runners.stop()
     second = actors.archive("p2", "archive-p2")
-    time.sleep(0.2)
-    assert archive_clears(runtime, "y1") == [] == archive_clears(runtime, "y2")  # nobody ran
+    # Nobody ran: every runner's thread has been joined, so nothing could clear anything.
+    assert all(not r.started and r.state == "stopped" for r in runtime.runners.all())
+    assert runtime.ledger.tracked_position(POLICY) < second
+    assert archive_clears(runtime, "y1") == [] == archive_clears(runtime, "y2")
     runtime.start_runners()
     wait_for_policy(runtime, second)
 
@@ -379,7 +382,9 @@ def test_a_selection_saved_after_the_archive_is_cleared(
     assert len(all_archive_clears(runtime)) == 1
 
 
-def test_selections_racing_archives_are_all_cleared(runtime: Runtime) -> None:
+def test_selections_racing_archives_are_all_cleared(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
     actors = Actors(runtime)
     rounds = 12
     projects = [f"race-{i:02d}" for i in range(rounds)]
@@ -415,7 +420,15 @@ def test_selections_racing_archives_are_all_cleared(runtime: Runtime) -> None:
             except BaseException as exc:
                 unexpected.append(exc)
 
-        run_pair(select, archive)
+        if i % 2:
+            run_pair(select, archive)  # as it comes: the archive may land first, and refuse
+            continue
+        # Both decided before either saves: the selection saw the project open, and lands
+        # before or after the archive as it comes, so its clearing is the policy's.
+        with monkeypatch.context() as patch:
+            together = DecidedTogether(2).install(patch)
+            run_pair(select, archive)
+        assert together.all_in_flight and name in selected, project
 
     assert unexpected == []
     assert len(selected) + len(refused) == rounds

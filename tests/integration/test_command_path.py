@@ -71,27 +71,42 @@ def test_a_conflicting_command_is_rerun_against_fresh_state(
     assert outcome.value.version == 3
 
 
-def test_a_consistent_read_waits_for_the_read_model(runtime: Runtime) -> None:
+def test_a_consistent_read_waits_for_the_read_model(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
     alice = agent_context(runtime, "alice")
     runtime.runners.stop()
     outcome = runtime.sessions.start(alice)
     runtime.consistency.timeout = 10
     result: dict[str, Any] = {}
+    view = runtime.read_models["sessions_v1"]
+    real_position = view.position
+    looks_behind = threading.Semaphore(0)  # one release per look the reader took, found short
+
+    def position() -> int:
+        reached = real_position()
+        if threading.current_thread() is reader and reached < outcome.position:
+            looks_behind.release()
+        return reached
 
     def read() -> None:
-        started = time.monotonic()
         result["view"] = runtime.sessions.get(outcome.value.id, consistent_with=outcome.position)
-        result["waited"] = time.monotonic() - started
+        result["returned"] = time.monotonic()
 
+    monkeypatch.setattr(view, "position", position)
     reader = threading.Thread(target=read)
     reader.start()
-    time.sleep(0.5)
+    # The reader looked three times and found the read model behind: it is waiting, not
+    # answering from a stale read model (the runners are stopped, so it cannot catch up).
+    for _ in range(3):
+        assert looks_behind.acquire(timeout=10), "the read never looked at the read model"
     assert reader.is_alive(), "the read must wait while the read model is behind"
+    started = time.monotonic()
     runtime.start_runners()
     reader.join(15)
     assert result["view"].value.id == outcome.value.id
     assert result["view"].position >= outcome.position
-    assert result["waited"] >= 0.5
+    assert result["returned"] >= started  # it answered only once the runners caught up
 
 
 def test_a_heartbeat_that_commits_first_beats_the_sweeper(

@@ -8,12 +8,15 @@ import time
 from typing import Any
 from uuid import UUID
 
+import pytest
+
 from agentledger.application.clock import ManualClock
 from agentledger.application.context import RequestContext
 from agentledger.application.group_commit import GroupCommitter
 from agentledger.domain.events import EventContext
 from agentledger.infrastructure.bootstrap import Runtime
 from tests.support.helpers import agent_context, run_threads
+from tests.support.overlap import DecidedTogether
 
 
 def committer_of(rt: Runtime) -> GroupCommitter:
@@ -109,10 +112,15 @@ def test_a_conflict_in_a_batch_fails_only_its_command_which_is_rerun(
         assert len(events) == outcomes[sid].value.version  # nothing lost, nothing twice
 
 
-def test_sixteen_writers_lose_nothing_through_group_commit(runtime: Runtime) -> None:
+def test_sixteen_writers_lose_nothing_through_group_commit(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
     sessions = sessions_of(runtime, 16)
     committer = committer_of(runtime)
     commands = committer.commands
+    # Each writer has its own session, so nothing collides: the first edits are held until
+    # all sixteen have decided, so they reach the committer together.
+    together = DecidedTogether(16).install(monkeypatch)
 
     def work(ctx: RequestContext, sid: UUID) -> Any:
         def go() -> None:
@@ -123,6 +131,7 @@ def test_sixteen_writers_lose_nothing_through_group_commit(runtime: Runtime) -> 
 
     run_threads([work(ctx, sid) for ctx, sid in sessions])
     assert committer.commands == commands + 16 * 15
+    assert together.all_in_flight
     for _ctx, sid in sessions:
         session = runtime.ledger.repository.get(sid)
         assert session.version == 16

@@ -9,6 +9,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
+
 from agentledger.application.context import RequestContext
 from agentledger.application.entries import EntryView, NewEntry
 from agentledger.application.errors import NotCaughtUp
@@ -17,6 +19,7 @@ from agentledger.domain.entries import LogEntry
 from agentledger.domain.projects import project_id
 from agentledger.infrastructure.bootstrap import Runtime
 from tests.support.helpers import agent_context, run_threads
+from tests.support.overlap import DecidedTogether
 
 AGENTS = 16
 PER_AGENT = 100
@@ -49,7 +52,12 @@ def read_all(rt: Runtime, project: str, position: int, **filters: Any) -> list[E
     return items
 
 
-def storm(rt: Runtime, operator: RequestContext, project_of: Callable[[int], str]) -> None:
+def storm(
+    rt: Runtime,
+    operator: RequestContext,
+    project_of: Callable[[int], str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     names = [f"storm-{i:02d}" for i in range(AGENTS)]
     for project in sorted({project_of(i) for i in range(AGENTS)}):
         rt.projects.create(operator, project)
@@ -81,9 +89,13 @@ def storm(rt: Runtime, operator: RequestContext, project_of: Callable[[int], str
 
         return go
 
+    # Appends write new entries only, so nothing collides: the agents' first appends are held
+    # until all sixteen have decided, so they are all in flight at once.
+    together = DecidedTogether(AGENTS).install(monkeypatch)
     started = time.monotonic()
     run_threads([appender(i) for i in range(AGENTS)])
     elapsed = time.monotonic() - started
+    assert together.all_in_flight
 
     assert tally.unexpected == []
     assert len(tally.acknowledged) == AGENTS * PER_AGENT
@@ -132,8 +144,10 @@ def storm(rt: Runtime, operator: RequestContext, project_of: Callable[[int], str
     assert elapsed < 60, f"the storm took {elapsed:.1f}s"
 
 
-def test_sixteen_agents_each_on_its_own_project(runtime: Runtime, operator: RequestContext) -> None:
-    storm(runtime, operator, lambda i: f"own-{i:02d}")
+def test_sixteen_agents_each_on_its_own_project(
+    runtime: Runtime, operator: RequestContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    storm(runtime, operator, lambda i: f"own-{i:02d}", monkeypatch)
     # Each project's log is exactly its agent's hundred.
     for i in range(AGENTS):
         items = read_all(runtime, f"own-{i:02d}", runtime.ledger.head_position())
@@ -141,8 +155,10 @@ def test_sixteen_agents_each_on_its_own_project(runtime: Runtime, operator: Requ
         assert {item.agent_id for item in items} == {f"storm-{i:02d}"}
 
 
-def test_sixteen_agents_on_one_project(runtime: Runtime, operator: RequestContext) -> None:
-    storm(runtime, operator, lambda i: "shared")
+def test_sixteen_agents_on_one_project(
+    runtime: Runtime, operator: RequestContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    storm(runtime, operator, lambda i: "shared", monkeypatch)
     head = runtime.ledger.head_position()
     items = read_all(runtime, "shared", head)
     assert len(items) == AGENTS * PER_AGENT

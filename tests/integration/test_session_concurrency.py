@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
+import pytest
+
 from agentledger.application.clock import ManualClock
 from agentledger.application.context import RequestContext
 from agentledger.application.errors import ConcurrencyConflict
@@ -17,6 +19,7 @@ from agentledger.domain.errors import InvalidTransition, LeaseLapsed
 from agentledger.domain.sessions import AgentSession
 from agentledger.infrastructure.bootstrap import Runtime
 from tests.support.helpers import agent_context, run_threads
+from tests.support.overlap import Conflicts, DecidedTogether
 
 REFUSALS = (InvalidTransition, LeaseLapsed, ConcurrencyConflict)
 
@@ -44,10 +47,15 @@ class Tally:
         return outcome
 
 
-def test_sixteen_writers_on_one_session(runtime: Runtime, clock: ManualClock) -> None:
+def test_sixteen_writers_on_one_session(
+    runtime: Runtime, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
     alice = agent_context(runtime, "alice")
     sid = runtime.sessions.start(alice, ttl_seconds=3600).value.id
     tally = Tally()
+    # The four endings all decide on the live session before any saves: three must collide.
+    endings = DecidedTogether(4, only_marked=True).install(monkeypatch)
+    conflicts = Conflicts(runtime)
 
     def heartbeats() -> None:
         for _ in range(5):
@@ -58,11 +66,12 @@ def test_sixteen_writers_on_one_session(runtime: Runtime, clock: ManualClock) ->
 
     def complete() -> None:
         wait_for_a_written_renewal(tally)  # so the ending races live heartbeats, not none
-        tally.attempt("complete", lambda: runtime.sessions.complete(alice, sid, reason="done"))
+        ending = endings.marked(lambda: runtime.sessions.complete(alice, sid, reason="done"))
+        tally.attempt("complete", ending)
 
     def fail() -> None:
         wait_for_a_written_renewal(tally)
-        tally.attempt("fail", lambda: runtime.sessions.fail(alice, sid, reason="crash"))
+        tally.attempt("fail", endings.marked(lambda: runtime.sessions.fail(alice, sid, "crash")))
 
     run_threads([heartbeats] * 12 + [complete, complete, fail, fail])
 
@@ -79,6 +88,7 @@ def test_sixteen_writers_on_one_session(runtime: Runtime, clock: ManualClock) ->
     ended = [a for a in tally.acknowledged if a[0] in ("complete", "fail")]
     assert len(ended) == 1, "exactly one terminal command is acknowledged"
     assert len(tally.refused) >= 3, "the losing terminal commands were reported"
+    assert endings.all_in_flight and conflicts.since() >= 3, "the endings' saves collided"
     assert not any(isinstance(r, LeaseLapsed) for r in tally.refused)
     assert len(written_renewals(tally)) >= 1, "some renewals were written"
 
@@ -153,6 +163,8 @@ def test_sweeper_racing_heartbeats(runtime: Runtime, clock: ManualClock) -> None
         if expiries[0].trace_id != "final":
             expired_early += 1
     assert expired_early > 0, "the race must have expired some sessions while others beat"
+    early, renewed = early_expiries_and_renewals(runtime)
+    assert min(early) < max(renewed), "sweepers and heartbeats wrote at the same time"
     # Every acknowledged renewal is in its session's log.
     for kind, written, outcome in tally.acknowledged:
         if kind == "heartbeat" and written:
@@ -162,9 +174,26 @@ def test_sweeper_racing_heartbeats(runtime: Runtime, clock: ManualClock) -> None
             assert event.lease_expires_at == view.lease_expires_at
 
 
+def early_expiries_and_renewals(rt: Runtime) -> tuple[list[int], list[int]]:
+    """Log positions of the expiries the racing sweepers wrote, and of every renewal."""
+    early: list[int] = []
+    renewed: list[int] = []
+    after = 0
+    while batch := rt.ledger.read_log(after=after, limit=1000):
+        for notification in batch:
+            event = rt.ledger.to_event(notification)
+            if isinstance(event, AgentSession.SessionExpired) and event.trace_id != "final":
+                early.append(notification.id)
+            elif isinstance(event, AgentSession.LeaseRenewed):
+                renewed.append(notification.id)
+        after = batch[-1].id
+    return early, renewed
+
+
 def wait_for_a_written_renewal(tally: Tally, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
-    while not written_renewals(tally) and time.monotonic() < deadline:
+    while not written_renewals(tally):
+        assert time.monotonic() < deadline, "no renewal was written"
         time.sleep(0.001)
 
 

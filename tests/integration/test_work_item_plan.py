@@ -8,6 +8,7 @@ import random
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -29,6 +30,7 @@ from agentledger.infrastructure.bootstrap import Runtime, build_runtime
 from agentledger.infrastructure.settings import Settings
 from tests.integration.work_items_support import Team
 from tests.support.helpers import run_threads, wait_until
+from tests.support.overlap import Conflicts, DecidedTogether
 
 POLICY = "policy_session_end_releases_claims"
 
@@ -119,6 +121,21 @@ def conflicts(*runtimes: Runtime) -> int:
     return sum(rt.commands.conflicts for rt in runtimes)
 
 
+@contextmanager
+def raced(one: Runtime, two: Runtime, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Across two servers, the first structure edit through each decides before either saves:
+    the two must collide, and one re-runs against the other's edit. (Within one server they
+    take turns, so nothing may be held between deciding and saving there.)"""
+    if one is two:
+        yield
+        return
+    collided = Conflicts(one, two)
+    with monkeypatch.context() as patch:
+        together = DecidedTogether(2).install(patch)
+        yield
+    assert together.all_in_flight and collided.since() >= 1, "the two servers did not race"
+
+
 def new_item(rt: Runtime, team: Team, title: str, parent: UUID | None = None) -> UUID:
     return rt.work_items.create(
         team.boss, NewWorkItem("apollo", "task", title, parent_id=parent)
@@ -126,29 +143,30 @@ def new_item(rt: Runtime, team: Team, title: str, parent: UUID | None = None) ->
 
 
 def test_two_opposite_dependencies_added_at_once_are_never_both_accepted(
-    runtime: Runtime, other_server: Runtime
+    runtime: Runtime, other_server: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     team = Team(runtime)
     for round_ in range(30):
         a, b = team.item(f"a{round_}").id, team.item(f"b{round_}").id
         one, two = servers_for(round_, runtime, other_server)
         race = Race()
-        run_threads(
-            [
-                race.attempt(
-                    "a->b",
-                    lambda a=a, b=b, rt=one: rt.work_items.add_dependency(
-                        team.boss, a, b, fence=None
+        with raced(one, two, monkeypatch):
+            run_threads(
+                [
+                    race.attempt(
+                        "a->b",
+                        lambda a=a, b=b, rt=one: rt.work_items.add_dependency(
+                            team.boss, a, b, fence=None
+                        ),
                     ),
-                ),
-                race.attempt(
-                    "b->a",
-                    lambda a=a, b=b, rt=two: rt.work_items.add_dependency(
-                        team.boss, b, a, fence=None
+                    race.attempt(
+                        "b->a",
+                        lambda a=a, b=b, rt=two: rt.work_items.add_dependency(
+                            team.boss, b, a, fence=None
+                        ),
                     ),
-                ),
-            ]
-        )
+                ]
+            )
         assert len(race.results) == 2
         (won,) = race.accepted()  # exactly one of the two edges is accepted
         ((_, refusal),) = race.refused().items()
@@ -161,7 +179,7 @@ def test_two_opposite_dependencies_added_at_once_are_never_both_accepted(
 
 
 def test_three_dependencies_closing_a_triangle_at_once_are_never_all_accepted(
-    runtime: Runtime, other_server: Runtime
+    runtime: Runtime, other_server: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     team = Team(runtime)
     for round_ in range(20):
@@ -169,17 +187,18 @@ def test_three_dependencies_closing_a_triangle_at_once_are_never_all_accepted(
         edges = {"a->b": (a, b), "b->c": (b, c), "c->a": (c, a)}
         one, two = servers_for(round_, runtime, other_server)
         race = Race()
-        run_threads(
-            [
-                race.attempt(
-                    name,
-                    lambda e=e, rt=rt: rt.work_items.add_dependency(
-                        team.boss, e[0], e[1], fence=None
-                    ),
-                )
-                for (name, e), rt in zip(edges.items(), (one, two, one), strict=True)
-            ]
-        )
+        with raced(one, two, monkeypatch):
+            run_threads(
+                [
+                    race.attempt(
+                        name,
+                        lambda e=e, rt=rt: rt.work_items.add_dependency(
+                            team.boss, e[0], e[1], fence=None
+                        ),
+                    )
+                    for (name, e), rt in zip(edges.items(), (one, two, one), strict=True)
+                ]
+            )
         assert len(race.results) == 3
         accepted = race.accepted()
         assert len(accepted) == 2  # any two of the three are fine together, never the third
@@ -197,7 +216,7 @@ def test_three_dependencies_closing_a_triangle_at_once_are_never_all_accepted(
 
 
 def test_a_dependency_and_a_move_closing_a_cycle_at_once_are_never_both_accepted(
-    runtime: Runtime, other_server: Runtime
+    runtime: Runtime, other_server: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A waits for B (dependency) while B is moved under A (B waits for its parent A): each
     alone is fine, together they would close a cycle over a dependency and a parent edge."""
@@ -207,22 +226,27 @@ def test_a_dependency_and_a_move_closing_a_cycle_at_once_are_never_both_accepted
         version = version_of(runtime, b)
         one, two = servers_for(round_, runtime, other_server)
         race = Race()
-        run_threads(
-            [
-                race.attempt(
-                    "depend",
-                    lambda a=a, b=b, rt=one: rt.work_items.add_dependency(
-                        team.boss, a, b, fence=None
+        with raced(one, two, monkeypatch):
+            run_threads(
+                [
+                    race.attempt(
+                        "depend",
+                        lambda a=a, b=b, rt=one: rt.work_items.add_dependency(
+                            team.boss, a, b, fence=None
+                        ),
                     ),
-                ),
-                race.attempt(
-                    "move",
-                    lambda a=a, b=b, v=version, rt=two: rt.work_items.update(
-                        team.boss, b, {"parent_id": a}, precondition=Precondition.at(v), fence=None
+                    race.attempt(
+                        "move",
+                        lambda a=a, b=b, v=version, rt=two: rt.work_items.update(
+                            team.boss,
+                            b,
+                            {"parent_id": a},
+                            precondition=Precondition.at(v),
+                            fence=None,
+                        ),
                     ),
-                ),
-            ]
-        )
+                ]
+            )
         (won,) = race.accepted()
         ((_, refusal),) = race.refused().items()
         assert isinstance(refusal, DependencyCycle)
@@ -297,7 +321,7 @@ def test_a_root_holds_five_levels_below_it_and_no_sixth(runtime: Runtime) -> Non
 
 
 def test_concurrent_children_under_level_four_pass_and_under_level_five_are_refused(
-    runtime: Runtime, other_server: Runtime
+    runtime: Runtime, other_server: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     team = Team(runtime)
     levels = chain(team, MAX_DEPTH)  # root .. level 4
@@ -316,13 +340,17 @@ def test_concurrent_children_under_level_four_pass_and_under_level_five_are_refu
         return go
 
     servers = (runtime, other_server)
-    run_threads(
-        [race.attempt(f"ok{n}", child(servers[n % 2], levels[4], f"new #{n}")) for n in range(8)]
-        + [
-            race.attempt(f"deep{n}", child(servers[n % 2], fifth[n], f"deep #{n}"))
-            for n in range(8)
-        ]
-    )
+    with raced(runtime, other_server, monkeypatch):
+        run_threads(
+            [
+                race.attempt(f"ok{n}", child(servers[n % 2], levels[4], f"new #{n}"))
+                for n in range(8)
+            ]
+            + [
+                race.attempt(f"deep{n}", child(servers[n % 2], fifth[n], f"deep #{n}"))
+                for n in range(8)
+            ]
+        )
     assert race.accepted() == sorted(f"ok{n}" for n in range(8))
     refused = race.refused()
     assert sorted(refused) == sorted(f"deep{n}" for n in range(8))
@@ -340,7 +368,7 @@ def test_concurrent_children_under_level_four_pass_and_under_level_five_are_refu
 
 
 def test_a_move_and_a_new_child_that_together_exceed_the_depth_never_both_pass(
-    runtime: Runtime, other_server: Runtime
+    runtime: Runtime, other_server: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Moving a root with one child under a level-3 item (levels 4 and 5) and adding a child
     below that child (level 2, before the move) are each fine; together they would make a
@@ -353,21 +381,24 @@ def test_a_move_and_a_new_child_that_together_exceed_the_depth_never_both_pass(
         version = version_of(runtime, top)
         one, two = servers_for(round_, runtime, other_server)
         race = Race()
-        run_threads(
-            [
-                race.attempt(
-                    "move",
-                    lambda top=top, v=version, rt=one: rt.work_items.update(
-                        team.boss,
-                        top,
-                        {"parent_id": levels[3]},
-                        precondition=Precondition.at(v),
-                        fence=None,
+        with raced(one, two, monkeypatch):
+            run_threads(
+                [
+                    race.attempt(
+                        "move",
+                        lambda top=top, v=version, rt=one: rt.work_items.update(
+                            team.boss,
+                            top,
+                            {"parent_id": levels[3]},
+                            precondition=Precondition.at(v),
+                            fence=None,
+                        ),
                     ),
-                ),
-                race.attempt("child", lambda leaf=leaf, rt=two: new_item(rt, team, "below", leaf)),
-            ]
-        )
+                    race.attempt(
+                        "child", lambda leaf=leaf, rt=two: new_item(rt, team, "below", leaf)
+                    ),
+                ]
+            )
         (won,) = race.accepted()
         ((_, refusal),) = race.refused().items()
         assert isinstance(refusal, DepthExceeded) and refusal.depth == 6

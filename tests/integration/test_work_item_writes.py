@@ -5,19 +5,25 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import asdict
 from typing import Any
 from uuid import UUID
 
+import pytest
+
 from agentledger.application.clock import ManualClock
 from agentledger.application.errors import PreconditionFailed
 from agentledger.application.preconditions import Precondition
+from agentledger.application.work_items import NewWorkItem
 from agentledger.domain.errors import InvalidTransition
 from agentledger.domain.plans import ProjectPlan, plan_id
 from agentledger.domain.work_items import WorkItem
-from agentledger.infrastructure.bootstrap import Runtime
+from agentledger.infrastructure.bootstrap import Runtime, build_runtime
+from agentledger.infrastructure.settings import Settings
 from tests.integration.work_items_support import Team
 from tests.support.helpers import run_threads
+from tests.support.overlap import Conflicts, DecidedTogether
 
 
 def outcomes_of(targets: list[Any]) -> Counter[str]:
@@ -41,19 +47,37 @@ def outcomes_of(targets: list[Any]) -> Counter[str]:
     return results
 
 
-def test_concurrent_creates_in_one_project_all_land_in_its_plan(runtime: Runtime) -> None:
+@pytest.fixture
+def other_server(runtime: Runtime, settings: Settings, clock: ManualClock) -> Iterator[Runtime]:
+    """A second runtime on the runtime's store: a second server, without background work."""
+    second = build_runtime(settings, clock)
+    yield second
+    second.close()
+
+
+def test_concurrent_creates_in_one_project_all_land_in_its_plan(
+    runtime: Runtime, other_server: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Creates in one project take turns within a server; across two servers only the plan's
+    version stands between them. Half the writers go through each server, and the first
+    create of each server decides before either saves, so those two must collide."""
     team = Team(runtime)
     parent = team.item("epic", kind="epic").id
     made: list[UUID] = []
     lock = threading.Lock()
+    together = DecidedTogether(2).install(monkeypatch)  # one per server: each takes turns
+    conflicts = Conflicts(runtime, other_server)
 
     def create(n: int) -> None:
+        rt = (runtime, other_server)[n % 2]
         for k in range(10):
-            item = team.item(f"w{n} item {k}", parent=parent).id
+            new = NewWorkItem("apollo", "task", f"w{n} item {k}", parent_id=parent)
+            item = rt.work_items.create(team.boss, new).value.id
             with lock:
                 made.append(item)
 
     run_threads([lambda n=n: create(n) for n in range(16)])
+    assert together.all_in_flight and conflicts.since() >= 1
     assert len(set(made)) == 160
     plan = runtime.ledger.repository.get(plan_id("apollo"))
     assert {UUID(i) for i, p in plan.parents.items() if p == str(parent)} == set(made)
@@ -63,9 +87,13 @@ def test_concurrent_creates_in_one_project_all_land_in_its_plan(runtime: Runtime
     assert {c.id for c in children} == set(made) and {c.depth for c in children} == {1}
 
 
-def test_concurrent_edits_with_one_version_make_one_winner(runtime: Runtime) -> None:
+def test_concurrent_edits_with_one_version_make_one_winner(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
     team = Team(runtime)
     item = team.item("shared").id
+    together = DecidedTogether(8).install(monkeypatch)
+    conflicts = Conflicts(runtime)
 
     def edit(n: int) -> None:
         runtime.work_items.update(
@@ -76,11 +104,17 @@ def test_concurrent_edits_with_one_version_make_one_winner(runtime: Runtime) -> 
     assert results == Counter({"ok": 1, PreconditionFailed.__name__: 7})
     updates = [e for e in team.events(item) if isinstance(e, WorkItem.WorkItemUpdated)]
     assert len(updates) == 1
+    # All eight passed the version check at once: the losers collided, re-ran, were refused.
+    assert together.all_in_flight and conflicts.since() >= 7
 
 
-def test_concurrent_transitions_from_one_state_make_one_winner(runtime: Runtime) -> None:
+def test_concurrent_transitions_from_one_state_make_one_winner(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
     team = Team(runtime)
     item = team.item("contested").id
+    together = DecidedTogether(8).install(monkeypatch)
+    conflicts = Conflicts(runtime)
 
     def start_work() -> None:
         runtime.work_items.transition(team.boss, item, "in_progress", None, fence=None)
@@ -89,32 +123,45 @@ def test_concurrent_transitions_from_one_state_make_one_winner(runtime: Runtime)
     assert results == Counter({"ok": 1, InvalidTransition.__name__: 7})
     changes = [e for e in team.events(item) if isinstance(e, WorkItem.StatusChanged)]
     assert [(e.from_status, e.to_status) for e in changes] == [("open", "in_progress")]
+    assert together.all_in_flight and conflicts.since() >= 7
 
 
-def test_concurrent_archives_write_one_archive(runtime: Runtime) -> None:
+def test_concurrent_archives_write_one_archive(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
     team = Team(runtime)
     item = team.item("old").id
+    together = DecidedTogether(8).install(monkeypatch)
+    conflicts = Conflicts(runtime)
     results = outcomes_of(
         [lambda: runtime.work_items.archive(team.boss, item, fence=None) for _ in range(8)]
     )
     assert results == Counter({"ok": 8})  # archiving an archived item is already done
     archives = [e for e in team.events(item) if isinstance(e, WorkItem.WorkItemArchived)]
     assert len(archives) == 1
+    assert together.all_in_flight and conflicts.since() >= 7
 
 
-def test_concurrent_dependency_edits_on_one_item_all_land(runtime: Runtime) -> None:
+def test_concurrent_dependency_edits_on_one_item_all_land(
+    runtime: Runtime, other_server: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Like creates, structure edits take turns within a server: split over two servers."""
     team = Team(runtime)
     item = team.item("waits").id
     others = [team.item(f"prerequisite {n}").id for n in range(12)]
+    runtime.catch_up()  # both servers know the items' plan, so each takes turns on it
+    together = DecidedTogether(2).install(monkeypatch)
+    conflicts = Conflicts(runtime, other_server)
     results = outcomes_of(
         [
-            lambda other=other: runtime.work_items.add_dependency(
+            lambda n=n, other=other: (runtime, other_server)[n % 2].work_items.add_dependency(
                 team.boss, item, other, fence=None
             )
-            for other in others
+            for n, other in enumerate(others)
         ]
     )
     assert results == Counter({"ok": 12})
+    assert together.all_in_flight and conflicts.since() >= 1
     added = [
         e.depends_on
         for e in runtime.ledger.events.get(plan_id("apollo"))
