@@ -31,6 +31,15 @@ from agentledger.domain.sessions import AgentSession
 from agentledger.domain.work_items import FINAL, WorkItem
 
 
+def touched(event: Any, position: int) -> dict[str, Any]:
+    """What every event of an aggregate changes in its row: version, time and log position."""
+    return {
+        "version": event.originator_version,
+        "updated_at": event.timestamp,
+        "position": position,
+    }
+
+
 class Projection(Protocol):
     """What one read model makes of the events. It has no name of its own: its read model's
     name (`sessions_v1`) names the tables, the tracking position and the runner."""
@@ -63,11 +72,7 @@ class SessionsProjection:
             )
             rows.insert("sessions", row)
             return
-        changes: dict[str, Any] = {
-            "version": event.originator_version,
-            "updated_at": event.timestamp,
-            "position": position,
-        }
+        changes = touched(event, position)
         if isinstance(event, AgentSession.SessionActivated):
             changes.update(status="active", lease_expires_at=event.lease_expires_at)
         elif isinstance(event, AgentSession.LeaseRenewed):
@@ -135,9 +140,7 @@ class ProjectsProjection:
                     "archived": True,
                     "archived_at": event.timestamp,
                     "archived_position": position,
-                    "version": event.originator_version,
-                    "updated_at": event.timestamp,
-                    "position": position,
+                    **touched(event, position),
                 },
             )
 
@@ -158,11 +161,7 @@ class SelectionsProjection:
             )
             rows.insert("selections", row)
             return
-        changes: dict[str, Any] = {
-            "version": event.originator_version,
-            "updated_at": event.timestamp,
-            "position": position,
-        }
+        changes = touched(event, position)
         if isinstance(event, ProjectSelection.ProjectSelected):
             changes.update(project=event.project, session_id=event.session_id, cleared_reason=None)
         elif isinstance(event, ProjectSelection.SelectionCleared):
@@ -221,10 +220,7 @@ class WorkItemsProjection:
         elif isinstance(event, WorkItem.WorkItemCreated):
             self._insert(event, position, rows)
         elif isinstance(event, WorkItem.Event):
-            changes = self._changes(event, rows)
-            changes.update(
-                version=event.originator_version, updated_at=event.timestamp, position=position
-            )
+            changes = {**self._changes(event, rows), **touched(event, position)}
             rows.update("work_items", {"id": event.originator_id}, changes)
 
     def _edit_edge(self, event: Any, rows: Rows) -> None:

@@ -199,24 +199,28 @@ class HttpCall:
         return filters
 
     def consistent_with(self) -> int | None:
-        header = self.header(CONSISTENT_WITH_HEADER)
-        if header is None:
-            return None
-        if not _POSITION.fullmatch(header.strip()):
-            raise InvalidPosition(
+        """`AgentLedger-Consistent-With: <position>`: read at least this far into the log."""
+        return self._counter(
+            CONSISTENT_WITH_HEADER,
+            InvalidPosition(
                 f"{CONSISTENT_WITH_HEADER} must be a non-negative integer log position"
-            )
-        return int(header.strip())
+            ),
+        )
 
     def fence(self) -> int | None:
         """`AgentLedger-Fence: <n>`: the claim a holder writes under."""
-        header = self.header(FENCE_HEADER)
+        return self._counter(
+            FENCE_HEADER,
+            InvalidFence(f"{FENCE_HEADER} must be the non-negative integer fence of your claim"),
+        )
+
+    def _counter(self, name: str, invalid: Exception) -> int | None:
+        """A header holding a non-negative integer (18 digits at most), or None if absent."""
+        header = self.header(name)
         if header is None:
             return None
         if not _POSITION.fullmatch(header.strip()):
-            raise InvalidFence(
-                f"{FENCE_HEADER} must be the non-negative integer fence of your claim"
-            )
+            raise invalid
         return int(header.strip())
 
     # --- output ---------------------------------------------------------------------------
