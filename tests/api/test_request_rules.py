@@ -15,7 +15,7 @@ from agentledger.application.clock import ManualClock
 from agentledger.application.context import RequestContext, local_operator
 from agentledger.domain.errors import InvalidValue
 from agentledger.infrastructure.bootstrap import Runtime
-from tests.api.helpers import agent, assert_problem, refused, start
+from tests.api.helpers import CONSISTENT_WITH, agent, assert_problem, refused, start
 from tests.conftest import bearer, issue_token
 
 Headers = dict[str, str]
@@ -314,7 +314,9 @@ def test_metadata_filters_are_bounded(runtime: Runtime, client: TestClient, coun
     )
     assert problem["errors"][0]["loc"] == ["query", "meta.*"]
     sixteen = {f"meta.k{i}": "v" for i in range(16)}
-    ok = client.get("/v1/projects/apollo/entries", params=sixteen, headers=alice)
+    # Consistent with the project just created: a lagging read model would not know it yet.
+    fresh = {**alice, CONSISTENT_WITH: str(runtime.ledger.head_position())}
+    ok = client.get("/v1/projects/apollo/entries", params=sixteen, headers=fresh)
     assert ok.status_code == 200, ok.text
 
 
