@@ -91,7 +91,14 @@ class CommandRunner:
         self.committer = GroupCommitter(ledger, group_commit) if group_commit > 1 else None
         self._commit_callbacks: list[CommitCallback] = []
         self._stripes = [threading.Lock() for _ in range(LOCK_STRIPES)]
-        self.conflicts = 0  # version conflicts met (and retried or reported): a race indicator
+        # Version conflicts met (retried or reported), a race indicator; counted under a lock
+        # because racing writers meet them at the same moment.
+        self._conflicts = 0
+        self._conflicts_lock = threading.Lock()
+
+    @property
+    def conflicts(self) -> int:
+        return self._conflicts
 
     def _committed_already(self, first: tuple[UUID, int], command_id: str) -> bool:
         aggregate_id, version = first
@@ -157,7 +164,8 @@ class CommandRunner:
             try:
                 recordings = self._record(events, changed, tracking)
             except IntegrityError:
-                self.conflicts += 1
+                with self._conflicts_lock:
+                    self._conflicts += 1
                 if self._committed_already(first, command_id):
                     # The library retried a commit whose acknowledgement was lost, and the
                     # retry collided with our own events: the command did succeed.
