@@ -204,3 +204,65 @@ def test_a_rebuilt_read_model_matches_the_live_one(runtime: Runtime, clock: Manu
     assert by_title["b"]["claim_expires_at"] == lease
     runtime.runners.projections["work_items_v2"].rebuild()
     assert snapshot() == live
+
+
+def test_concurrent_removals_of_one_dependency_remove_it_once(
+    runtime: Runtime, other_server: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two servers remove the same edge at once: one removes it, the other is told it is
+    gone (404), never a second removal."""
+    team = Team(runtime)
+    item, other = team.item("waits").id, team.item("prerequisite").id
+    runtime.work_items.add_dependency(team.boss, item, other, fence=None)
+    runtime.catch_up()
+    together = DecidedTogether(2).install(monkeypatch)
+    conflicts = Conflicts(runtime, other_server)
+    results = outcomes_of(
+        [
+            lambda rt=rt: rt.work_items.remove_dependency(team.boss, item, other, fence=None)
+            for rt in (runtime, other_server)
+        ]
+    )
+    assert results == Counter({"ok": 1, "NotFound": 1})
+    removed = [
+        e
+        for e in runtime.ledger.events.get(plan_id("apollo"))
+        if isinstance(e, ProjectPlan.DependencyRemoved)
+    ]
+    assert len(removed) == 1
+    assert together.all_in_flight and conflicts.since() >= 1
+
+
+def test_concurrent_unarchives_write_one_unarchive_event(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    team = Team(runtime)
+    item = team.item("back again").id
+    runtime.work_items.archive(team.boss, item, fence=None)
+    together = DecidedTogether(8).install(monkeypatch)
+    conflicts = Conflicts(runtime)
+    results = outcomes_of(
+        [lambda: runtime.work_items.unarchive(team.boss, item, fence=None) for _ in range(8)]
+    )
+    assert results == Counter({"ok": 8})  # unarchiving an unarchived item is already done
+    unarchived = [e for e in team.events(item) if isinstance(e, WorkItem.WorkItemUnarchived)]
+    assert len(unarchived) == 1
+    assert together.all_in_flight and conflicts.since() >= 7
+
+
+def test_concurrent_activations_of_a_pending_session_activate_it_once(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The losers re-run against the active session and are refused, not silently merged."""
+    team = Team(runtime)
+    alice = team.agent("alice")
+    session = runtime.sessions.start(alice, pending=True).value.id
+    together = DecidedTogether(8).install(monkeypatch)
+    conflicts = Conflicts(runtime)
+    results = outcomes_of([lambda: runtime.sessions.activate(alice, session) for _ in range(8)])
+    assert results == Counter({"ok": 1, "InvalidTransition": 7})
+    activated = [
+        e for e in runtime.ledger.events.get(session) if type(e).__name__ == "SessionActivated"
+    ]
+    assert len(activated) == 1
+    assert together.all_in_flight and conflicts.since() >= 7
