@@ -22,6 +22,7 @@ from pydantic import (
 
 from agentledger.application.entries import EntryView
 from agentledger.application.projects import ProjectView
+from agentledger.application.readmodels import MAX_CURSOR_LENGTH
 from agentledger.application.selections import SelectionView
 from agentledger.application.sessions import SessionView
 from agentledger.domain.metadata import MAX_KEY_LENGTH, MAX_KEYS, MAX_TOTAL_BYTES
@@ -137,6 +138,21 @@ Metadata = Annotated[
 ]
 
 
+# The document shows a cursor's form; the server itself checks it (400 `invalid-cursor` for
+# one it did not issue, whatever its form), so a malformed one is not a 422 either.
+CursorToken = Annotated[
+    str,
+    WithJsonSchema(
+        {
+            "type": "string",
+            "maxLength": MAX_CURSOR_LENGTH,
+            "pattern": r"^[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+$",
+            "description": "The `next_cursor` of the previous page, as it was given.",
+        }
+    ),
+]
+
+
 # The rule of each text path parameter (ids are UUIDs, see `HttpCall.path_uuid`).
 PATH_RULES: dict[str, TypeAdapter[str]] = {
     "name": TypeAdapter(ProjectRef),
@@ -249,7 +265,7 @@ class ListSessionsQuery(Query):
     agent_id: AgentId | None = None
     status: Literal["pending", "active", "completed", "failed", "expired"] | None = None
     limit: int = Field(default=50, ge=1, le=500)
-    cursor: str | None = None
+    cursor: CursorToken | None = None
 
 
 # --- responses -------------------------------------------------------------------------------
@@ -300,7 +316,7 @@ class ArchiveProject(Strict):
 class ListProjectsQuery(Query):
     archived: bool | None = None
     limit: int = Field(default=50, ge=1, le=500)
-    cursor: str | None = None
+    cursor: CursorToken | None = None
 
 
 ProjectOut = response_model("ProjectOut", ProjectView)
@@ -350,7 +366,7 @@ class ListEntriesQuery(Query):
         default=None, max_length=200, pattern=NO_CONTROL_PATTERN, description="Substring, any case."
     )
     limit: int = Field(default=50, ge=1, le=500)
-    cursor: str | None = None
+    cursor: CursorToken | None = None
 
 
 EntryOut = response_model(

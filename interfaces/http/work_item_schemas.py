@@ -22,6 +22,7 @@ from agentledger.domain.work_items import MAX_PRIORITY, MIN_PRIORITY
 from agentledger.interfaces.http.schemas import (
     NON_BLANK_TEXT_PATTERN,
     AgentId,
+    CursorToken,
     Integer,
     Kind,
     LooseUUID,
@@ -108,7 +109,7 @@ class ListWorkItemsQuery(Query):
     to_role: RoleName | None = None
     archived: bool | None = None
     limit: int = Field(default=50, ge=1, le=500)
-    cursor: str | None = None
+    cursor: CursorToken | None = None
 
 
 class ReadyQuery(Query):

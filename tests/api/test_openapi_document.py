@@ -181,3 +181,12 @@ def _first(schema: dict[str, Any]) -> dict[str, Any]:
         if branch.get("type") == "string":
             return dict(branch)
     raise AssertionError(f"no string branch in {schema}")
+
+
+def test_cursors_are_declared_in_the_form_the_server_issues(document: dict[str, Any]) -> None:
+    for path in ("/v1/sessions", "/v1/projects", "/v1/projects/{name}/entries", "/v1/work-items"):
+        (cursor,) = [
+            p for p in document["paths"][path]["get"]["parameters"] if p["name"] == "cursor"
+        ]
+        schema = _first(cursor["schema"])
+        assert schema["maxLength"] == 2048 and schema["pattern"].startswith("^[A-Za-z0-9_-]")
