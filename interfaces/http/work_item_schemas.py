@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import BeforeValidator, Field
+from pydantic import BeforeValidator, ConfigDict, Field
 
 from agentledger.application.status import SessionSummary, StatusReport
 from agentledger.application.work_items import (
@@ -85,6 +85,17 @@ class PatchWorkItem(Strict):
 
 
 class Transition(Strict):
+    # Blocking says what the item waits for (`WorkItem.transition`): the document says so too.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "if": {"properties": {"to": {"const": "blocked"}}, "required": ["to"]},
+            "then": {
+                "required": ["reason"],
+                "properties": {"reason": {"type": "string", "pattern": NON_BLANK_TEXT_PATTERN}},
+            },
+        }
+    )
+
     to: StatusName
     reason: str | None = text(1000)
 

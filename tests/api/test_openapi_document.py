@@ -190,3 +190,9 @@ def test_cursors_are_declared_in_the_form_the_server_issues(document: dict[str, 
         ]
         schema = _first(cursor["schema"])
         assert schema["maxLength"] == 2048 and schema["pattern"].startswith("^[A-Za-z0-9_-]")
+
+
+def test_blocking_needs_a_reason_in_the_document_too(document: dict[str, Any]) -> None:
+    transition = _body(document, "/v1/work-items/{id}/transition", "post")
+    assert transition["if"]["properties"]["to"] == {"const": "blocked"}
+    assert transition["then"]["required"] == ["reason"]
