@@ -364,6 +364,11 @@ def _b64(raw: bytes) -> str:
 
 
 def _unb64(text: str) -> bytes:
+    """Only the one text `_b64` makes of the bytes: the last character of unpadded base64 has
+    spare bits, and a cursor differing in them must not pass for the one issued."""
     if not text.isascii():
         raise ValueError("not base64")
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    if _b64(raw) != text:
+        raise ValueError("not the canonical base64 of its bytes")
+    return raw

@@ -116,6 +116,7 @@ def test_concurrent_releases_of_one_claim_release_it_once(
     # fence no longer holds anything, knows it lost the claim to someone else.
     holder = "open" if released.reason == "released by holder" else "lost"
     assert sorted(outcomes) == sorted([f"agent:alice: {holder}"] + ["user:boss: open"] * 7)
+    runtime.catch_up()  # the read model, once it has the release
     assert runtime.work_items.get(item).value.item.status == "open"
     assert together.all_in_flight and conflicts.since() >= len(releasers) - 1
 
