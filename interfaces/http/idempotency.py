@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from starlette.responses import Response
@@ -55,16 +56,16 @@ def idempotency_key(call: HttpCall) -> str | None:
     return key
 
 
-def fingerprint_of(call: HttpCall) -> str:
+def fingerprint(body: bytes, headers: Mapping[str, str]) -> str:
     """The same request in other bytes (key order, spacing) has the same fingerprint."""
     digest = hashlib.sha256()
     try:
-        body = json.dumps(json.loads(call.raw_body), sort_keys=True, separators=(",", ":"))
-        digest.update(b"json\x00" + body.encode())
+        canonical = json.dumps(json.loads(body), sort_keys=True, separators=(",", ":"))
+        digest.update(b"json\x00" + canonical.encode())
     except ValueError:  # not JSON (or empty): the bytes themselves
-        digest.update(b"raw\x00" + call.raw_body)
+        digest.update(b"raw\x00" + body)
     for name in _PRECONDITIONS:
-        value = call.request.headers.get(name)
+        value = headers.get(name)
         digest.update(f"\x00{name}:{'' if value is None else value.strip()}".encode())
     return digest.hexdigest()
 
@@ -72,7 +73,7 @@ def fingerprint_of(call: HttpCall) -> str:
 def run_idempotently(operation: Operation, call: HttpCall, key: str) -> Response:
     scope = scope_of(call.principal.name, operation.method, operation.path, key)
     service = call.runtime.idempotency
-    with service.attempt(scope, fingerprint_of(call)) as stored:
+    with service.attempt(scope, fingerprint(call.raw_body, call.request.headers)) as stored:
         if stored is not None:
             return _replayed(_decode(stored))
         replaying = current_replay() is not None

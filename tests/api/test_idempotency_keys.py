@@ -3,14 +3,22 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import httpx2 as httpx
 from starlette.testclient import TestClient
 
-from agentledger.infrastructure.bootstrap import Runtime
-from tests.api.helpers import TRACE
+from agentledger.application.clock import ManualClock
+from agentledger.application.idempotency import scope_of
+from agentledger.domain.selections import selection_id
+from agentledger.domain.work_items import WorkItem
+from agentledger.infrastructure.bootstrap import Runtime, build_runtime
+from agentledger.interfaces.http.app import create_app
+from agentledger.interfaces.http.idempotency import fingerprint
+from tests.api.helpers import TRACE, agent, assert_problem, start
 from tests.conftest import bearer, issue_token
+from tests.support.helpers import run_threads
 
 Headers = dict[str, str]
 KEY = "Idempotency-Key"
@@ -32,17 +40,15 @@ def keyed(headers: Headers, key: str) -> Headers:
     return {**headers, KEY: key}
 
 
-def answer(response: httpx.Response) -> tuple[int, bytes, dict[str, str]]:
+def answer(response: httpx.Response) -> tuple[int, bytes, tuple[tuple[str, str], ...]]:
     """What a replay must repeat: status, body and headers (but the replay mark, and what
     describes each request itself: its trace id and its Server-Timing)."""
     own = {REPLAYED.lower(), TRACE.lower(), "server-timing"}
     headers = {k.lower(): v for k, v in response.headers.items() if k.lower() not in own}
-    return response.status_code, response.content, headers
+    return response.status_code, response.content, tuple(sorted(headers.items()))
 
 
 def items_titled(rt: Runtime, title: str) -> list[Any]:
-    from agentledger.domain.work_items import WorkItem
-
     found = []
     for notification in rt.ledger.read_log(0, 10_000):
         event = rt.ledger.to_event(notification)
@@ -65,3 +71,188 @@ def test_a_create_sent_again_with_its_key_is_answered_the_same_and_writes_nothin
     assert answer(again) == answer(first)
     assert runtime.ledger.head_position() == head
     assert len(items_titled(runtime, "Lexer")) == 1
+
+
+def create(client: TestClient, headers: Headers, key: str, **fields: Any) -> httpx.Response:
+    return client.post("/v1/work-items", json={**ITEM, **fields}, headers=keyed(headers, key))
+
+
+def test_sixteen_concurrent_requests_with_one_key_create_one_item(
+    runtime: Runtime, client: TestClient
+) -> None:
+    headers = setup(runtime, client)
+    responses: list[httpx.Response] = []
+    run_threads([lambda: responses.append(create(client, headers, "k-16")) for _ in range(16)])
+
+    created = [r for r in responses if r.status_code == 201]
+    in_progress = [r for r in responses if r.status_code == 409]
+    assert len(created) + len(in_progress) == 16, [r.text for r in responses]
+    assert created and len({answer(r) for r in created}) == 1
+    for response in in_progress:
+        assert_problem(response, 409, "idempotency-request-in-progress")
+        assert int(response.headers["Retry-After"]) >= 1
+    assert len(items_titled(runtime, "Lexer")) == 1
+    first = created[0]
+    for _ in range(3):
+        again = create(client, headers, "k-16")
+        assert again.headers["Idempotent-Replayed"] == "true"
+        assert answer(again) == answer(first)
+
+
+def test_a_precondition_write_is_replayed_with_its_precondition(
+    runtime: Runtime, client: TestClient
+) -> None:
+    headers = setup(runtime, client)
+    assert client.post("/v1/projects", json={"name": "gemini"}, headers=headers).status_code == 201
+    alice = agent(runtime, "alice")
+    sid = start(client, alice)["id"]
+
+    def switch(key: str, precondition: Headers, project: str = "apollo") -> httpx.Response:
+        return client.put(
+            "/v1/agents/alice/project",
+            json={"project": project, "session_id": sid},
+            headers={**keyed(alice, key), **precondition},
+        )
+
+    first = switch("s-1", {"If-None-Match": "*"})
+    assert first.status_code == 200, first.text
+    events = len(list(runtime.ledger.events.get(selection_id("alice"))))
+    again = switch("s-1", {"If-None-Match": "*"})
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert answer(again) == answer(first)
+    # The same key with another precondition is another request: refused, nothing written.
+    other = switch("s-1", {"If-Match": '"1"'})
+    assert_problem(other, 422, "idempotency-key-reused")
+    assert len(list(runtime.ledger.events.get(selection_id("alice")))) == events
+
+    responses: list[httpx.Response] = []
+    run_threads(
+        [lambda: responses.append(switch("s-2", {"If-Match": '"1"'}, "gemini")) for _ in range(16)]
+    )
+    assert {r.status_code for r in responses} <= {200, 409}
+    assert len({r.content for r in responses if r.status_code == 200}) == 1
+    assert len(list(runtime.ledger.events.get(selection_id("alice")))) == events + 1
+
+
+def test_a_refusal_is_replayed_as_it_was_given(runtime: Runtime, client: TestClient) -> None:
+    headers = setup(runtime, client)
+    refusal = client.post("/v1/projects", json={"name": "apollo"}, headers=keyed(headers, "p"))
+    problem = assert_problem(refusal, 409, "project-exists")
+    again = client.post("/v1/projects", json={"name": "apollo"}, headers=keyed(headers, "p"))
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert answer(again) == answer(refusal)
+    # Not decided again: the problem names the first request's trace.
+    assert again.json()["trace_id"] == problem["trace_id"] != again.headers[TRACE]
+
+
+def test_validation_and_authorisation_failures_are_not_stored(
+    runtime: Runtime, client: TestClient
+) -> None:
+    headers = setup(runtime, client)
+    bad = create(client, headers, "v", title="")
+    assert_problem(bad, 422, "validation-error")
+    assert create(client, headers, "v").status_code == 201  # the key was not spent
+    nobody = bearer(issue_token(runtime, "user:auditor", "auditor"))
+    assert_problem(create(client, nobody, "w"), 403)
+    assert create(client, headers, "w").status_code == 201
+
+
+def test_the_key_with_another_body_is_refused_and_writes_nothing(
+    runtime: Runtime, client: TestClient
+) -> None:
+    headers = setup(runtime, client)
+    assert create(client, headers, "b").status_code == 201
+    head = runtime.ledger.head_position()
+    assert_problem(create(client, headers, "b", title="Parser"), 422, "idempotency-key-reused")
+    assert runtime.ledger.head_position() == head
+    # The same JSON in other bytes is the same request.
+    same = client.post(
+        "/v1/work-items",
+        content=b'{"title": "Lexer", "kind": "task",  "project": "apollo"}',
+        headers={**keyed(headers, "b"), "Content-Type": "application/json"},
+    )
+    assert same.headers["Idempotent-Replayed"] == "true"
+
+
+def test_another_principal_with_the_same_key_is_independent(
+    runtime: Runtime, client: TestClient
+) -> None:
+    headers = setup(runtime, client)
+    other = boss(runtime, "user:other")
+    mine = create(client, headers, "shared")
+    theirs = create(client, other, "shared", title="Parser")
+    assert (mine.status_code, theirs.status_code) == (201, 201)
+    assert "Idempotent-Replayed" not in theirs.headers
+    assert mine.json()["id"] != theirs.json()["id"]
+
+
+def test_keys_must_be_short_printable_text(runtime: Runtime, client: TestClient) -> None:
+    headers = setup(runtime, client)
+    for key in ("", "x" * 256, "tab\there"):
+        assert_problem(create(client, headers, key), 400, "invalid-idempotency-key")
+    assert create(client, headers, "x" * 255).status_code == 201
+    assert create(client, headers, '"quoted"').status_code == 201
+
+
+def test_without_the_header_writes_are_not_deduplicated(
+    runtime: Runtime, client: TestClient
+) -> None:
+    headers = setup(runtime, client)
+    for _ in range(2):
+        response = client.post("/v1/work-items", json=ITEM, headers=headers)
+        assert response.status_code == 201
+        assert "Idempotent-Replayed" not in response.headers
+    assert len(items_titled(runtime, "Lexer")) == 2
+
+
+def test_a_key_expires_and_then_behaves_as_new(
+    runtime: Runtime, client: TestClient, clock: ManualClock
+) -> None:
+    headers = setup(runtime, client)
+    assert create(client, headers, "e").status_code == 201
+    clock.advance(runtime.settings.idempotency_ttl_seconds - 1)
+    assert create(client, headers, "e").headers["Idempotent-Replayed"] == "true"
+    clock.advance(2)
+    fresh = create(client, headers, "e")
+    assert fresh.status_code == 201 and "Idempotent-Replayed" not in fresh.headers
+    assert len(items_titled(runtime, "Lexer")) == 2
+    assert create(client, headers, "gone").status_code == 201
+    clock.advance(runtime.settings.idempotency_ttl_seconds + 1)
+    assert runtime.idempotency.remove_expired() == 2
+    assert runtime.idempotency.remove_expired() == 0
+
+
+def test_a_key_held_by_a_process_that_died_is_free_once_its_mark_expires(
+    runtime: Runtime, client: TestClient, clock: ManualClock
+) -> None:
+    headers = setup(runtime, client)
+    # A process claimed the key and died: its in-flight mark is all that is left of it.
+    scope = scope_of("user:boss", "POST", "/v1/work-items", "dead")
+    now = clock.now().timestamp()
+    until = now + runtime.settings.idempotency_in_flight_seconds
+    print_ = fingerprint(json.dumps(ITEM).encode(), {})
+    store = runtime.ledger.recorder
+    assert store.claim_key(scope, print_, "t", now, until, now + 99999) is None  # type: ignore[attr-defined]
+    blocked = create(client, headers, "dead")
+    assert_problem(blocked, 409, "idempotency-request-in-progress")
+    assert int(blocked.headers["Retry-After"]) == int(
+        runtime.settings.idempotency_in_flight_seconds
+    )
+    clock.advance(runtime.settings.idempotency_in_flight_seconds)
+    assert create(client, headers, "dead").status_code == 201
+    assert create(client, headers, "dead").headers["Idempotent-Replayed"] == "true"
+    assert len(items_titled(runtime, "Lexer")) == 1
+
+
+def test_a_replay_survives_a_restart(runtime: Runtime, client: TestClient) -> None:
+    headers = setup(runtime, client)
+    first = create(client, headers, "r")
+    assert first.status_code == 201
+    second = build_runtime(runtime.settings, clock=runtime.clock)
+    try:
+        with TestClient(create_app(second), raise_server_exceptions=False) as other:
+            again = create(other, headers, "r")
+    finally:
+        second.close()
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert answer(again) == answer(first)
