@@ -4,9 +4,14 @@
 from __future__ import annotations
 
 import json
+import sqlite3
+from collections.abc import Callable
+from contextlib import closing
+from functools import partial
 from typing import Any
 
 import httpx2 as httpx
+import psycopg
 from starlette.testclient import TestClient
 
 from agentledger.application.clock import ManualClock
@@ -18,6 +23,7 @@ from agentledger.interfaces.http.app import create_app
 from agentledger.interfaces.http.idempotency import fingerprint
 from tests.api.helpers import TRACE, agent, assert_problem, start
 from tests.conftest import bearer, issue_token
+from tests.integration.test_group_commit import queued_behind_a_held_turn
 from tests.support.helpers import run_threads
 
 Headers = dict[str, str]
@@ -256,3 +262,92 @@ def test_a_replay_survives_a_restart(runtime: Runtime, client: TestClient) -> No
         second.close()
     assert again.headers["Idempotent-Replayed"] == "true"
     assert answer(again) == answer(first)
+
+
+def _inject_fault(rt: Runtime) -> Callable[[], None]:
+    """Make the key's completion fail inside the command's transaction, after its events are
+    inserted (a trigger on the key table); returns how to remove the fault."""
+    if rt.settings.uses_postgres:
+        schema = rt.settings.postgres_schema
+        with psycopg.connect(rt.settings.database_url or "", autocommit=True) as conn:
+            conn.execute(
+                f'CREATE FUNCTION "{schema}".fault() RETURNS trigger LANGUAGE plpgsql AS '
+                "$$ BEGIN RAISE EXCEPTION 'injected fault'; END $$"
+            )
+            conn.execute(
+                f'CREATE TRIGGER fault BEFORE UPDATE ON "{schema}".agentledger_idempotency '
+                f"FOR EACH ROW WHEN (NEW.state = 'done') EXECUTE FUNCTION \"{schema}\".fault()"
+            )
+
+        def heal() -> None:
+            with psycopg.connect(rt.settings.database_url or "", autocommit=True) as conn:
+                conn.execute(f'DROP TRIGGER fault ON "{schema}".agentledger_idempotency')
+
+        return heal
+    path = rt.settings.data_dir / "events.sqlite"
+    with closing(sqlite3.connect(path)) as conn:
+        # An error that is no constraint violation (which would read as a version conflict).
+        conn.execute(
+            "CREATE TRIGGER fault BEFORE UPDATE ON agentledger_idempotency "
+            "WHEN NEW.state = 'done' BEGIN SELECT * FROM injected_fault; END"
+        )
+        conn.commit()
+
+    def heal_sqlite() -> None:
+        with closing(sqlite3.connect(path)) as conn:
+            conn.execute("DROP TRIGGER fault")
+            conn.commit()
+
+    return heal_sqlite
+
+
+def _key_rows(rt: Runtime) -> int:
+    if rt.settings.uses_postgres:
+        with psycopg.connect(rt.settings.database_url or "") as conn:
+            table = f'"{rt.settings.postgres_schema}".agentledger_idempotency'
+            row = conn.execute(f"SELECT count(*) FROM {table}").fetchone()
+    else:
+        with closing(sqlite3.connect(rt.settings.data_dir / "events.sqlite")) as conn:
+            row = conn.execute("SELECT count(*) FROM agentledger_idempotency").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_a_transaction_failing_after_its_events_leaves_neither_events_nor_a_key(
+    runtime: Runtime, client: TestClient
+) -> None:
+    headers = setup(runtime, client)
+    keys_before = _key_rows(runtime)
+    heal = _inject_fault(runtime)
+    failed = create(client, headers, "crash", title="Doomed")
+    assert failed.status_code == 500, failed.text
+    assert items_titled(runtime, "Doomed") == []
+    assert _key_rows(runtime) == keys_before
+    heal()
+
+    retry = create(client, headers, "crash", title="Doomed")
+    assert retry.status_code == 201 and "Idempotent-Replayed" not in retry.headers
+    assert create(client, headers, "crash", title="Doomed").headers[REPLAYED] == "true"
+    assert len(items_titled(runtime, "Doomed")) == 1
+
+
+def test_group_commit_writes_each_keyed_command_with_its_own_record(
+    runtime: Runtime, client: TestClient
+) -> None:
+    """Commands queued behind one turn share a transaction; each one's key still answers
+    with its own response."""
+    callers = [agent(runtime, f"a{n}") for n in range(8)]
+    assert runtime.commands.committer is not None
+    transactions = runtime.commands.committer.transactions
+    firsts: dict[int, httpx.Response] = {}
+
+    def begin(n: int) -> None:
+        firsts[n] = client.post("/v1/sessions", json={}, headers=keyed(callers[n], "same"))
+
+    queued_behind_a_held_turn(runtime, [partial(begin, n) for n in range(8)])
+    assert runtime.commands.committer.transactions == transactions + 1
+    assert {r.status_code for r in firsts.values()} == {201}
+    for n, first in firsts.items():
+        again = client.post("/v1/sessions", json={}, headers=keyed(callers[n], "same"))
+        assert again.headers[REPLAYED] == "true"
+        assert answer(again) == answer(first)
