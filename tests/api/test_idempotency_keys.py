@@ -4,7 +4,10 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Callable
 from contextlib import closing
 from functools import partial
@@ -12,6 +15,7 @@ from typing import Any
 
 import httpx2 as httpx
 import psycopg
+import pytest
 from starlette.testclient import TestClient
 
 from agentledger.application.clock import ManualClock
@@ -351,3 +355,52 @@ def test_group_commit_writes_each_keyed_command_with_its_own_record(
         again = client.post("/v1/sessions", json={}, headers=keyed(callers[n], "same"))
         assert again.headers[REPLAYED] == "true"
         assert answer(again) == answer(first)
+
+
+_OTHER_PROCESS = """
+import json, sys
+from starlette.testclient import TestClient
+from agentledger.infrastructure.bootstrap import build_runtime
+from agentledger.infrastructure.settings import Settings
+from agentledger.interfaces.http.app import create_app
+
+runtime = build_runtime(Settings())
+try:
+    with TestClient(create_app(runtime)) as client:
+        body, headers = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+        r = client.post("/v1/work-items", json=body, headers=headers)
+        print(json.dumps({"status": r.status_code, "body": r.text, "headers": dict(r.headers)}))
+finally:
+    runtime.close()
+"""
+
+
+def test_another_process_on_the_same_database_replays_the_answer(
+    system_runtime: Runtime,
+) -> None:
+    """On the system clock: the other process has no manual clock to share."""
+    runtime = system_runtime
+    if not runtime.settings.uses_postgres:
+        pytest.skip("several server processes share a database on PostgreSQL")
+    with TestClient(create_app(runtime), raise_server_exceptions=False) as client:
+        headers = setup(runtime, client)
+        first = create(client, headers, "p2")
+    assert first.status_code == 201
+    env = {
+        **os.environ,
+        "DATABASE_URL": runtime.settings.database_url or "",
+        "AGENTLEDGER_POSTGRES_SCHEMA": runtime.settings.postgres_schema,
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", _OTHER_PROCESS, json.dumps(ITEM), json.dumps(keyed(headers, "p2"))],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    other = json.loads(done.stdout.strip().splitlines()[-1])
+    assert other["headers"].get("idempotent-replayed") == "true", other
+    assert (other["status"], other["body"]) == (201, first.text)
+    assert other["headers"]["location"] == first.headers["Location"]
+    assert len(items_titled(runtime, "Lexer")) == 1
