@@ -169,12 +169,7 @@ class CommandRunner:
                 occurred_at=self._clock.now(),
             )
             uow = UnitOfWork(self._ledger)
-            try:
-                value = decide(uow, ctx)
-            except Exception:
-                if claim is not None:
-                    claim.refused = True  # a domain rule said no (the interface judges which)
-                raise
+            value = decide(uow, ctx)
             changed = uow.changed()
             if not changed:
                 position = self._ledger.head_position()
@@ -196,8 +191,6 @@ class CommandRunner:
                         claim.completed = True
                     return Outcome(value, self._ledger.head_position(), written)
                 if not retry_on_conflict:
-                    if claim is not None:
-                        claim.refused = True
                     raise ConcurrencyConflict(f"{command}: a concurrent write won") from None
                 _back_off(attempt)
                 continue

@@ -69,7 +69,6 @@ class Claim:
 
     scope: str
     token: str
-    refused: bool = False  # the command refused (a domain rule), as opposed to failing
     completed: bool = False
 
 

@@ -5,7 +5,8 @@ and does nothing more.
 The key's scope is the principal, the method, the route template and the key; the request's
 fingerprint is its canonical JSON body and its precondition headers. Successes are stored by
 the command path with their events; the domain's refusals (409, 412, 428, domain 422s) are
-stored here, rendered, in a transaction of their own (they wrote nothing).
+stored here, rendered, in a transaction of their own (they wrote nothing). Validation of
+the request, authentication and authorisation are not stored: the key stays free.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from starlette.responses import Response
 
-from agentledger.application.errors import InvalidIdempotencyKey
+from agentledger.application.errors import InvalidIdempotencyKey, InvalidRequest
 from agentledger.application.idempotency import current_claim, current_replay, scope_of
 from agentledger.interfaces.http.call import (
     FENCE_HEADER,
@@ -27,7 +28,7 @@ from agentledger.interfaces.http.call import (
     IF_NONE_MATCH_HEADER,
     HttpCall,
 )
-from agentledger.interfaces.http.problems import to_problem
+from agentledger.interfaces.http.problems import problem_type_of, to_problem
 
 if TYPE_CHECKING:
     from agentledger.interfaces.http.routing import Operation
@@ -81,12 +82,19 @@ def run_idempotently(operation: Operation, call: HttpCall, key: str) -> Response
             response = operation.handler(call)
         except Exception as exc:
             claim = current_claim()
-            if claim is not None and claim.refused:
-                problem = to_problem(call.request, exc)
-                if problem.status_code in STORED_REFUSALS:
-                    service.store_refusal(claim, _encode(problem))
+            if claim is not None and _is_refusal(exc):
+                service.store_refusal(claim, _encode(to_problem(call.request, exc)))
             raise
     return _replayed(response) if replaying else response
+
+
+def _is_refusal(exc: Exception) -> bool:
+    """A refusal of the request as it stands (sent again, it would be refused again), not a
+    request the client still has to correct: the body's validation is not stored."""
+    kind = problem_type_of(exc)
+    return (
+        kind is not None and kind.status in STORED_REFUSALS and not isinstance(exc, InvalidRequest)
+    )
 
 
 def _replayed(response: Response) -> Response:

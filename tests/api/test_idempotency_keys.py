@@ -155,6 +155,20 @@ def test_a_refusal_is_replayed_as_it_was_given(runtime: Runtime, client: TestCli
     assert again.json()["trace_id"] == problem["trace_id"] != again.headers[TRACE]
 
 
+def test_a_missing_precondition_is_a_refusal_replayed_too(
+    runtime: Runtime, client: TestClient
+) -> None:
+    setup(runtime, client)
+    alice = agent(runtime, "alice")
+    sid = start(client, alice)["id"]
+    body = {"project": "apollo", "session_id": sid}
+    first = client.put("/v1/agents/alice/project", json=body, headers=keyed(alice, "428"))
+    assert_problem(first, 428, "precondition-required")
+    again = client.put("/v1/agents/alice/project", json=body, headers=keyed(alice, "428"))
+    assert again.headers[REPLAYED] == "true"
+    assert answer(again) == answer(first)
+
+
 def test_validation_and_authorisation_failures_are_not_stored(
     runtime: Runtime, client: TestClient
 ) -> None:
@@ -290,16 +304,21 @@ def _inject_fault(rt: Runtime) -> Callable[[], None]:
         return heal
     path = rt.settings.data_dir / "events.sqlite"
     with closing(sqlite3.connect(path)) as conn:
-        # An error that is no constraint violation (which would read as a version conflict).
+        # A runtime error (malformed JSON), no constraint violation (which would read as a
+        # version conflict); switched off by data, not by dropping the trigger, so no
+        # connection can go on seeing an old schema.
+        conn.execute("CREATE TABLE fault (active INTEGER)")
+        conn.execute("INSERT INTO fault VALUES (1)")
         conn.execute(
             "CREATE TRIGGER fault BEFORE UPDATE ON agentledger_idempotency "
-            "WHEN NEW.state = 'done' BEGIN SELECT * FROM injected_fault; END"
+            "WHEN NEW.state = 'done' AND EXISTS (SELECT 1 FROM fault) "
+            "BEGIN SELECT json('injected fault'); END"
         )
         conn.commit()
 
     def heal_sqlite() -> None:
         with closing(sqlite3.connect(path)) as conn:
-            conn.execute("DROP TRIGGER fault")
+            conn.execute("DELETE FROM fault")
             conn.commit()
 
     return heal_sqlite
