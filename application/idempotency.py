@@ -3,9 +3,10 @@
 A request claims its key in a short transaction of its own; the command then runs, and its
 outcome is stored in the transaction that holds its events (the runner hands the completion
 to the recorder), so a key is never "done but not recorded" nor "recorded but not done".
-A replay runs the same handler, but the command path returns the stored outcome instead of
-deciding again, so the answer is rendered exactly as the first one was. Refusals (no events)
-are stored by the interface as an opaque rendered response in their own transaction.
+The interface then stores the answer it rendered (opaque bytes), which a replay sends back.
+Should the process die between the two, a replay runs the same handler with the command path
+returning the stored outcome instead of deciding again, so it is rendered as the first was.
+Refusals (no events) are stored only as their rendered answer, in their own transaction.
 """
 
 from __future__ import annotations
@@ -171,8 +172,10 @@ class IdempotencyService:
         finally:
             _current.reset(reset)
 
-    def store_refusal(self, claim: Claim, response: bytes) -> None:
-        """A refusal the command path reported, as rendered for the client."""
+    def store_answer(self, claim: Claim, response: bytes) -> None:
+        """The answer as the interface rendered it: a refusal (which wrote nothing), or a
+        success after its events' transaction stored its outcome. A replay then sends these
+        bytes; only if the process died between the two does it render the outcome again."""
         if self._store.store_response(claim.scope, claim.token, response):
             claim.completed = True
 

@@ -46,10 +46,9 @@ _COMPLETE = (
     "UPDATE {t} SET state = 'done', outcome = {p}, event_id = {p}, event_version = {p}, "
     "position = {p} WHERE scope = {p} AND token = {p} AND state = 'in_flight'"
 )
-_RESPOND = (
-    "UPDATE {t} SET state = 'done', response = {p} "
-    "WHERE scope = {p} AND token = {p} AND state = 'in_flight'"
-)
+# The answer as rendered: a refusal's only record, or a success's beside its outcome (which
+# its events' transaction wrote); the token is the holder's, whatever the state.
+_RESPOND = "UPDATE {t} SET state = 'done', response = {p} WHERE scope = {p} AND token = {p}"
 _RELEASE = "DELETE FROM {t} WHERE scope = {p} AND token = {p} AND state = 'in_flight'"
 _EXPIRED = (
     "DELETE FROM {t} WHERE scope IN "

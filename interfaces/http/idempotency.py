@@ -83,8 +83,13 @@ def run_idempotently(operation: Operation, call: HttpCall, key: str) -> Response
         except Exception as exc:
             claim = current_claim()
             if claim is not None and _is_refusal(exc):
-                service.store_refusal(claim, _encode(to_problem(call.request, exc)))
+                service.store_answer(claim, _encode(to_problem(call.request, exc)))
             raise
+        claim = current_claim()
+        if claim is not None:
+            # Sent back as it is by every replay, whatever the handler would do today (a
+            # claim-next replayed on an empty queue must still answer with its item).
+            service.store_answer(claim, _encode(response))
     return _replayed(response) if replaying else response
 
 

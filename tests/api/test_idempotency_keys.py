@@ -423,3 +423,20 @@ def test_another_process_on_the_same_database_replays_the_answer(
     assert (other["status"], other["body"]) == (201, first.text)
     assert other["headers"]["location"] == first.headers["Location"]
     assert len(items_titled(runtime, "Lexer")) == 1
+
+
+def test_a_claim_next_is_replayed_with_its_item_once_the_queue_is_empty(
+    runtime: Runtime, client: TestClient
+) -> None:
+    headers = setup(runtime, client)
+    position = create(client, headers, "item").json()["position"]
+    alice = agent(runtime, "alice")
+    sid = start(client, alice)["id"]
+    body = {"session_id": sid, "project": "apollo"}
+    wait = {"AgentLedger-Consistent-With": str(position)}
+    assert client.get("/v1/work-items/ready", headers={**alice, **wait}).status_code == 200
+    first = client.post("/v1/work-items/claim-next", json=body, headers=keyed(alice, "next"))
+    assert first.status_code == 201, first.text
+    again = client.post("/v1/work-items/claim-next", json=body, headers=keyed(alice, "next"))
+    assert again.headers[REPLAYED] == "true"
+    assert answer(again) == answer(first)
