@@ -440,3 +440,32 @@ def test_a_claim_next_is_replayed_with_its_item_once_the_queue_is_empty(
     again = client.post("/v1/work-items/claim-next", json=body, headers=keyed(alice, "next"))
     assert again.headers[REPLAYED] == "true"
     assert answer(again) == answer(first)
+
+
+def _forget_rendered_answers(rt: Runtime) -> None:
+    """What a process dying between its events' commit and storing its rendered answer
+    leaves: the outcome the events' transaction wrote, no answer."""
+    statement = "UPDATE {} SET response = NULL"
+    if rt.settings.uses_postgres:
+        with psycopg.connect(rt.settings.database_url or "", autocommit=True) as conn:
+            table = f'"{rt.settings.postgres_schema}".agentledger_idempotency'
+            conn.execute(statement.format(table))
+        return
+    with closing(sqlite3.connect(rt.settings.data_dir / "events.sqlite")) as conn:
+        conn.execute(statement.format("agentledger_idempotency"))
+        conn.commit()
+
+
+def test_without_its_rendered_answer_a_replay_renders_the_stored_outcome_again(
+    runtime: Runtime, client: TestClient
+) -> None:
+    headers = setup(runtime, client)
+    first = create(client, headers, "half")
+    assert first.status_code == 201
+    head = runtime.ledger.head_position()
+    _forget_rendered_answers(runtime)
+    again = create(client, headers, "half")
+    assert again.headers[REPLAYED] == "true"
+    assert answer(again) == answer(first)
+    assert runtime.ledger.head_position() == head
+    assert len(items_titled(runtime, "Lexer")) == 1
