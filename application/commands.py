@@ -23,6 +23,14 @@ from agentledger.application.clock import Clock
 from agentledger.application.context import RequestContext
 from agentledger.application.errors import ConcurrencyConflict, NotFound
 from agentledger.application.group_commit import GroupCommitter
+from agentledger.application.idempotency import (
+    Claim,
+    Completion,
+    IdempotencyStore,
+    current_claim,
+    current_replay,
+    encode_outcome,
+)
 from agentledger.application.ledger import Ledger
 from agentledger.domain.events import EventContext, LedgerAggregate
 
@@ -95,6 +103,9 @@ class CommandRunner:
         # because racing writers meet them at the same moment.
         self._conflicts = 0
         self._conflicts_lock = threading.Lock()
+        # Where a command that wrote nothing stores its idempotency key's outcome (the
+        # others store it with their events).
+        self.idempotency_store: IdempotencyStore | None = None
 
     @property
     def conflicts(self) -> int:
@@ -144,6 +155,10 @@ class CommandRunner:
         retry_on_conflict: bool,
         tracking: Tracking | None,
     ) -> Outcome[T]:
+        replay = current_replay()
+        if replay is not None:  # an idempotent request sent again: answer as the first time
+            return Outcome(replay.value, replay.position, replay.events_written)
+        claim = current_claim()
         command_id = _command_id()
         for attempt in range(MAX_ATTEMPTS):
             ctx = EventContext(
@@ -157,23 +172,30 @@ class CommandRunner:
             value = decide(uow, ctx)
             changed = uow.changed()
             if not changed:
-                return Outcome(value, self._ledger.head_position(), 0)
+                position = self._ledger.head_position()
+                self._complete_alone(claim, value, position)
+                return Outcome(value, position, 0)
             events = [e for a in changed for e in a.collect_events()]
             first = (events[0].originator_id, events[0].originator_version)
             written = len(events)
+            completion = _completion(claim, value, events)
             try:
-                recordings = self._record(events, changed, tracking)
+                recordings = self._record(events, changed, tracking, completion)
             except IntegrityError:
                 with self._conflicts_lock:
                     self._conflicts += 1
                 if self._committed_already(first, command_id):
                     # The library retried a commit whose acknowledgement was lost, and the
                     # retry collided with our own events: the command did succeed.
+                    if claim is not None:
+                        claim.completed = True
                     return Outcome(value, self._ledger.head_position(), written)
                 if not retry_on_conflict:
                     raise ConcurrencyConflict(f"{command}: a concurrent write won") from None
                 _back_off(attempt)
                 continue
+            if claim is not None:
+                claim.completed = True
             position = max(r.notification.id for r in recordings)
             for callback in self._commit_callbacks:
                 callback(position)
@@ -181,12 +203,37 @@ class CommandRunner:
         raise ConcurrencyConflict(f"{command}: gave up after {MAX_ATTEMPTS} conflicting attempts")
 
     def _record(
-        self, events: list[Any], aggregates: list[LedgerAggregate], tracking: Tracking | None
+        self,
+        events: list[Any],
+        aggregates: list[LedgerAggregate],
+        tracking: Tracking | None,
+        completion: Completion | None,
     ) -> list[Any]:
         # A policy's reaction carries its tracking position in its own transaction.
         if self.committer is None or tracking is not None:
-            return self._ledger.record_events(events, aggregates, tracking)
-        return self.committer.record(events, list(aggregates))
+            if completion is None:
+                return self._ledger.record_events(events, aggregates, tracking)
+            return self._ledger.record_events(events, aggregates, tracking, [completion])
+        return self.committer.record(events, list(aggregates), [completion] if completion else [])
+
+    def _complete_alone(self, claim: Claim | None, value: Any, position: int) -> None:
+        if claim is None:
+            return
+        assert self.idempotency_store is not None, "idempotency keys need a store"
+        outcome = encode_outcome(value, 0)
+        done = Completion(claim.scope, claim.token, outcome, None, position)
+        claim.completed = self.idempotency_store.complete_key(done)
+
+
+def _completion(claim: Claim | None, value: Any, events: list[Any]) -> Completion | None:
+    """The key's outcome, for the transaction holding the events; it names the last event,
+    whose position (known only once stored) is the one the answer reports."""
+    if claim is None:
+        return None
+    last = events[-1]
+    written = len(events)
+    last_event = (str(last.originator_id), int(last.originator_version))
+    return Completion(claim.scope, claim.token, encode_outcome(value, written), last_event, None)
 
 
 def _command_id() -> str:

@@ -135,3 +135,19 @@ class StoreUnavailable(ApplicationError):
             "the store did not answer in time (locked or unreachable); nothing was written "
             "by this request unless its response said so. Retry later."
         )
+
+
+class IdempotencyKeyReused(ApplicationError):
+    """The key was used before for a request with another body or other preconditions."""
+
+
+class IdempotencyInProgress(ApplicationError):
+    """The first request with this key is still running."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"a request with this key is still running; retry in {retry_after} s")
+        self.retry_after = retry_after
+
+
+class InvalidIdempotencyKey(ApplicationError):
+    pass

@@ -30,6 +30,7 @@ class _Queued:
     events: list[Any]
     aggregates: list[Any]
     ids: frozenset[UUID]
+    completions: list[Any]
     recordings: list[Any] = field(default_factory=list)
     error: BaseException | None = None
     done: bool = False
@@ -47,10 +48,14 @@ class GroupCommitter:
         self.transactions = 0  # batches written (for benchmarks and tests)
         self.commands = 0  # commands written
 
-    def record(self, events: list[Any], aggregates: list[Any]) -> list[Any]:
-        """Store one command's events (in a batch with others' if they are waiting too);
-        returns its own recordings, or raises its own error."""
-        mine = _Queued(events, aggregates, frozenset(a.id for a in aggregates))
+    def record(
+        self, events: list[Any], aggregates: list[Any], completions: list[Any] | None = None
+    ) -> list[Any]:
+        """Store one command's events (in a batch with others' if they are waiting too),
+        with its idempotency key's completion if any; returns its own recordings, or raises
+        its own error."""
+        ids = frozenset(a.id for a in aggregates)
+        mine = _Queued(events, aggregates, ids, list(completions or []))
         with self._changed:
             self._queue.append(mine)
             while not mine.done:
@@ -107,7 +112,9 @@ class GroupCommitter:
         if len(batch) > 1:
             try:
                 recordings = self._ledger.record_events(
-                    [e for q in batch for e in q.events], [a for q in batch for a in q.aggregates]
+                    [e for q in batch for e in q.events],
+                    [a for q in batch for a in q.aggregates],
+                    **_completions([c for q in batch for c in q.completions]),
                 )
             except Exception:  # each command is written again alone below
                 pass
@@ -121,7 +128,9 @@ class GroupCommitter:
                 return
         for queued in batch:
             try:
-                queued.recordings = self._ledger.record_events(queued.events, queued.aggregates)
+                queued.recordings = self._ledger.record_events(
+                    queued.events, queued.aggregates, **_completions(queued.completions)
+                )
                 self._count(1)
             except BaseException as exc:  # the command's own error, raised in its own thread
                 queued.error = exc
@@ -130,3 +139,8 @@ class GroupCommitter:
     def _count(self, commands: int) -> None:
         self.transactions += 1
         self.commands += commands
+
+
+def _completions(completions: list[Any]) -> dict[str, Any]:
+    # Passed only when there are some, so a write without idempotency keys is called as before.
+    return {"completions": completions} if completions else {}

@@ -77,14 +77,21 @@ class Ledger(Application[UUID]):
         return self.factory.process_recorder()
 
     def record_events(
-        self, events: Sequence[Any], aggregates: Sequence[Any], tracking: Tracking | None = None
+        self,
+        events: Sequence[Any],
+        aggregates: Sequence[Any],
+        tracking: Tracking | None = None,
+        completions: Sequence[Any] = (),
     ) -> list[Any]:
         """Store events already collected from `aggregates` in one transaction, with (for
         policies) the tracking position; then snapshot and notify, as `save()` does. Taking
         events rather than aggregates lets a failed transaction be tried again, alone or in
-        another batch: collecting pops an aggregate's pending events."""
+        another batch: collecting pops an aggregate's pending events. `completions` (the
+        idempotency keys these commands answer) are written in the same transaction."""
         processing_event: ProcessingEvent[UUID] = ProcessingEvent(tracking=tracking)
         processing_event.collect_events(*events)
+        if completions:
+            processing_event.saved_kwargs["idempotency"] = list(completions)
         processing_event.aggregates.update({a.id: a for a in aggregates})
         recordings = self._record(processing_event)
         self._take_snapshots(processing_event)

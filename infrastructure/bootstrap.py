@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from typing import cast
 
 import psycopg
 from eventsourcing.postgres import PostgresApplicationRecorder
@@ -14,6 +15,7 @@ from agentledger.application.clock import Clock, SystemClock
 from agentledger.application.commands import CommandRunner
 from agentledger.application.consistency import Consistency
 from agentledger.application.entries import EntryService
+from agentledger.application.idempotency import IdempotencyService, IdempotencyStore
 from agentledger.application.ledger import Ledger
 from agentledger.application.policies import (
     ArchivedProjectClearsSelections,
@@ -88,6 +90,7 @@ class Runtime:
     entries: EntryService
     work_items: WorkItemService
     status: StatusService
+    idempotency: IdempotencyService
     runners: RunnerSet
     sweeper: Sweeper
     read_models: dict[str, ReadModel]
@@ -141,6 +144,14 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
         work_items = stores.open(WorkItemsTable)
         cursors = Cursors(cursor_key(settings))
     commands = CommandRunner(ledger, clock, settings.group_commit_max)
+    key_store = cast(IdempotencyStore, ledger.recorder)  # see infrastructure/idempotency.py
+    commands.idempotency_store = key_store
+    idempotency = IdempotencyService(
+        key_store,
+        clock,
+        settings.idempotency_ttl_seconds,
+        settings.idempotency_in_flight_seconds,
+    )
     consistency = Consistency(
         timeout=settings.consistency_timeout_seconds, head=ledger.head_position
     )
@@ -205,8 +216,9 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
         status=StatusService(
             work_item_service, work_items, projects, sessions, selections, clock, consistency
         ),
+        idempotency=idempotency,
         runners=runners,
-        sweeper=Sweeper(session_service, settings.sweep_interval_seconds),
+        sweeper=Sweeper(session_service, settings.sweep_interval_seconds, idempotency),
         read_models={read_model.name: read_model for read_model, _ in projections},
         read_model_stores=stores,
         listener=listener,

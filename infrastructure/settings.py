@@ -34,6 +34,10 @@ class Settings(BaseSettings):
     consistency_timeout_seconds: float = Field(default=2.0, ge=0)
     projection_poll_seconds: float = Field(default=0.05, gt=0)
     sweep_interval_seconds: float = Field(default=5.0, gt=0)
+    # How long a finished write's Idempotency-Key answers with its first response, and how
+    # long a request still running holds its key (after that, its process is taken for dead).
+    idempotency_ttl_seconds: float = Field(default=24 * 3600.0, gt=0)
+    idempotency_in_flight_seconds: float = Field(default=60.0, gt=0)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     # Signs pagination cursors; unset, a key is made once and kept with the data.
     cursor_secret: SecretStr | None = Field(default=None, min_length=16)

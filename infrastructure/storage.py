@@ -13,10 +13,14 @@ from typing import Any, TypeVar
 import psycopg
 from eventsourcing.postgres import PostgresDatastore, PostgresFactory, PostgresTrackingRecorder
 from eventsourcing.sqlite import SQLiteDatastore, SQLiteFactory, SQLiteTrackingRecorder
-from eventsourcing.utils import Environment
+from eventsourcing.utils import Environment, get_topic
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from agentledger.application.ledger import Ledger
+from agentledger.infrastructure.idempotency import (
+    PostgresIdempotentRecorder,
+    SQLiteIdempotentRecorder,
+)
 from agentledger.infrastructure.readmodels.base import ReadModel
 from agentledger.infrastructure.readmodels.stores import (
     PostgresReadModelStore,
@@ -60,6 +64,8 @@ def ledger_environment(settings: Settings) -> dict[str, str]:
         "SQLITE_DBNAME": str(settings.data_dir / "events.sqlite"),
         "SQLITE_LOCK_TIMEOUT": str(settings.lock_timeout_seconds),
         "CREATE_TABLE": "y",
+        # The log's recorder also keeps the idempotency keys, in the log's transactions.
+        "PROCESS_RECORDER_TOPIC": get_topic(SQLiteIdempotentRecorder),
     }
 
 
@@ -193,4 +199,5 @@ def _postgres_environment(settings: Settings) -> dict[str, str]:
         # readers miss events under concurrent writers: keep it off, explicitly.
         "POSTGRES_ENABLE_DB_FUNCTIONS": "n",
         "CREATE_TABLE": "y",
+        "PROCESS_RECORDER_TOPIC": get_topic(PostgresIdempotentRecorder),
     }

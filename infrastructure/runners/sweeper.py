@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 
+from agentledger.application.idempotency import IdempotencyService
 from agentledger.application.sessions import SessionService
 from agentledger.infrastructure.runners.status import SweeperStatus
 from agentledger.infrastructure.runners.supervised import Supervised
@@ -14,9 +15,15 @@ log = logging.getLogger("agentledger.sweeper")
 
 
 class Sweeper(Supervised):
-    def __init__(self, sessions: SessionService, interval_seconds: float) -> None:
+    def __init__(
+        self,
+        sessions: SessionService,
+        interval_seconds: float,
+        idempotency: IdempotencyService | None = None,
+    ) -> None:
         super().__init__("sweeper", "sweeper")
         self._sessions = sessions
+        self._idempotency = idempotency
         self._interval = interval_seconds
         self.passes = 0
 
@@ -27,6 +34,10 @@ class Sweeper(Supervised):
         self.state = "running"
         while not self._stop.wait(self._interval):
             expired = self._sessions.sweep()
+            if self._idempotency is not None:
+                # Expired keys already behave as new; removing them (a batch per pass, by
+                # the expiry index) only keeps the table small.
+                self._idempotency.remove_expired()
             self.passes += 1
             self.last_error = None
             if expired:

@@ -39,6 +39,7 @@ FENCE_HEADER = "AgentLedger-Fence"
 IF_MATCH_HEADER = "If-Match"
 IF_NONE_MATCH_HEADER = "If-None-Match"
 ACCEPT_HEADER = "Accept"
+IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
 _STRONG_ETAG = re.compile(r'^"([0-9]{1,18})"$')

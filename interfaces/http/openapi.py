@@ -16,6 +16,7 @@ from agentledger.interfaces.http.call import (
     ACCEPT_HEADER,
     CONSISTENT_WITH_HEADER,
     FENCE_HEADER,
+    IDEMPOTENCY_KEY_HEADER,
     IF_MATCH_HEADER,
     IF_NONE_MATCH_HEADER,
     POSITION_HEADER,
@@ -43,6 +44,12 @@ HEADERS: dict[str, dict[str, Any]] = {
     CONSISTENT_WITH_HEADER: {
         "schema": _LOG_POSITION,
         "description": "A log position a write returned: wait until the read reflects it.",
+    },
+    IDEMPOTENCY_KEY_HEADER: {
+        "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[ -~]+$"},
+        "description": "Your unique key for this write: sent again with the same key, the "
+        "request is answered as the first time (Idempotent-Replayed: true) and writes "
+        "nothing more; another request with the key: 422; while the first runs: 409.",
     },
     ACCEPT_HEADER: {
         "schema": {"type": "string"},
@@ -106,6 +113,8 @@ def statuses_of(op: Operation) -> set[int]:
         statuses.add(400)  # a header that cannot be read
     if IF_MATCH_HEADER in headers:
         statuses.add(412)
+    if IDEMPOTENCY_KEY_HEADER in headers:
+        statuses |= {409, 422}  # still in progress; the key reused for another request
     if op.required_headers:
         statuses.add(428)
     if op.query is not None and "cursor" in op.query.model_fields:

@@ -19,8 +19,11 @@ from agentledger.application.errors import (
     ConcurrencyConflict,
     FieldError,
     Forbidden,
+    IdempotencyInProgress,
+    IdempotencyKeyReused,
     InvalidCursor,
     InvalidFence,
+    InvalidIdempotencyKey,
     InvalidPosition,
     InvalidPrecondition,
     InvalidRequest,
@@ -77,6 +80,8 @@ class ProblemType:
     title: str
     fields: Fields = _no_fields
     headers: Mapping[str, str] = field(default_factory=dict)
+    # Headers that depend on the occurrence (e.g. how long to wait before retrying).
+    headers_of: Callable[[Any], Mapping[str, str]] | None = None
 
 
 def validation_fields(errors: Sequence[FieldError]) -> dict[str, Any]:
@@ -111,6 +116,14 @@ PROBLEM_TYPES: dict[type[Exception], ProblemType] = {
     InvalidPosition: ProblemType(400, "invalid-position", "Invalid position"),
     InvalidFence: ProblemType(400, "invalid-fence", "Invalid fence"),
     InvalidCursor: ProblemType(400, "invalid-cursor", "Invalid cursor"),
+    InvalidIdempotencyKey: ProblemType(400, "invalid-idempotency-key", "Invalid Idempotency-Key"),
+    IdempotencyKeyReused: ProblemType(422, "idempotency-key-reused", "Idempotency-Key reused"),
+    IdempotencyInProgress: ProblemType(
+        409,
+        "idempotency-request-in-progress",
+        "A request with this Idempotency-Key is in progress",
+        headers_of=lambda e: {"Retry-After": str(e.retry_after)},
+    ),
     # --- who is asking
     Unauthenticated: ProblemType(
         401,
@@ -253,6 +266,7 @@ def to_problem(request: Request, exc: Exception) -> JSONResponse:
             "The server failed; the error has been logged with this trace id.",
             request,
         )
+    headers = {**kind.headers, **(kind.headers_of(exc) if kind.headers_of else {})}
     return problem_response(
-        kind.status, kind.slug, kind.title, str(exc), request, kind.headers, **kind.fields(exc)
+        kind.status, kind.slug, kind.title, str(exc), request, headers, **kind.fields(exc)
     )

@@ -13,7 +13,12 @@ from starlette.routing import Match, Route
 from starlette.types import Scope
 
 from agentledger.application.errors import BodyTooLarge
-from agentledger.interfaces.http.call import HttpCall
+from agentledger.interfaces.http.call import IDEMPOTENCY_KEY_HEADER, HttpCall
+from agentledger.interfaces.http.idempotency import (
+    WRITE_METHODS,
+    idempotency_key,
+    run_idempotently,
+)
 from agentledger.interfaces.http.problems import to_problem
 from agentledger.interfaces.http.schemas import NoQuery
 
@@ -47,6 +52,11 @@ class Operation:
     # even when every worker thread is busy.
     blocking: bool = True
     tags: tuple[str, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        # Every authenticated write takes an Idempotency-Key: declared here, once for all.
+        if self.method in WRITE_METHODS and self.authenticated:
+            object.__setattr__(self, "headers", (*self.headers, IDEMPOTENCY_KEY_HEADER))
 
 
 class ResourceRoute(Route):
@@ -94,7 +104,10 @@ def _checked(operation: Operation, call: HttpCall) -> Response:
         call.principal  # noqa: B018 - authenticates, raising Unauthenticated
     if operation.query is None:
         call.query(NoQuery)
-    return operation.handler(call)
+    key = idempotency_key(call) if IDEMPOTENCY_KEY_HEADER in operation.headers else None
+    if key is None:
+        return operation.handler(call)
+    return run_idempotently(operation, call, key)
 
 
 async def _read_body(request: Request, limit: int) -> bytes:

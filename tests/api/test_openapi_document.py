@@ -13,12 +13,13 @@ from agentledger.infrastructure.bootstrap import Runtime
 from agentledger.interfaces.http.app import OPERATIONS
 from agentledger.interfaces.http.call import HttpCall
 
-CW, FENCE, IM, INM, ACCEPT = (
+CW, FENCE, IM, INM, ACCEPT, IK = (
     "AgentLedger-Consistent-With",
     "AgentLedger-Fence",
     "If-Match",
     "If-None-Match",
     "Accept",
+    "Idempotency-Key",
 )
 ANY = {401, 422, 503}  # token, query parameters, the store
 READ = ANY | {400}  # plus the Consistent-With header (and the cursor)
@@ -80,6 +81,18 @@ EXPECTED: dict[tuple[str, str], tuple[frozenset[str], set[int]]] = {
         frozenset({FENCE, IM}),
         ANY | {200, 400, 403, 404, 409, 412, 428},
     ),
+}
+
+# Every write also takes an Idempotency-Key: 409 while the first request with it runs, 422
+# when the key is reused for another request.
+KEYED = {409, 422}
+EXPECTED = {
+    (method, path): (
+        (headers | {IK}, statuses | KEYED)
+        if method in {"POST", "PUT", "PATCH", "DELETE"}
+        else (headers, statuses)
+    )
+    for (method, path), (headers, statuses) in EXPECTED.items()
 }
 
 

@@ -1,0 +1,471 @@
+"""Idempotency-Key on writes: a request sent again with its key is answered as the first time
+(Idempotent-Replayed: true) and writes nothing more; on PostgreSQL and SQLite."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Callable
+from contextlib import closing
+from functools import partial
+from typing import Any
+
+import httpx2 as httpx
+import psycopg
+import pytest
+from starlette.testclient import TestClient
+
+from agentledger.application.clock import ManualClock
+from agentledger.application.idempotency import scope_of
+from agentledger.domain.selections import selection_id
+from agentledger.domain.work_items import WorkItem
+from agentledger.infrastructure.bootstrap import Runtime, build_runtime
+from agentledger.interfaces.http.app import create_app
+from agentledger.interfaces.http.idempotency import fingerprint
+from tests.api.helpers import TRACE, agent, assert_problem, start
+from tests.conftest import bearer, issue_token
+from tests.integration.test_group_commit import queued_behind_a_held_turn
+from tests.support.helpers import run_threads
+
+Headers = dict[str, str]
+KEY = "Idempotency-Key"
+REPLAYED = "Idempotent-Replayed"
+ITEM = {"project": "apollo", "kind": "task", "title": "Lexer"}
+
+
+def boss(rt: Runtime, name: str = "user:boss") -> Headers:
+    return bearer(issue_token(rt, name, "coordinator"))
+
+
+def setup(rt: Runtime, client: TestClient) -> Headers:
+    headers = boss(rt)
+    assert client.post("/v1/projects", json={"name": "apollo"}, headers=headers).status_code == 201
+    return headers
+
+
+def keyed(headers: Headers, key: str) -> Headers:
+    return {**headers, KEY: key}
+
+
+def answer(response: httpx.Response) -> tuple[int, bytes, tuple[tuple[str, str], ...]]:
+    """What a replay must repeat: status, body and headers (but the replay mark, and what
+    describes each request itself: its trace id and its Server-Timing)."""
+    own = {REPLAYED.lower(), TRACE.lower(), "server-timing"}
+    headers = {k.lower(): v for k, v in response.headers.items() if k.lower() not in own}
+    return response.status_code, response.content, tuple(sorted(headers.items()))
+
+
+def items_titled(rt: Runtime, title: str) -> list[Any]:
+    found = []
+    for notification in rt.ledger.read_log(0, 10_000):
+        event = rt.ledger.to_event(notification)
+        if isinstance(event, WorkItem.WorkItemCreated) and event.title == title:
+            found.append(event)
+    return found
+
+
+def test_a_create_sent_again_with_its_key_is_answered_the_same_and_writes_nothing(
+    runtime: Runtime, client: TestClient
+) -> None:
+    headers = setup(runtime, client)
+    first = client.post("/v1/work-items", json=ITEM, headers=keyed(headers, "k-1"))
+    assert first.status_code == 201, first.text
+    assert REPLAYED not in first.headers
+    head = runtime.ledger.head_position()
+
+    again = client.post("/v1/work-items", json=ITEM, headers=keyed(headers, "k-1"))
+    assert again.headers[REPLAYED] == "true"
+    assert answer(again) == answer(first)
+    assert runtime.ledger.head_position() == head
+    assert len(items_titled(runtime, "Lexer")) == 1
+
+
+def create(client: TestClient, headers: Headers, key: str, **fields: Any) -> httpx.Response:
+    return client.post("/v1/work-items", json={**ITEM, **fields}, headers=keyed(headers, key))
+
+
+def test_sixteen_concurrent_requests_with_one_key_create_one_item(
+    runtime: Runtime, client: TestClient
+) -> None:
+    headers = setup(runtime, client)
+    responses: list[httpx.Response] = []
+    run_threads([lambda: responses.append(create(client, headers, "k-16")) for _ in range(16)])
+
+    created = [r for r in responses if r.status_code == 201]
+    in_progress = [r for r in responses if r.status_code == 409]
+    assert len(created) + len(in_progress) == 16, [r.text for r in responses]
+    assert created and len({answer(r) for r in created}) == 1
+    for response in in_progress:
+        assert_problem(response, 409, "idempotency-request-in-progress")
+        assert int(response.headers["Retry-After"]) >= 1
+    assert len(items_titled(runtime, "Lexer")) == 1
+    first = created[0]
+    for _ in range(3):
+        again = create(client, headers, "k-16")
+        assert again.headers["Idempotent-Replayed"] == "true"
+        assert answer(again) == answer(first)
+
+
+def test_a_precondition_write_is_replayed_with_its_precondition(
+    runtime: Runtime, client: TestClient
+) -> None:
+    headers = setup(runtime, client)
+    assert client.post("/v1/projects", json={"name": "gemini"}, headers=headers).status_code == 201
+    alice = agent(runtime, "alice")
+    sid = start(client, alice)["id"]
+
+    def switch(key: str, precondition: Headers, project: str = "apollo") -> httpx.Response:
+        return client.put(
+            "/v1/agents/alice/project",
+            json={"project": project, "session_id": sid},
+            headers={**keyed(alice, key), **precondition},
+        )
+
+    first = switch("s-1", {"If-None-Match": "*"})
+    assert first.status_code == 200, first.text
+    events = len(list(runtime.ledger.events.get(selection_id("alice"))))
+    again = switch("s-1", {"If-None-Match": "*"})
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert answer(again) == answer(first)
+    # The same key with another precondition is another request: refused, nothing written.
+    other = switch("s-1", {"If-Match": '"1"'})
+    assert_problem(other, 422, "idempotency-key-reused")
+    assert len(list(runtime.ledger.events.get(selection_id("alice")))) == events
+
+    responses: list[httpx.Response] = []
+    run_threads(
+        [lambda: responses.append(switch("s-2", {"If-Match": '"1"'}, "gemini")) for _ in range(16)]
+    )
+    assert {r.status_code for r in responses} <= {200, 409}
+    assert len({r.content for r in responses if r.status_code == 200}) == 1
+    assert len(list(runtime.ledger.events.get(selection_id("alice")))) == events + 1
+
+
+def test_a_refusal_is_replayed_as_it_was_given(runtime: Runtime, client: TestClient) -> None:
+    headers = setup(runtime, client)
+    refusal = client.post("/v1/projects", json={"name": "apollo"}, headers=keyed(headers, "p"))
+    problem = assert_problem(refusal, 409, "project-exists")
+    again = client.post("/v1/projects", json={"name": "apollo"}, headers=keyed(headers, "p"))
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert answer(again) == answer(refusal)
+    # Not decided again: the problem names the first request's trace.
+    assert again.json()["trace_id"] == problem["trace_id"] != again.headers[TRACE]
+
+
+def test_a_missing_precondition_is_a_refusal_replayed_too(
+    runtime: Runtime, client: TestClient
+) -> None:
+    setup(runtime, client)
+    alice = agent(runtime, "alice")
+    sid = start(client, alice)["id"]
+    body = {"project": "apollo", "session_id": sid}
+    first = client.put("/v1/agents/alice/project", json=body, headers=keyed(alice, "428"))
+    assert_problem(first, 428, "precondition-required")
+    again = client.put("/v1/agents/alice/project", json=body, headers=keyed(alice, "428"))
+    assert again.headers[REPLAYED] == "true"
+    assert answer(again) == answer(first)
+
+
+def test_validation_and_authorisation_failures_are_not_stored(
+    runtime: Runtime, client: TestClient
+) -> None:
+    headers = setup(runtime, client)
+    bad = create(client, headers, "v", title="")
+    assert_problem(bad, 422, "validation-error")
+    assert create(client, headers, "v").status_code == 201  # the key was not spent
+    nobody = bearer(issue_token(runtime, "user:auditor", "auditor"))
+    assert_problem(create(client, nobody, "w"), 403)
+    assert create(client, headers, "w").status_code == 201
+
+
+def test_the_key_with_another_body_is_refused_and_writes_nothing(
+    runtime: Runtime, client: TestClient
+) -> None:
+    headers = setup(runtime, client)
+    assert create(client, headers, "b").status_code == 201
+    head = runtime.ledger.head_position()
+    assert_problem(create(client, headers, "b", title="Parser"), 422, "idempotency-key-reused")
+    assert runtime.ledger.head_position() == head
+    # The same JSON in other bytes is the same request.
+    same = client.post(
+        "/v1/work-items",
+        content=b'{"title": "Lexer", "kind": "task",  "project": "apollo"}',
+        headers={**keyed(headers, "b"), "Content-Type": "application/json"},
+    )
+    assert same.headers["Idempotent-Replayed"] == "true"
+
+
+def test_another_principal_with_the_same_key_is_independent(
+    runtime: Runtime, client: TestClient
+) -> None:
+    headers = setup(runtime, client)
+    other = boss(runtime, "user:other")
+    mine = create(client, headers, "shared")
+    theirs = create(client, other, "shared", title="Parser")
+    assert (mine.status_code, theirs.status_code) == (201, 201)
+    assert "Idempotent-Replayed" not in theirs.headers
+    assert mine.json()["id"] != theirs.json()["id"]
+
+
+def test_keys_must_be_short_printable_text(runtime: Runtime, client: TestClient) -> None:
+    headers = setup(runtime, client)
+    for key in ("", "x" * 256, "tab\there"):
+        assert_problem(create(client, headers, key), 400, "invalid-idempotency-key")
+    assert create(client, headers, "x" * 255).status_code == 201
+    assert create(client, headers, '"quoted"').status_code == 201
+
+
+def test_without_the_header_writes_are_not_deduplicated(
+    runtime: Runtime, client: TestClient
+) -> None:
+    headers = setup(runtime, client)
+    for _ in range(2):
+        response = client.post("/v1/work-items", json=ITEM, headers=headers)
+        assert response.status_code == 201
+        assert "Idempotent-Replayed" not in response.headers
+    assert len(items_titled(runtime, "Lexer")) == 2
+
+
+def test_a_key_expires_and_then_behaves_as_new(
+    runtime: Runtime, client: TestClient, clock: ManualClock
+) -> None:
+    headers = setup(runtime, client)
+    assert create(client, headers, "e").status_code == 201
+    clock.advance(runtime.settings.idempotency_ttl_seconds - 1)
+    assert create(client, headers, "e").headers["Idempotent-Replayed"] == "true"
+    clock.advance(2)
+    fresh = create(client, headers, "e")
+    assert fresh.status_code == 201 and "Idempotent-Replayed" not in fresh.headers
+    assert len(items_titled(runtime, "Lexer")) == 2
+    assert create(client, headers, "gone").status_code == 201
+    clock.advance(runtime.settings.idempotency_ttl_seconds + 1)
+    assert runtime.idempotency.remove_expired() == 2
+    assert runtime.idempotency.remove_expired() == 0
+
+
+def test_a_key_held_by_a_process_that_died_is_free_once_its_mark_expires(
+    runtime: Runtime, client: TestClient, clock: ManualClock
+) -> None:
+    headers = setup(runtime, client)
+    # A process claimed the key and died: its in-flight mark is all that is left of it.
+    scope = scope_of("user:boss", "POST", "/v1/work-items", "dead")
+    now = clock.now().timestamp()
+    until = now + runtime.settings.idempotency_in_flight_seconds
+    print_ = fingerprint(json.dumps(ITEM).encode(), {})
+    store = runtime.ledger.recorder
+    assert store.claim_key(scope, print_, "t", now, until, now + 99999) is None  # type: ignore[attr-defined]
+    blocked = create(client, headers, "dead")
+    assert_problem(blocked, 409, "idempotency-request-in-progress")
+    assert int(blocked.headers["Retry-After"]) == int(
+        runtime.settings.idempotency_in_flight_seconds
+    )
+    clock.advance(runtime.settings.idempotency_in_flight_seconds)
+    assert create(client, headers, "dead").status_code == 201
+    assert create(client, headers, "dead").headers["Idempotent-Replayed"] == "true"
+    assert len(items_titled(runtime, "Lexer")) == 1
+
+
+def test_a_replay_survives_a_restart(runtime: Runtime, client: TestClient) -> None:
+    headers = setup(runtime, client)
+    first = create(client, headers, "r")
+    assert first.status_code == 201
+    second = build_runtime(runtime.settings, clock=runtime.clock)
+    try:
+        with TestClient(create_app(second), raise_server_exceptions=False) as other:
+            again = create(other, headers, "r")
+    finally:
+        second.close()
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert answer(again) == answer(first)
+
+
+def _inject_fault(rt: Runtime) -> Callable[[], None]:
+    """Make the key's completion fail inside the command's transaction, after its events are
+    inserted (a trigger on the key table); returns how to remove the fault."""
+    if rt.settings.uses_postgres:
+        schema = rt.settings.postgres_schema
+        with psycopg.connect(rt.settings.database_url or "", autocommit=True) as conn:
+            conn.execute(
+                f'CREATE FUNCTION "{schema}".fault() RETURNS trigger LANGUAGE plpgsql AS '
+                "$$ BEGIN RAISE EXCEPTION 'injected fault'; END $$"
+            )
+            conn.execute(
+                f'CREATE TRIGGER fault BEFORE UPDATE ON "{schema}".agentledger_idempotency '
+                f"FOR EACH ROW WHEN (NEW.state = 'done') EXECUTE FUNCTION \"{schema}\".fault()"
+            )
+
+        def heal() -> None:
+            with psycopg.connect(rt.settings.database_url or "", autocommit=True) as conn:
+                conn.execute(f'DROP TRIGGER fault ON "{schema}".agentledger_idempotency')
+
+        return heal
+    path = rt.settings.data_dir / "events.sqlite"
+    with closing(sqlite3.connect(path)) as conn:
+        # A runtime error (malformed JSON), no constraint violation (which would read as a
+        # version conflict); switched off by data, not by dropping the trigger, so no
+        # connection can go on seeing an old schema.
+        conn.execute("CREATE TABLE fault (active INTEGER)")
+        conn.execute("INSERT INTO fault VALUES (1)")
+        conn.execute(
+            "CREATE TRIGGER fault BEFORE UPDATE ON agentledger_idempotency "
+            "WHEN NEW.state = 'done' AND EXISTS (SELECT 1 FROM fault) "
+            "BEGIN SELECT json('injected fault'); END"
+        )
+        conn.commit()
+
+    def heal_sqlite() -> None:
+        with closing(sqlite3.connect(path)) as conn:
+            conn.execute("DELETE FROM fault")
+            conn.commit()
+
+    return heal_sqlite
+
+
+def _key_rows(rt: Runtime) -> int:
+    if rt.settings.uses_postgres:
+        with psycopg.connect(rt.settings.database_url or "") as conn:
+            table = f'"{rt.settings.postgres_schema}".agentledger_idempotency'
+            row = conn.execute(f"SELECT count(*) FROM {table}").fetchone()
+    else:
+        with closing(sqlite3.connect(rt.settings.data_dir / "events.sqlite")) as conn:
+            row = conn.execute("SELECT count(*) FROM agentledger_idempotency").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_a_transaction_failing_after_its_events_leaves_neither_events_nor_a_key(
+    runtime: Runtime, client: TestClient
+) -> None:
+    headers = setup(runtime, client)
+    keys_before = _key_rows(runtime)
+    heal = _inject_fault(runtime)
+    failed = create(client, headers, "crash", title="Doomed")
+    assert failed.status_code == 500, failed.text
+    assert items_titled(runtime, "Doomed") == []
+    assert _key_rows(runtime) == keys_before
+    heal()
+
+    retry = create(client, headers, "crash", title="Doomed")
+    assert retry.status_code == 201 and "Idempotent-Replayed" not in retry.headers
+    assert create(client, headers, "crash", title="Doomed").headers[REPLAYED] == "true"
+    assert len(items_titled(runtime, "Doomed")) == 1
+
+
+def test_group_commit_writes_each_keyed_command_with_its_own_record(
+    runtime: Runtime, client: TestClient
+) -> None:
+    """Commands queued behind one turn share a transaction; each one's key still answers
+    with its own response."""
+    callers = [agent(runtime, f"a{n}") for n in range(8)]
+    assert runtime.commands.committer is not None
+    transactions = runtime.commands.committer.transactions
+    firsts: dict[int, httpx.Response] = {}
+
+    def begin(n: int) -> None:
+        firsts[n] = client.post("/v1/sessions", json={}, headers=keyed(callers[n], "same"))
+
+    queued_behind_a_held_turn(runtime, [partial(begin, n) for n in range(8)])
+    assert runtime.commands.committer.transactions == transactions + 1
+    assert {r.status_code for r in firsts.values()} == {201}
+    for n, first in firsts.items():
+        again = client.post("/v1/sessions", json={}, headers=keyed(callers[n], "same"))
+        assert again.headers[REPLAYED] == "true"
+        assert answer(again) == answer(first)
+
+
+_OTHER_PROCESS = """
+import json, sys
+from starlette.testclient import TestClient
+from agentledger.infrastructure.bootstrap import build_runtime
+from agentledger.infrastructure.settings import Settings
+from agentledger.interfaces.http.app import create_app
+
+runtime = build_runtime(Settings())
+try:
+    with TestClient(create_app(runtime)) as client:
+        body, headers = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+        r = client.post("/v1/work-items", json=body, headers=headers)
+        print(json.dumps({"status": r.status_code, "body": r.text, "headers": dict(r.headers)}))
+finally:
+    runtime.close()
+"""
+
+
+def test_another_process_on_the_same_database_replays_the_answer(
+    system_runtime: Runtime,
+) -> None:
+    """On the system clock: the other process has no manual clock to share."""
+    runtime = system_runtime
+    if not runtime.settings.uses_postgres:
+        pytest.skip("several server processes share a database on PostgreSQL")
+    with TestClient(create_app(runtime), raise_server_exceptions=False) as client:
+        headers = setup(runtime, client)
+        first = create(client, headers, "p2")
+    assert first.status_code == 201
+    env = {
+        **os.environ,
+        "DATABASE_URL": runtime.settings.database_url or "",
+        "AGENTLEDGER_POSTGRES_SCHEMA": runtime.settings.postgres_schema,
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", _OTHER_PROCESS, json.dumps(ITEM), json.dumps(keyed(headers, "p2"))],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    other = json.loads(done.stdout.strip().splitlines()[-1])
+    assert other["headers"].get("idempotent-replayed") == "true", other
+    assert (other["status"], other["body"]) == (201, first.text)
+    assert other["headers"]["location"] == first.headers["Location"]
+    assert len(items_titled(runtime, "Lexer")) == 1
+
+
+def test_a_claim_next_is_replayed_with_its_item_once_the_queue_is_empty(
+    runtime: Runtime, client: TestClient
+) -> None:
+    headers = setup(runtime, client)
+    position = create(client, headers, "item").json()["position"]
+    alice = agent(runtime, "alice")
+    sid = start(client, alice)["id"]
+    body = {"session_id": sid, "project": "apollo"}
+    wait = {"AgentLedger-Consistent-With": str(position)}
+    assert client.get("/v1/work-items/ready", headers={**alice, **wait}).status_code == 200
+    first = client.post("/v1/work-items/claim-next", json=body, headers=keyed(alice, "next"))
+    assert first.status_code == 201, first.text
+    again = client.post("/v1/work-items/claim-next", json=body, headers=keyed(alice, "next"))
+    assert again.headers[REPLAYED] == "true"
+    assert answer(again) == answer(first)
+
+
+def _forget_rendered_answers(rt: Runtime) -> None:
+    """What a process dying between its events' commit and storing its rendered answer
+    leaves: the outcome the events' transaction wrote, no answer."""
+    statement = "UPDATE {} SET response = NULL"
+    if rt.settings.uses_postgres:
+        with psycopg.connect(rt.settings.database_url or "", autocommit=True) as conn:
+            table = f'"{rt.settings.postgres_schema}".agentledger_idempotency'
+            conn.execute(statement.format(table))
+        return
+    with closing(sqlite3.connect(rt.settings.data_dir / "events.sqlite")) as conn:
+        conn.execute(statement.format("agentledger_idempotency"))
+        conn.commit()
+
+
+def test_without_its_rendered_answer_a_replay_renders_the_stored_outcome_again(
+    runtime: Runtime, client: TestClient
+) -> None:
+    headers = setup(runtime, client)
+    first = create(client, headers, "half")
+    assert first.status_code == 201
+    head = runtime.ledger.head_position()
+    _forget_rendered_answers(runtime)
+    again = create(client, headers, "half")
+    assert again.headers[REPLAYED] == "true"
+    assert answer(again) == answer(first)
+    assert runtime.ledger.head_position() == head
+    assert len(items_titled(runtime, "Lexer")) == 1
