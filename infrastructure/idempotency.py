@@ -139,14 +139,7 @@ class PostgresIdempotentRecorder(PostgresProcessRecorder):
             )
             found = curs.fetchone()
             position = found["notification_id"] if found else None
-        return StoredKey(
-            row["fingerprint"],
-            row["state"],
-            row["in_flight_until"],
-            _bytes(row["outcome"]),
-            position,
-            _bytes(row["response"]),
-        )
+        return _stored_key(row, position)
 
     def complete_key(self, completion: Completion) -> bool:
         with self.datastore.transaction(commit=True) as curs:
@@ -213,14 +206,7 @@ class SQLiteIdempotentRecorder(SQLiteProcessRecorder):
             )
             found = c.fetchone()
             position = found[0] if found else None
-        return StoredKey(
-            row["fingerprint"],
-            row["state"],
-            row["in_flight_until"],
-            _bytes(row["outcome"]),
-            position,
-            _bytes(row["response"]),
-        )
+        return _stored_key(row, position)
 
     def complete_key(self, completion: Completion) -> bool:
         with self.datastore.transaction(commit=True) as c:
@@ -248,3 +234,15 @@ def _bytes(value: Any) -> bytes | None:
 
 def _originator(id_type: str, event_id: str) -> UUID | str:
     return UUID(event_id) if id_type == "uuid" else event_id
+
+
+def _stored_key(row: Any, position: int | None) -> StoredKey:
+    """A key's row as both stores read it, with the position of the event it names."""
+    return StoredKey(
+        row["fingerprint"],
+        row["state"],
+        row["in_flight_until"],
+        _bytes(row["outcome"]),
+        position,
+        _bytes(row["response"]),
+    )

@@ -394,13 +394,13 @@ finally:
 """
 
 
+# Several server processes share a database on PostgreSQL only: this one runs there alone.
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
 def test_another_process_on_the_same_database_replays_the_answer(
     system_runtime: Runtime,
 ) -> None:
     """On the system clock: the other process has no manual clock to share."""
     runtime = system_runtime
-    if not runtime.settings.uses_postgres:
-        pytest.skip("several server processes share a database on PostgreSQL")
     with TestClient(create_app(runtime), raise_server_exceptions=False) as client:
         headers = setup(runtime, client)
         first = create(client, headers, "p2")
