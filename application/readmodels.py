@@ -143,6 +143,7 @@ class EntryFilter:
     until: datetime | None = None
     text: str | None = None
     metadata: tuple[tuple[str, str], ...] = ()
+    work_item_id: UUID | None = None
 
 
 class ProjectsReader(Protocol):
@@ -271,6 +272,43 @@ class WorkItemsReader(Protocol):
     def statuses(self, item_ids: Sequence[UUID]) -> dict[UUID, str]: ...
     def held_by(self, session_id: UUID) -> builtins.list[UUID]: ...
     def finished_before(self, moment: datetime, limit: int) -> builtins.list[UUID]: ...
+
+
+@dataclass(frozen=True)
+class ApprovalRow:
+    id: UUID
+    work_item_id: UUID
+    project: str
+    approver_role: str
+    reason: str
+    status: str  # as recorded: pending, approved or rejected (expiry is computed on read)
+    requested_by: str
+    expires_at: datetime | None
+    decided_by: str | None
+    decided_at: datetime | None
+    notes: str | None
+    version: int
+    created_at: datetime
+    updated_at: datetime
+    created_position: int
+    position: int
+
+
+@dataclass(frozen=True)
+class ApprovalFilter:
+    status: str | None = None  # pending, approved, rejected or expired (as of now)
+    approver_role: str | None = None
+    work_item_id: UUID | None = None
+    project: str | None = None
+
+
+class ApprovalsReader(Protocol):
+    def position(self) -> int: ...
+    def get(self, approval_id: UUID) -> ApprovalRow | None: ...
+    def for_item(self, item_id: UUID) -> builtins.list[ApprovalRow]: ...
+    def list(
+        self, where: ApprovalFilter, *, limit: int, after_position: int | None, now: datetime
+    ) -> builtins.list[ApprovalRow]: ...
 
 
 MAX_CURSOR_LENGTH = 2048  # far beyond any cursor issued (its filters are bounded too)

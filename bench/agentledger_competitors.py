@@ -51,7 +51,7 @@ POSITION = "AgentLedger-Position"
 READ_MODEL_OF = {
     "heartbeat": "sessions_v1",
     "session_start": "sessions_v1",
-    "append": "entries_v1",
+    "append": "entries_v2",
     "claim_next": "work_items_v2",
     "switch": "selections_v1",
 }

@@ -353,6 +353,9 @@ class AppendEntry(Strict):
     status: EntryStatusName = "info"
     metadata: Metadata = Field(default_factory=dict)
     session_id: LooseUUID
+    work_item_id: LooseUUID | None = Field(
+        default=None, description="The work item this entry reports on (same project)."
+    )
 
 
 class ListEntriesQuery(Query):
@@ -365,6 +368,7 @@ class ListEntriesQuery(Query):
     q: str | None = Field(
         default=None, max_length=200, pattern=NO_CONTROL_PATTERN, description="Substring, any case."
     )
+    work_item_id: UUID | None = Field(default=None, description="Entries about this item.")
     limit: int = Field(default=50, ge=1, le=500)
     cursor: CursorToken | None = None
 

@@ -81,6 +81,13 @@ EXPECTED: dict[tuple[str, str], tuple[frozenset[str], set[int]]] = {
         frozenset({FENCE, IM}),
         ANY | {200, 400, 403, 404, 409, 412, 428},
     ),
+    ("POST", "/v1/work-items/{id}/approvals"): (
+        frozenset({FENCE, IM}),
+        WRITE | {201, 403, 404, 409, 412, 428},
+    ),
+    ("GET", "/v1/approvals"): (frozenset({CW}), READ | {200}),
+    ("GET", "/v1/approvals/{id}"): (frozenset({CW}), READ | {200, 404}),
+    ("POST", "/v1/approvals/{id}/decision"): (frozenset(), WRITE | {200, 403, 404, 409}),
 }
 
 # Every write also takes an Idempotency-Key: 409 while the first request with it runs, 422

@@ -44,8 +44,9 @@ def test_readyz_lists_running_projections(runtime: Runtime, client: TestClient) 
         "tokens_v1",
         "projects_v1",
         "selections_v1",
-        "entries_v1",
+        "entries_v2",
         "work_items_v2",
+        "approvals_v1",
         "policy_archived_project_clears_selections",
         "policy_session_end_releases_claims",
     }

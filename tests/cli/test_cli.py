@@ -82,8 +82,9 @@ def test_sweep_and_projection_commands(run) -> None:  # type: ignore[no-untyped-
         "tokens_v1",
         "projects_v1",
         "selections_v1",
-        "entries_v1",
+        "entries_v2",
         "work_items_v2",
+        "approvals_v1",
     }
     assert {s["name"] for s in status if s["kind"] == "policy"} == {
         "policy_archived_project_clears_selections",

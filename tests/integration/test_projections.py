@@ -237,7 +237,7 @@ def test_entries_rebuilt_in_bulk_equal_the_live_read_model(runtime: Runtime) -> 
     live_all, live_even = both()
     assert len(live_all) == 40 and len(live_even) == 20
     runtime.runners.stop()
-    report = runtime.runners.projections["entries_v1"].rebuild()
+    report = runtime.runners.projections["entries_v2"].rebuild()
     assert report is not None
     assert both() == (live_all, live_even)
 

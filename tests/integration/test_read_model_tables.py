@@ -21,8 +21,9 @@ FINGERPRINTS = {
     "tokens_v1": {"tokens": "811cbdf4bf9a233c"},
     "projects_v1": {"projects": "d7d229d05ec1c9d6"},
     "selections_v1": {"selections": "4d8fef4899e91bd0"},
-    "entries_v1": {"entries": "e7bb048fbceb9151", "entry_metadata": "5d64d3abcaf7410c"},
+    "entries_v2": {"entries": "b67d0524ce2fb4ff", "entry_metadata": "5d64d3abcaf7410c"},
     "work_items_v2": {"work_items": "fea34edf519fcaa7", "dependencies": "33a5f3aee9025b10"},
+    "approvals_v1": {"approvals": "9eee58df9afb7d4c"},
 }
 
 
@@ -52,7 +53,7 @@ def test_a_table_has_a_column_for_each_field_of_its_row(runtime: Runtime) -> Non
     items = runtime.read_models["work_items_v2"].table("work_items")
     assert items.columns["archived"] == "bool"
     assert items.columns["fence"] == "int"
-    entries = runtime.read_models["entries_v1"].table("entries")
+    entries = runtime.read_models["entries_v2"].table("entries")
     assert list(entries.columns)[-1] == "folded"  # declared: the rows do not carry it
 
 

@@ -68,9 +68,9 @@ def list_items(call: HttpCall) -> Response:
 def get_item(call: HttpCall) -> Response:
     include = call.query(GetWorkItemQuery).parts()
     item_id = call.path_uuid("id", "work item")
-    read = call.runtime.work_items.get(item_id, include, consistent_with=call.consistent_with())
-    body = WorkItemDetail.of_detail(read.value, include)
-    return call.read(body, read.position, read.value.item.version)
+    read = call.runtime.item_status.get(item_id, include, consistent_with=call.consistent_with())
+    body = WorkItemDetail.of_status(read.value, include)
+    return call.read(body, read.position, read.value.detail.item.version)
 
 
 def patch_item(call: HttpCall) -> Response:
