@@ -354,6 +354,69 @@ def test_a_transaction_failing_after_its_events_leaves_neither_events_nor_a_key(
     assert len(items_titled(runtime, "Doomed")) == 1
 
 
+def _inject_conflicts(rt: Runtime) -> Callable[[], None]:
+    """Make every insert of events fail as a lost race does (a unique violation: the runner
+    sees a version conflict, re-runs, and in the end gives up); returns how to heal."""
+    events = rt.ledger.recorder.events_table_name  # type: ignore[attr-defined]
+    if rt.settings.uses_postgres:
+        schema, url = rt.settings.postgres_schema, rt.settings.database_url or ""
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(
+                f'CREATE FUNCTION "{schema}".conflict() RETURNS trigger LANGUAGE plpgsql AS '
+                "$$ BEGIN RAISE EXCEPTION 'injected conflict' USING ERRCODE = 'unique_violation';"
+                " END $$"
+            )
+            conn.execute(
+                f'CREATE TRIGGER conflict BEFORE INSERT ON "{schema}"."{events}" '
+                f'FOR EACH ROW EXECUTE FUNCTION "{schema}".conflict()'
+            )
+
+        def heal() -> None:
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute(f'DROP TRIGGER conflict ON "{schema}"."{events}"')
+
+        return heal
+    path = rt.settings.data_dir / "events.sqlite"
+    with closing(sqlite3.connect(path)) as conn:
+        conn.execute("CREATE TABLE conflict (active INTEGER)")
+        conn.execute("INSERT INTO conflict VALUES (1)")
+        conn.execute(
+            f"CREATE TRIGGER conflict BEFORE INSERT ON {events} "
+            "WHEN EXISTS (SELECT 1 FROM conflict) "
+            "BEGIN SELECT RAISE(ABORT, 'injected conflict'); END"
+        )
+        conn.commit()
+
+    def heal_sqlite() -> None:
+        with closing(sqlite3.connect(path)) as conn:
+            conn.execute("DELETE FROM conflict")
+            conn.commit()
+
+    return heal_sqlite
+
+
+def test_a_concurrency_conflict_is_not_stored_and_the_retry_runs(
+    runtime: Runtime, client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Concurrent writers winning every attempt is no answer to the request: the key is
+    left free, and the same request with the same key then runs (once)."""
+    monkeypatch.setattr("agentledger.application.commands.MAX_ATTEMPTS", 3)
+    headers = setup(runtime, client)
+    keys_before = _key_rows(runtime)
+    heal = _inject_conflicts(runtime)
+    lost = create(client, headers, "race", title="Contested")
+    heal()
+    assert_problem(lost, 409, "concurrency-conflict")
+    assert items_titled(runtime, "Contested") == []
+    assert _key_rows(runtime) == keys_before
+
+    retry = create(client, headers, "race", title="Contested")
+    assert retry.status_code == 201 and REPLAYED not in retry.headers, retry.text
+    again = create(client, headers, "race", title="Contested")
+    assert again.headers[REPLAYED] == "true" and answer(again) == answer(retry)
+    assert len(items_titled(runtime, "Contested")) == 1
+
+
 def test_group_commit_writes_each_keyed_command_with_its_own_record(
     runtime: Runtime, client: TestClient
 ) -> None:
@@ -469,3 +532,65 @@ def test_without_its_rendered_answer_a_replay_renders_the_stored_outcome_again(
     assert answer(again) == answer(first)
     assert runtime.ledger.head_position() == head
     assert len(items_titled(runtime, "Lexer")) == 1
+
+
+def test_every_write_route_renders_its_stored_outcome_as_it_answered(
+    runtime: Runtime, client: TestClient, clock: ManualClock
+) -> None:
+    """Each view a write returns goes through the stored outcome's JSON and back: with the
+    rendered answers gone, every replay is still the first answer (and writes nothing)."""
+    clock.advance(0.123457)  # times with microseconds, which must survive the round trip
+    boss_ = setup(runtime, client)
+    alice = agent(runtime, "alice")
+    sent: list[tuple[str, str, Headers, Any, httpx.Response]] = []
+
+    def send(
+        method: str, path: str, caller: Headers, body: Any = None, **headers: str
+    ) -> httpx.Response:
+        all_headers = {**keyed(caller, f"every-{len(sent)}"), **headers}
+        response = client.request(method, path, json=body, headers=all_headers)
+        assert response.status_code in {200, 201}, (method, path, response.text)
+        sent.append((method, path, all_headers, body, response))
+        return response
+
+    send("POST", "/v1/projects", boss_, {"name": "gemini"})
+    a = send(
+        "POST",
+        "/v1/work-items",
+        boss_,
+        {**ITEM, "metadata": {"estimate_hours": 1.5, "payload": {"a": "x"}}},
+    ).json()["id"]
+    b = send("POST", "/v1/work-items", boss_, {**ITEM, "title": "Parser"}).json()["id"]
+    sid = send("POST", "/v1/sessions", alice, {"metadata": {"task": "x"}}).json()["id"]
+    s = f"/v1/sessions/{sid}"
+    send("PATCH", s, alice, {"metadata": {"task": None, "k": True}})
+    send("POST", f"{s}/heartbeat", alice, {})
+    pending = send("POST", "/v1/sessions", alice, {"status": "pending"}).json()["id"]
+    send("POST", f"/v1/sessions/{pending}/activate", alice, {})
+    send("POST", f"/v1/sessions/{pending}/fail", alice, {"reason": "gone"})
+    selection = {"project": "apollo", "session_id": sid}
+    send("PUT", "/v1/agents/alice/project", alice, selection, **{"If-None-Match": "*"})
+    send("POST", "/v1/projects/apollo/entries", alice, {"message": "hi", "session_id": sid})
+    send("POST", "/v1/entries", alice, {"message": "again", "session_id": sid})
+    claimed = send("POST", f"/v1/work-items/{a}/claim", alice, {"session_id": sid}).json()
+    held = {"AgentLedger-Fence": str(claimed["claim"]["fence"])}
+    item = f"/v1/work-items/{a}"
+    version = {"If-Match": f'"{claimed["version"]}"'}
+    send("PATCH", item, alice, {"title": "Lexer 2"}, **held, **version)
+    send("PUT", f"{item}/dependencies/{b}", alice, None, **held)
+    send("DELETE", f"{item}/dependencies/{b}", alice, None, **held)
+    send("POST", f"{item}/transition", alice, {"to": "in_review"}, **held)
+    send("POST", f"{item}/release", alice, {}, **held)
+    send("POST", f"/v1/work-items/{b}/archive", boss_, {})
+    send("POST", f"/v1/work-items/{b}/unarchive", boss_, {})
+    send("DELETE", "/v1/agents/alice/project", alice, None, **{"If-Match": '"1"'})
+    send("POST", f"{s}/complete", alice, {"reason": "done"})
+    send("POST", "/v1/projects/gemini/archive", boss_, {})
+    head = runtime.ledger.head_position()
+
+    _forget_rendered_answers(runtime)
+    for method, path, headers, body, first in sent:
+        again = client.request(method, path, json=body, headers=headers)
+        assert again.headers.get(REPLAYED) == "true", (method, path, again.text)
+        assert answer(again) == answer(first), (method, path)
+    assert runtime.ledger.head_position() == head
