@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from contextlib import closing
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
@@ -87,30 +90,84 @@ def create(client: TestClient, headers: Headers, key: str, **fields: Any) -> htt
     return client.post("/v1/work-items", json={**ITEM, **fields}, headers=keyed(headers, key))
 
 
-def test_sixteen_concurrent_requests_with_one_key_create_one_item(
-    runtime: Runtime, client: TestClient
-) -> None:
-    headers = setup(runtime, client)
-    responses: list[httpx.Response] = []
-    run_threads([lambda: responses.append(create(client, headers, "k-16")) for _ in range(16)])
+class FirstClaimHeld:
+    """Holds the request that claims the key, once its claim is committed, until every other
+    request has been answered: so all of them met the key while the first was in flight. Run
+    one after another, the others would wait behind the held one and the wait times out."""
 
-    created = [r for r in responses if r.status_code == 201]
-    in_progress = [r for r in responses if r.status_code == 409]
-    assert len(created) + len(in_progress) == 16, [r.text for r in responses]
-    assert created and len({answer(r) for r in created}) == 1
+    def __init__(self, rt: Runtime, monkeypatch: pytest.MonkeyPatch, others: int) -> None:
+        self._others = others
+        self._answered = 0
+        self._lock = threading.Lock()
+        self._all_answered = threading.Event()
+        self.held = 0
+        store = rt.ledger.recorder
+        real = store.claim_key  # type: ignore[attr-defined]
+
+        def claim_key(*args: Any) -> Any:
+            found = real(*args)
+            if found is None:  # this request holds the key now
+                with self._lock:
+                    self.held += 1
+                assert self._all_answered.wait(60), "the other requests never came"
+            return found
+
+        monkeypatch.setattr(store, "claim_key", claim_key)
+
+    def answered(self) -> None:
+        with self._lock:
+            self._answered += 1
+            if self._answered == self._others:
+                self._all_answered.set()
+
+
+def sixteen_at_once(
+    rt: Runtime, monkeypatch: pytest.MonkeyPatch, send: Callable[[], httpx.Response]
+) -> httpx.Response:
+    """Send the same keyed request 16 times together: one runs, the 15 that come while it
+    runs are told it is in progress (409, Retry-After). Returns the one that ran."""
+    gate = FirstClaimHeld(rt, monkeypatch, others=15)
+    responses: list[httpx.Response] = []
+
+    def one() -> None:
+        response = send()
+        responses.append(response)
+        gate.answered()
+
+    run_threads([one for _ in range(16)])
+    monkeypatch.undo()
+    assert gate.held == 1
+    in_progress = [r for r in responses if r.status_code == 409 and r.headers.get("Retry-After")]
+    assert len(in_progress) == 15, [r.text for r in responses]
     for response in in_progress:
         assert_problem(response, 409, "idempotency-request-in-progress")
         assert int(response.headers["Retry-After"]) >= 1
-    assert len(items_titled(runtime, "Lexer")) == 1
-    first = created[0]
+    (first,) = [r for r in responses if r not in in_progress]
+    assert REPLAYED not in first.headers
+    return first
+
+
+def assert_replayed(first: httpx.Response, send: Callable[[], httpx.Response]) -> None:
+    """After completion every request with the key gets the first answer again."""
     for _ in range(3):
-        again = create(client, headers, "k-16")
-        assert again.headers["Idempotent-Replayed"] == "true"
+        again = send()
+        assert again.headers[REPLAYED] == "true"
         assert answer(again) == answer(first)
 
 
+def test_sixteen_concurrent_requests_with_one_key_create_one_item(
+    runtime: Runtime, client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    headers = setup(runtime, client)
+    first = sixteen_at_once(runtime, monkeypatch, lambda: create(client, headers, "k-16"))
+    assert first.status_code == 201, first.text
+    assert len(items_titled(runtime, "Lexer")) == 1
+    assert_replayed(first, lambda: create(client, headers, "k-16"))
+    assert len(items_titled(runtime, "Lexer")) == 1
+
+
 def test_a_precondition_write_is_replayed_with_its_precondition(
-    runtime: Runtime, client: TestClient
+    runtime: Runtime, client: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     headers = setup(runtime, client)
     assert client.post("/v1/projects", json={"name": "gemini"}, headers=headers).status_code == 201
@@ -135,24 +192,33 @@ def test_a_precondition_write_is_replayed_with_its_precondition(
     assert_problem(other, 422, "idempotency-key-reused")
     assert len(list(runtime.ledger.events.get(selection_id("alice")))) == events
 
-    responses: list[httpx.Response] = []
-    run_threads(
-        [lambda: responses.append(switch("s-2", {"If-Match": '"1"'}, "gemini")) for _ in range(16)]
-    )
-    assert {r.status_code for r in responses} <= {200, 409}
-    assert len({r.content for r in responses if r.status_code == 200}) == 1
+    def switch_to_gemini() -> httpx.Response:
+        return switch("s-2", {"If-Match": '"1"'}, "gemini")
+
+    switched = sixteen_at_once(runtime, monkeypatch, switch_to_gemini)
+    assert switched.status_code == 200 and switched.json()["project"] == "gemini"
+    assert len(list(runtime.ledger.events.get(selection_id("alice")))) == events + 1
+    # Replayed with its precondition, although the version it names is no longer current.
+    assert_replayed(switched, switch_to_gemini)
     assert len(list(runtime.ledger.events.get(selection_id("alice")))) == events + 1
 
 
-def test_a_refusal_is_replayed_as_it_was_given(runtime: Runtime, client: TestClient) -> None:
+def test_a_refusal_is_replayed_as_it_was_given(
+    runtime: Runtime, client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
     headers = setup(runtime, client)
-    refusal = client.post("/v1/projects", json={"name": "apollo"}, headers=keyed(headers, "p"))
+    head = runtime.ledger.head_position()
+
+    def create_apollo() -> httpx.Response:
+        return client.post("/v1/projects", json={"name": "apollo"}, headers=keyed(headers, "p"))
+
+    refusal = sixteen_at_once(runtime, monkeypatch, create_apollo)
     problem = assert_problem(refusal, 409, "project-exists")
-    again = client.post("/v1/projects", json={"name": "apollo"}, headers=keyed(headers, "p"))
-    assert again.headers["Idempotent-Replayed"] == "true"
-    assert answer(again) == answer(refusal)
+    assert_replayed(refusal, create_apollo)
     # Not decided again: the problem names the first request's trace.
+    again = create_apollo()
     assert again.json()["trace_id"] == problem["trace_id"] != again.headers[TRACE]
+    assert runtime.ledger.head_position() == head
 
 
 def test_a_missing_precondition_is_a_refusal_replayed_too(
@@ -265,6 +331,70 @@ def test_a_key_held_by_a_process_that_died_is_free_once_its_mark_expires(
     clock.advance(runtime.settings.idempotency_in_flight_seconds)
     assert create(client, headers, "dead").status_code == 201
     assert create(client, headers, "dead").headers["Idempotent-Replayed"] == "true"
+    assert len(items_titled(runtime, "Lexer")) == 1
+
+
+_HOLDING_PROCESS = """
+import json, sys, threading
+from starlette.testclient import TestClient
+from agentledger.application.commands import UnitOfWork
+from agentledger.infrastructure.bootstrap import build_runtime
+from agentledger.infrastructure.settings import Settings
+from agentledger.interfaces.http.app import create_app
+
+decided = UnitOfWork.changed
+
+def changed(uow):
+    found = decided(uow)
+    if found:  # the key is claimed and the command decided: hang here until killed
+        print("holding", flush=True)
+        threading.Event().wait()
+    return found
+
+UnitOfWork.changed = changed
+runtime = build_runtime(Settings())
+with TestClient(create_app(runtime)) as client:
+    client.post("/v1/work-items", json=json.loads(sys.argv[1]), headers=json.loads(sys.argv[2]))
+"""
+
+
+def _store_environment(rt: Runtime) -> dict[str, str]:
+    """What another process needs to open this runtime's store."""
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    if rt.settings.uses_postgres:
+        env["DATABASE_URL"] = rt.settings.database_url or ""
+        env["AGENTLEDGER_POSTGRES_SCHEMA"] = rt.settings.postgres_schema
+    else:
+        env["AGENTLEDGER_DATA_DIR"] = str(rt.settings.data_dir)
+    return env
+
+
+def test_a_process_killed_holding_the_key_blocks_it_only_until_its_mark_expires(
+    runtime: Runtime, client: TestClient, clock: ManualClock
+) -> None:
+    clock.set(datetime.now(UTC))  # the other process claims on the system clock
+    headers = setup(runtime, client)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLDING_PROCESS, json.dumps(ITEM), json.dumps(keyed(headers, "k"))],
+        env=_store_environment(runtime),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "holding"
+    finally:
+        holder.kill()
+        holder.wait(30)
+    assert holder.returncode == -signal.SIGKILL
+
+    blocked = create(client, headers, "k")
+    assert_problem(blocked, 409, "idempotency-request-in-progress")
+    assert items_titled(runtime, "Lexer") == []
+    # Past the mark (and whatever the other process took to start), the key is free.
+    clock.advance(runtime.settings.idempotency_in_flight_seconds + 60)
+    retry = create(client, headers, "k")
+    assert retry.status_code == 201 and REPLAYED not in retry.headers, retry.text
+    assert create(client, headers, "k").headers[REPLAYED] == "true"
     assert len(items_titled(runtime, "Lexer")) == 1
 
 
