@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import signal
 import sqlite3
 import subprocess
@@ -724,3 +725,27 @@ def test_every_write_route_renders_its_stored_outcome_as_it_answered(
         assert again.headers.get(REPLAYED) == "true", (method, path, again.text)
         assert answer(again) == answer(first), (method, path)
     assert runtime.ledger.head_position() == head
+
+
+def test_a_stored_outcome_it_cannot_read_fails_the_replay_and_never_runs_it_again(
+    runtime: Runtime, client: TestClient
+) -> None:
+    """A row not written by this codec (here a pickle, as this unreleased table first held
+    them) builds nothing: the replay fails (500), and the command, done once, is not redone."""
+    headers = setup(runtime, client)
+    assert create(client, headers, "old").status_code == 201
+    head = runtime.ledger.head_position()
+    _forget_rendered_answers(runtime)
+    stale = pickle.dumps(({"what": "a view"}, 1))
+    if runtime.settings.uses_postgres:
+        with psycopg.connect(runtime.settings.database_url or "", autocommit=True) as conn:
+            table = f'"{runtime.settings.postgres_schema}".agentledger_idempotency'
+            conn.execute(f"UPDATE {table} SET outcome = %s", (stale,))
+    else:
+        with closing(sqlite3.connect(runtime.settings.data_dir / "events.sqlite")) as conn:
+            conn.execute("UPDATE agentledger_idempotency SET outcome = ?", (stale,))
+            conn.commit()
+    for _ in range(2):
+        assert_problem(create(client, headers, "old"), 500, "internal-error")
+    assert runtime.ledger.head_position() == head
+    assert len(items_titled(runtime, "Lexer")) == 1
