@@ -41,6 +41,7 @@ class SessionRow:
     updated_at: datetime
     ended_at: datetime | None
     end_reason: str | None
+    role: str | None
     created_position: int
     position: int
 
@@ -205,6 +206,7 @@ class WorkItemRow:
     created_by: str
     updated_at: datetime
     finished_at: datetime | None  # when it became done or cancelled
+    trace_id: str  # the trace of the request that created it
     created_position: int
     position: int
 
@@ -229,6 +231,7 @@ class WorkItemFilter:
     assignee: str | None = None
     to_role: str | None = None
     archived: bool | None = None
+    trace_id: str | None = None  # the trace the item was created under
 
 
 class WorkItemsReader(Protocol):
@@ -259,11 +262,13 @@ class WorkItemsReader(Protocol):
         now: datetime,
         limit: int,
         after: ReadyKey | None = None,
+        roles: Sequence[str] | None = None,
     ) -> builtins.list[WorkItemRow]:
         """Ready items, best first (higher priority, then older), decided by the query itself:
         `domain.readiness` over the rows (open, not archived, project not archived, no claim
         live at `now`, every dependency present and done), so a page costs what it returns.
-        `after`: the `ready_key` of the last row of the previous page."""
+        `after`: the `ready_key` of the last row of the previous page. `roles`: only items
+        routed to none of them or to one of these (`domain.claims.routed_to`); None: all."""
 
     def dependencies(self, item_ids: Sequence[UUID]) -> dict[UUID, builtins.list[UUID]]:
         """What each of `item_ids` depends on (items without dependencies are left out)."""

@@ -186,3 +186,17 @@ class ApprovalRequired(DomainError):
         self.approvals = approvals
         named = ", ".join(f"{role} ({status}, {i})" for i, role, status in approvals)
         super().__init__(f"the work item cannot be done before its approvals: {named}")
+
+
+class RoleRequired(DomainError):
+    """A work item routed to a role is taken only by a session acting in that role."""
+
+    def __init__(self, item_id: str, to_role: str, session_role: str | None) -> None:
+        self.item_id = item_id
+        self.to_role = to_role
+        self.session_role = session_role
+        acting = f"acts in role '{session_role}'" if session_role else "acts in no role"
+        super().__init__(
+            f"work item {item_id} is routed to role '{to_role}'; the session {acting}: "
+            f'start a session with "role": "{to_role}" (the token needs worker:{to_role})'
+        )

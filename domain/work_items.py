@@ -57,7 +57,8 @@ ALLOWED_TRANSITIONS: dict[WorkStatus, tuple[WorkStatus, ...]] = {
 FINAL = (WorkStatus.DONE, WorkStatus.CANCELLED)
 KINDS = ("project", "epic", "task", "research", "session")  # known kinds; others may be used
 KIND_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
-ROLE_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+ROLE_NAME = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"  # what items are routed to, sessions act in
+ROLE_PATTERN = re.compile(f"^{ROLE_NAME}$")
 MIN_PRIORITY, MAX_PRIORITY = -1000, 1000
 EDITABLE = ("title", "description", "priority", "to_role", "metadata")
 # Items created before approvals existed have none: the default of every item until one is
@@ -82,6 +83,7 @@ class WorkItem(LedgerAggregate):
         holder_agent: str | None
         fence: int  # the last fence handed out (0: never claimed)
         finished_at: datetime | None  # when it became done or cancelled
+        trace_id: str  # the trace of the request that created it: how a caller finds it
 
     # The approval the item waits for, per approver role: the one requested last.
     approvals = NO_APPROVALS
@@ -106,6 +108,7 @@ class WorkItem(LedgerAggregate):
             aggregate.holder_agent = None
             aggregate.fence = 0
             aggregate.finished_at = None
+            aggregate.trace_id = self.trace_id
 
     class WorkItemUpdated(LedgerAggregate.Event):
         changes: dict[str, Any]  # only the fields that changed, with their new values

@@ -112,7 +112,7 @@ def tokens() -> None:
     "roles",
     multiple=True,
     required=True,
-    help="agent, coordinator, auditor, admin or approver:NAME (repeatable)",
+    help="agent, coordinator, auditor, admin, approver:NAME or worker:ROLE (repeatable)",
 )
 @click.option("--label", default=None, help="A note for `tokens list`.")
 @click.option("--json", "as_json", is_flag=True)

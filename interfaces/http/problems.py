@@ -54,6 +54,7 @@ from agentledger.domain.errors import (
     ItemArchived,
     LeaseLapsed,
     ProjectArchived,
+    RoleRequired,
     SelfApproval,
     SessionNotActive,
     SessionNotOwned,
@@ -136,6 +137,12 @@ PROBLEM_TYPES: dict[type[Exception], ProblemType] = {
         headers={"WWW-Authenticate": 'Bearer realm="agentledger"'},
     ),
     Forbidden: ProblemType(403, "forbidden", "Not allowed"),
+    RoleRequired: ProblemType(
+        403,
+        "role-required",
+        "Routed to another role",
+        lambda e: {"item_id": e.item_id, "to_role": e.to_role, "session_role": e.session_role},
+    ),
     SelfApproval: ProblemType(
         403,
         "separation-of-duties",

@@ -33,6 +33,7 @@ from agentledger.interfaces.http.schemas import (
     Query,
     RoleName,
     Strict,
+    TraceId,
     metadata_schema,
     response_model,
     text,
@@ -121,11 +122,17 @@ class ListWorkItemsQuery(Query):
     assignee: AgentId | None = Field(default=None, description="Agent holding the claim.")
     to_role: RoleName | None = None
     archived: bool | None = None
+    trace_id: TraceId | None = Field(
+        default=None, description="Items created by the request of this trace id."
+    )
     limit: int = Field(default=50, ge=1, le=500)
     cursor: CursorToken | None = None
 
 
 class ReadyQuery(Query):
+    session_id: UUID | None = Field(
+        default=None, description="The queue as this session would claim from it (its role)."
+    )
     project: ProjectRef | None = None
     kind: Kind | None = None
     to_role: RoleName | None = None

@@ -80,12 +80,12 @@ def test_sweep_and_projection_commands(run) -> None:  # type: ignore[no-untyped-
     assert json.loads(run("sessions", "sweep", "--json").output) == {"expired": 0}
     status = json.loads(run("projections", "status", "--json").output)
     assert {s["name"] for s in status if s["kind"] == "projection"} == {
-        "sessions_v1",
+        "sessions_v2",
         "tokens_v1",
         "projects_v1",
         "selections_v1",
         "entries_v2",
-        "work_items_v2",
+        "work_items_v3",
         "approvals_v1",
     }
     assert {s["name"] for s in status if s["kind"] == "policy"} == {

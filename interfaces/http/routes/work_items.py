@@ -174,10 +174,12 @@ def delete_dependency(call: HttpCall) -> Response:
 
 def ready_queue(call: HttpCall) -> Response:
     query = call.query(ReadyQuery)
-    read = call.runtime.work_items.ready(
+    work_items = call.runtime.work_items
+    read = work_items.ready(
         project=query.project,
         kind=query.kind,
         to_role=query.to_role,
+        roles=work_items.visible_roles(call.principal, query.session_id),
         limit=query.limit,
         consistent_with=call.consistent_with(),
     )
