@@ -18,7 +18,7 @@ from agentledger.application.clock import ManualClock
 from agentledger.application.readmodels import Cursors, WorkItemRow
 from agentledger.application.work_items import NewWorkItem, WorkItemClaims, WorkItemQueries
 from agentledger.application.work_items.claiming import FIRST_READY_PAGE
-from agentledger.domain.claims import live_lease
+from agentledger.domain.claims import live_lease, routed_to
 from agentledger.domain.plans import ProjectPlan, plan_id
 from agentledger.domain.projects import Project, project_id
 from agentledger.domain.readiness import readiness
@@ -31,6 +31,8 @@ POLICY = "policy_session_end_releases_claims"
 PROJECTS = ("apollo", "gemini", "mercury")  # mercury is archived at the end
 KINDS = ("task", "research", "chore")
 ROLES = (None, "reviewer", "builder")
+# The roles the holders' sessions act in: each claims what is routed to it or to no role.
+HOLDER_ROLES = {"amy": "reviewer", "bob": "builder", "cat": None, "dan": "builder"}
 SEEDS = {"postgres": 20260201, "sqlite": 20260202}  # a different plan on each backend
 
 
@@ -130,7 +132,11 @@ def claim_some(team: Team, built: Built, rng: random.Random, sessions: dict[str,
     for name, session in sessions.items():
         ctx = team.agent(name)
         reopened = False
-        for item in [i for i in free if not rt.ledger.repository.get(i).archived][:8]:
+        # What its session's role may take (`domain.claims.routed_to`), open ones first, so
+        # each holder has one to start (and put back to open).
+        takeable = [i for i in free if _takeable(rt.ledger.repository.get(i), HOLDER_ROLES[name])]
+        takeable.sort(key=lambda i: rt.ledger.repository.get(i).state != "open")
+        for item in takeable[:8]:
             free.remove(item)
             claim = rt.work_items.claim(ctx, item, session).value.claim
             assert claim is not None
@@ -190,10 +196,10 @@ def test_the_sql_ready_queue_is_the_domain_rule_on_a_varied_plan(
     assert rewire(team, built, rng) > 20
     runtime.runners.policies[POLICY].stop()  # ended holders keep their claims in the log
     sessions = {
-        "amy": team.session("amy", ttl_seconds=600),  # lives
-        "bob": team.session("bob", ttl_seconds=120),  # lapses at the very instant checked
-        "cat": team.session("cat", ttl_seconds=600),  # completes
-        "dan": team.session("dan", ttl_seconds=600),  # fails
+        "amy": team.session("amy", ttl_seconds=600, role=HOLDER_ROLES["amy"]),  # lives
+        "bob": team.session("bob", ttl_seconds=120, role=HOLDER_ROLES["bob"]),  # lapses then
+        "cat": team.session("cat", ttl_seconds=600, role=HOLDER_ROLES["cat"]),  # completes
+        "dan": team.session("dan", ttl_seconds=600, role=HOLDER_ROLES["dan"]),  # fails
     }
     claim_some(team, built, rng, sessions)
     runtime.sessions.complete(team.agent("cat"), sessions["cat"], None)
@@ -233,10 +239,26 @@ def test_the_sql_ready_queue_is_the_domain_rule_on_a_varied_plan(
         assert [r.id for r in pages] == expected, where  # keyset pages, ties included
     for row in view.get_many(built.order):  # the count the query relies on, item by item
         assert row.waiting_on == waiting_on(runtime, row.id), row.id
+    for roles in ((), ("builder",), tuple(r for r in ROLES if r)):  # as sessions see it
+        expected = sorted(
+            (i for i in built.order if ready[i] and _routed(built.fields[i]["to_role"], roles)),
+            key=lambda i: (-built.fields[i]["priority"], created[i]),
+        )
+        routed = view.ready(project=None, kind=None, to_role=None, roles=roles, now=now, limit=500)
+        assert [r.id for r in routed] == expected, roles
     queue = runtime.work_items.ready(project="apollo", limit=500).value
     assert [v.id for v in queue] == [
         r.id for r in view.ready(project="apollo", kind=None, to_role=None, now=now, limit=500)
     ]
+
+
+def _routed(to_role: str | None, roles: tuple[str, ...]) -> bool:
+    """The domain's rule for a reader acting in any of `roles` (or in none)."""
+    return any(routed_to(to_role, role) for role in (None, *roles))
+
+
+def _takeable(item: WorkItem, role: str | None) -> bool:
+    return not item.archived and routed_to(item.to_role, role)
 
 
 def _matches(fields: dict[str, Any], where: dict[str, Any]) -> bool:
