@@ -116,6 +116,17 @@ class CommandRunner:
         stored = list(self._ledger.events.get(aggregate_id, gt=version - 1, lte=version))
         return bool(stored) and getattr(stored[0], "command_id", None) == command_id
 
+    def read(self, kind: type[A], aggregate_id: UUID, label: str) -> A:
+        """An aggregate as the log has it now, to read and never change (no copy is made):
+        what a query needs from the write side, outside any command."""
+        try:
+            found: object = self._ledger.repository.get(aggregate_id, deepcopy_from_cache=False)
+        except AggregateNotFoundError:
+            raise NotFound(label, str(aggregate_id)) from None
+        if not isinstance(found, kind):
+            raise NotFound(label, str(aggregate_id))
+        return found
+
     def on_commit(self, callback: CommitCallback) -> None:
         """Be told the position after each commit (lets in-process projections wake at once)."""
         self._commit_callbacks.append(callback)

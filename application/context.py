@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from uuid import UUID
 
 from agentledger.application.errors import Forbidden
-from agentledger.domain.access import Role
+from agentledger.domain.access import WORKER_PREFIX, Role
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,10 @@ class Principal:
     def require_any_role(self, *roles: str) -> None:
         if not self.has_any_role(*roles):
             raise Forbidden(f"{self.name} needs one of the roles: {', '.join(roles)}")
+
+    def roles_granted(self) -> frozenset[str]:
+        """The `worker:<role>` roles of the token: the roles its agent may act in."""
+        return frozenset(r for r in self.roles if r.startswith(WORKER_PREFIX))
 
     @property
     def may_act_for_other_agents(self) -> bool:

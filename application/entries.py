@@ -23,10 +23,12 @@ from agentledger.application.readmodels import (
 from agentledger.application.shapes import by_name
 from agentledger.domain.access import Role
 from agentledger.domain.entries import LogEntry
+from agentledger.domain.errors import CrossProject
 from agentledger.domain.events import EventContext
 from agentledger.domain.metadata import Metadata
 from agentledger.domain.selections import ProjectSelection, selection_id
 from agentledger.domain.sessions import AgentSession
+from agentledger.domain.work_items import WorkItem
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,7 @@ class EntryView:
     message: str
     metadata: Metadata
     created_at: datetime
+    work_item_id: UUID | None = None  # the work item the entry reports on
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,7 @@ class NewEntry:
     session_id: UUID
     status: str = "info"
     metadata: dict[str, Any] | None = None
+    work_item_id: UUID | None = None
 
 
 class EntryService:
@@ -83,6 +87,10 @@ class EntryService:
             session = uow.get(AgentSession, entry.session_id, "session")
             session.ensure_active_for(agent_id, ctx.occurred_at)
             load_project(uow, target).ensure_open()
+            if entry.work_item_id is not None:
+                item = uow.get(WorkItem, entry.work_item_id, "work item")
+                if item.project != target:
+                    raise CrossProject("progress entry's work item", target, item.project)
             appended = LogEntry.append(
                 ctx,
                 project=target,
@@ -91,6 +99,7 @@ class EntryService:
                 message=entry.message,
                 status=entry.status,
                 metadata=entry.metadata,
+                work_item_id=entry.work_item_id,
             )
             uow.add(appended)
             return by_name(EntryView, appended, position=0)
@@ -136,4 +145,5 @@ def _filter_key(where: EntryFilter) -> dict[str, Any]:
         "until": where.until.isoformat() if where.until else None,
         "q": where.text,
         "meta": [list(pair) for pair in where.metadata],
+        "work_item_id": str(where.work_item_id) if where.work_item_id else None,
     }

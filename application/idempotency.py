@@ -6,6 +6,10 @@ to the recorder), so a key is never "done but not recorded" nor "recorded but no
 The interface then stores the answer it rendered (opaque bytes), which a replay sends back.
 Should the process die between the two, a replay runs the same handler with the command path
 returning the stored outcome instead of deciding again, so it is rendered as the first was.
+The outcome is stored as JSON by field name (`idempotency_codec`): reading a row builds only
+plain values and the application's own dataclasses. One it cannot read (tampered, or the
+pickles of this table's unreleased first version) fails that replay (`UnreadableOutcome`,
+a 500): the key stays done, since running its command again would do the work twice.
 Refusals (no events) are stored only as their rendered answer, in their own transaction.
 """
 
@@ -13,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import pickle
 import random
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,6 +26,7 @@ from typing import Any, Protocol
 
 from agentledger.application.clock import Clock
 from agentledger.application.errors import IdempotencyInProgress, IdempotencyKeyReused
+from agentledger.application.idempotency_codec import decode_outcome, encode_outcome
 
 DAY_SECONDS = 24 * 3600.0
 
@@ -44,7 +48,7 @@ class StoredKey:
     fingerprint: str
     state: str  # "in_flight" or "done"
     in_flight_until: float
-    outcome: bytes | None  # pickled (value, events_written) of a command that succeeded
+    outcome: bytes | None  # (value, events_written) of a command that succeeded, as JSON
     position: int | None
     response: bytes | None  # a refusal, as the interface rendered it
 
@@ -108,11 +112,6 @@ def scope_of(principal: str, method: str, route: str, key: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def encode_outcome(value: Any, events_written: int) -> bytes:
-    # The store is ours alone, so pickle (of the application's own view objects) is safe.
-    return pickle.dumps((value, events_written))
-
-
 class IdempotencyService:
     def __init__(
         self,
@@ -165,7 +164,7 @@ class IdempotencyService:
             yield found.response
             return
         assert found.outcome is not None and found.position is not None
-        value, written = pickle.loads(found.outcome)
+        value, written = decode_outcome(found.outcome)
         reset = _current.set(_Current(replay=Replay(value, written, found.position)))
         try:
             yield None
@@ -178,13 +177,6 @@ class IdempotencyService:
         bytes; only if the process died between the two does it render the outcome again."""
         if self._store.store_response(claim.scope, claim.token, response):
             claim.completed = True
-
-    def complete_alone(self, claim: Claim, value: Any, position: int) -> None:
-        """A command that wrote nothing: its outcome in a transaction of its own."""
-        done = self._store.complete_key(
-            Completion(claim.scope, claim.token, encode_outcome(value, 0), None, position)
-        )
-        claim.completed = done
 
     def remove_expired(self, limit: int = 500) -> int:
         return self._store.remove_expired_keys(self._clock.now().timestamp(), limit)

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from agentledger.application.entries import EntryView
 from agentledger.application.readmodels import (
+    ApprovalRow,
     ProjectRow,
     Rows,
     SelectionRow,
@@ -23,6 +24,7 @@ from agentledger.application.readmodels import (
 )
 from agentledger.application.shapes import values_by_name
 from agentledger.domain.access import AccessToken
+from agentledger.domain.approvals import Approval
 from agentledger.domain.entries import LogEntry
 from agentledger.domain.plans import ProjectPlan
 from agentledger.domain.projects import Project
@@ -191,6 +193,38 @@ class EntriesProjection:
                     "value": metadata_text(value),
                 },
             )
+
+
+class ApprovalsProjection:
+    follows = (Approval.Event,)
+
+    def handle(self, event: Any, position: int, rows: Rows) -> None:
+        if isinstance(event, Approval.ApprovalRequested):
+            row = values_by_name(
+                ApprovalRow,
+                event,
+                id=event.originator_id,
+                status="pending",
+                requested_by=event.actor,
+                decided_by=None,
+                decided_at=None,
+                notes=None,
+                version=event.originator_version,
+                created_at=event.timestamp,
+                updated_at=event.timestamp,
+                created_position=position,
+                position=position,
+            )
+            rows.insert("approvals", row)
+        elif isinstance(event, Approval.ApprovalDecided):
+            changes = {
+                "status": event.decision,
+                "decided_by": event.actor,
+                "decided_at": event.timestamp,
+                "notes": event.notes,
+                **touched(event, position),
+            }
+            rows.update("approvals", {"id": event.originator_id}, changes)
 
 
 class WorkItemsProjection:

@@ -41,6 +41,7 @@ class SessionRow:
     updated_at: datetime
     ended_at: datetime | None
     end_reason: str | None
+    role: str | None
     created_position: int
     position: int
 
@@ -143,6 +144,7 @@ class EntryFilter:
     until: datetime | None = None
     text: str | None = None
     metadata: tuple[tuple[str, str], ...] = ()
+    work_item_id: UUID | None = None
 
 
 class ProjectsReader(Protocol):
@@ -204,6 +206,7 @@ class WorkItemRow:
     created_by: str
     updated_at: datetime
     finished_at: datetime | None  # when it became done or cancelled
+    trace_id: str  # the trace of the request that created it
     created_position: int
     position: int
 
@@ -228,6 +231,7 @@ class WorkItemFilter:
     assignee: str | None = None
     to_role: str | None = None
     archived: bool | None = None
+    trace_id: str | None = None  # the trace the item was created under
 
 
 class WorkItemsReader(Protocol):
@@ -258,11 +262,13 @@ class WorkItemsReader(Protocol):
         now: datetime,
         limit: int,
         after: ReadyKey | None = None,
+        roles: Sequence[str] | None = None,
     ) -> builtins.list[WorkItemRow]:
         """Ready items, best first (higher priority, then older), decided by the query itself:
         `domain.readiness` over the rows (open, not archived, project not archived, no claim
         live at `now`, every dependency present and done), so a page costs what it returns.
-        `after`: the `ready_key` of the last row of the previous page."""
+        `after`: the `ready_key` of the last row of the previous page. `roles`: only items
+        routed to none of them or to one of these (`domain.claims.routed_to`); None: all."""
 
     def dependencies(self, item_ids: Sequence[UUID]) -> dict[UUID, builtins.list[UUID]]:
         """What each of `item_ids` depends on (items without dependencies are left out)."""
@@ -271,6 +277,43 @@ class WorkItemsReader(Protocol):
     def statuses(self, item_ids: Sequence[UUID]) -> dict[UUID, str]: ...
     def held_by(self, session_id: UUID) -> builtins.list[UUID]: ...
     def finished_before(self, moment: datetime, limit: int) -> builtins.list[UUID]: ...
+
+
+@dataclass(frozen=True)
+class ApprovalRow:
+    id: UUID
+    work_item_id: UUID
+    project: str
+    approver_role: str
+    reason: str
+    status: str  # as recorded: pending, approved or rejected (expiry is computed on read)
+    requested_by: str
+    expires_at: datetime | None
+    decided_by: str | None
+    decided_at: datetime | None
+    notes: str | None
+    version: int
+    created_at: datetime
+    updated_at: datetime
+    created_position: int
+    position: int
+
+
+@dataclass(frozen=True)
+class ApprovalFilter:
+    status: str | None = None  # pending, approved, rejected or expired (as of now)
+    approver_role: str | None = None
+    work_item_id: UUID | None = None
+    project: str | None = None
+
+
+class ApprovalsReader(Protocol):
+    def position(self) -> int: ...
+    def get(self, approval_id: UUID) -> ApprovalRow | None: ...
+    def for_item(self, item_id: UUID) -> builtins.list[ApprovalRow]: ...
+    def list(
+        self, where: ApprovalFilter, *, limit: int, after_position: int | None, now: datetime
+    ) -> builtins.list[ApprovalRow]: ...
 
 
 MAX_CURSOR_LENGTH = 2048  # far beyond any cursor issued (its filters are bounded too)

@@ -22,7 +22,7 @@ from agentledger.application.readmodels import (
     SessionsReader,
 )
 from agentledger.application.shapes import by_name
-from agentledger.domain.access import Role
+from agentledger.domain.access import Role, worker_role
 from agentledger.domain.errors import InvalidValue
 from agentledger.domain.events import EventContext
 from agentledger.domain.metadata import Metadata
@@ -45,6 +45,7 @@ class SessionView:
     updated_at: datetime
     ended_at: datetime | None
     end_reason: str | None
+    role: str | None = None  # the role it acts in (routed tasks)
 
     @classmethod
     def of_aggregate(cls, session: AgentSession, now: datetime) -> SessionView:
@@ -96,10 +97,15 @@ class SessionService:
         ttl_seconds: int | None = None,
         pending: bool = False,
         metadata: dict[str, Any] | None = None,
+        role: str | None = None,
     ) -> Outcome[SessionView]:
+        """`role`: the role the session acts in; the agent's token must grant it
+        (`worker:<role>`), or a coordinator assigns it."""
         principal = request.principal
         principal.require_any_role(Role.AGENT, Role.COORDINATOR)
         target = _target_agent(principal, agent_id)
+        if role is not None:
+            principal.require_any_role(worker_role(role), Role.COORDINATOR)
         session_id = uuid4()
 
         def decide(uow: UnitOfWork, ctx: EventContext) -> SessionView:
@@ -110,6 +116,7 @@ class SessionService:
                 pending=pending,
                 metadata=metadata,
                 session_id=session_id,
+                role=role,
             )
             uow.add(session)
             return SessionView.of_aggregate(session, ctx.occurred_at)

@@ -49,10 +49,10 @@ CONSISTENT_WITH = "AgentLedger-Consistent-With"
 POSITION = "AgentLedger-Position"
 # Which read model shows each command's effect (for the lag measurement).
 READ_MODEL_OF = {
-    "heartbeat": "sessions_v1",
-    "session_start": "sessions_v1",
-    "append": "entries_v1",
-    "claim_next": "work_items_v2",
+    "heartbeat": "sessions_v2",
+    "session_start": "sessions_v2",
+    "append": "entries_v2",
+    "claim_next": "work_items_v3",
     "switch": "selections_v1",
 }
 

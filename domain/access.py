@@ -16,9 +16,14 @@ from agentledger.domain.errors import InvalidValue, TokenRevoked
 from agentledger.domain.events import EventContext, LedgerAggregate
 from agentledger.domain.names import NAME
 from agentledger.domain.text import clean_optional_text
+from agentledger.domain.work_items import ROLE_NAME
 
 PRINCIPAL_PATTERN = re.compile(rf"^(agent|user|service):{NAME}$")
-ROLE_PATTERN = re.compile(r"^(agent|coordinator|auditor|admin|approver:[a-z0-9][a-z0-9_-]{0,63})$")
+ROLE_PATTERN = re.compile(
+    r"^(agent|coordinator|auditor|admin|approver:[a-z0-9][a-z0-9_-]{0,63}"
+    rf"|worker:{ROLE_NAME})$"
+)
+WORKER_PREFIX = "worker:"  # worker:<role>: the agent may act in that role (routed tasks)
 
 
 class Role(StrEnum):
@@ -43,12 +48,20 @@ def validate_roles(principal: str, roles: list[str]) -> list[str]:
     for role in roles:
         if not ROLE_PATTERN.fullmatch(role):
             raise InvalidValue(
-                f"unknown role '{role}': use agent, coordinator, auditor, admin or approver:NAME",
+                f"unknown role '{role}': use agent, coordinator, auditor, admin, "
+                "approver:NAME or worker:ROLE",
                 field="roles",
             )
     if Role.AGENT in roles and not principal.startswith("agent:"):
         raise InvalidValue("the 'agent' role is only for agent:NAME principals", field="roles")
+    if any(r.startswith(WORKER_PREFIX) for r in roles) and not principal.startswith("agent:"):
+        raise InvalidValue("worker:ROLE roles are only for agent:NAME principals", field="roles")
     return sorted(set(roles))
+
+
+def worker_role(role: str) -> str:
+    """The token role that lets an agent act in `role` (start sessions in it)."""
+    return f"{WORKER_PREFIX}{role}"
 
 
 def hash_secret(secret: str) -> str:

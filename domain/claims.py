@@ -14,7 +14,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
-from agentledger.domain.errors import AlreadyClaimed, FenceRequired, NotReady, ProjectArchived
+from agentledger.domain.errors import (
+    AlreadyClaimed,
+    FenceRequired,
+    NotReady,
+    ProjectArchived,
+    RoleRequired,
+)
 from agentledger.domain.events import EventContext
 from agentledger.domain.readiness import readiness
 from agentledger.domain.sessions import AgentSession, SessionStatus
@@ -68,6 +74,12 @@ def check_write(
     return lease
 
 
+def routed_to(to_role: str | None, session_role: str | None) -> bool:
+    """Whether a session acting in `session_role` may take an item routed to `to_role`:
+    an item routed to no role goes to anyone, one routed to a role only to that role."""
+    return to_role is None or to_role == session_role
+
+
 def check_claimant(session: AgentSession, caller: Caller, now: datetime) -> None:
     """The claiming session: active, unexpired, and the caller's own (a coordinator may use
     any agent's). Its agent becomes the holder."""
@@ -86,8 +98,12 @@ def claim(
 ) -> int:
     """Claim the item named by the caller for `session`, in an open project; returns the
     fence. A live holder keeps the item (claiming again with its own session changes nothing);
-    a lapsed one loses it. Undone dependencies do not stop a claim made by name."""
+    a lapsed one loses it. Undone dependencies do not stop a claim made by name; an item
+    routed to a role is claimed only by a session acting in it."""
     check_claimant(session, caller, ctx.occurred_at)
+    if not routed_to(item.to_role, session.role):
+        assert item.to_role is not None
+        raise RoleRequired(str(item.id), item.to_role, session.role)
     if project_archived:
         raise ProjectArchived(item.project)
     return item.claim(

@@ -32,6 +32,7 @@ class LogEntry(LedgerAggregate):
         status: str
         message: str
         metadata: dict[str, Any]
+        work_item_id: UUID | None
 
     class EntryAppended(LedgerAggregate.Created):
         project: str
@@ -40,6 +41,8 @@ class LogEntry(LedgerAggregate):
         status: str
         message: str
         metadata: dict[str, Any]
+        # The work item the entry reports on; entries written before it existed name none.
+        work_item_id: UUID | None = None
 
         def apply(self, aggregate: Any) -> None:
             aggregate.project = self.project
@@ -48,6 +51,7 @@ class LogEntry(LedgerAggregate):
             aggregate.status = self.status
             aggregate.message = self.message
             aggregate.metadata = dict(self.metadata)
+            aggregate.work_item_id = self.work_item_id
 
     @classmethod
     def append(
@@ -60,6 +64,7 @@ class LogEntry(LedgerAggregate):
         message: str,
         status: str = EntryStatus.INFO.value,
         metadata: dict[str, Any] | None = None,
+        work_item_id: UUID | None = None,
     ) -> LogEntry:
         if not message.strip():
             raise InvalidValue("message must not be empty", field="message")
@@ -79,4 +84,5 @@ class LogEntry(LedgerAggregate):
             status=status,
             message=message,
             metadata=validate_metadata(metadata or {}),
+            work_item_id=work_item_id,
         )

@@ -147,3 +147,56 @@ class NotReady(DomainError):
         self.item_id = item_id
         self.reasons = reasons
         super().__init__(f"work item {item_id} is not ready: {', '.join(map(str, reasons))}")
+
+
+class SelfApproval(DomainError):
+    """Separation of duties: whoever requested an approval cannot decide it."""
+
+    def __init__(self, approval_id: str, requester: str) -> None:
+        self.approval_id = approval_id
+        self.requester = requester
+        super().__init__(
+            f"{requester} requested approval {approval_id} and so cannot decide it: "
+            "another principal holding the approver role must"
+        )
+
+
+class ApprovalAlreadyDecided(DomainError):
+    def __init__(self, approval_id: str, decision: str, decided_by: str) -> None:
+        self.approval_id = approval_id
+        self.decision = decision
+        self.decided_by = decided_by
+        super().__init__(f"approval {approval_id} was already {decision} by {decided_by}")
+
+
+class ApprovalExpired(DomainError):
+    def __init__(self, approval_id: str, expired_at: datetime) -> None:
+        self.approval_id = approval_id
+        self.expired_at = expired_at
+        super().__init__(
+            f"approval {approval_id} expired at {expired_at.isoformat()} undecided; "
+            "request a new one"
+        )
+
+
+class ApprovalRequired(DomainError):
+    """The item waits for approvals that are not (yet) given: (id, role, status) of each."""
+
+    def __init__(self, approvals: list[tuple[str, str, str]]) -> None:
+        self.approvals = approvals
+        named = ", ".join(f"{role} ({status}, {i})" for i, role, status in approvals)
+        super().__init__(f"the work item cannot be done before its approvals: {named}")
+
+
+class RoleRequired(DomainError):
+    """A work item routed to a role is taken only by a session acting in that role."""
+
+    def __init__(self, item_id: str, to_role: str, session_role: str | None) -> None:
+        self.item_id = item_id
+        self.to_role = to_role
+        self.session_role = session_role
+        acting = f"acts in role '{session_role}'" if session_role else "acts in no role"
+        super().__init__(
+            f"work item {item_id} is routed to role '{to_role}'; the session {acting}: "
+            f'start a session with "role": "{to_role}" (the token needs worker:{to_role})'
+        )

@@ -14,6 +14,7 @@ from uuid import UUID, uuid4
 
 from agentledger.domain.errors import (
     InvalidTransition,
+    InvalidValue,
     LeaseLapsed,
     SessionNotActive,
     SessionNotOwned,
@@ -23,7 +24,9 @@ from agentledger.domain.events import EventContext, LedgerAggregate
 from agentledger.domain.metadata import Metadata, merge_metadata, validate_metadata
 from agentledger.domain.names import validate_agent_id
 from agentledger.domain.text import clean_optional_text
+from agentledger.domain.work_items import ROLE_PATTERN as WORK_ROLE_PATTERN
 
+NO_ROLE: str | None = None
 DEFAULT_TTL_SECONDS = 900
 MIN_TTL_SECONDS = 60
 MAX_TTL_SECONDS = 3600
@@ -83,12 +86,17 @@ class AgentSession(LedgerAggregate):
         ended_at: datetime | None
         end_reason: str | None
 
+    # The role the session acts in (routed tasks), fixed when it starts; sessions started
+    # before roles existed act in none.
+    role = NO_ROLE
+
     class SessionStarted(LedgerAggregate.Created):
         agent_id: str
         status: str
         ttl_seconds: int
         lease_expires_at: datetime
         metadata: dict[str, Any]
+        role: str | None = None  # absent from sessions started before roles existed
 
         def apply(self, aggregate: Any) -> None:
             aggregate.agent_id = self.agent_id
@@ -98,6 +106,7 @@ class AgentSession(LedgerAggregate):
             aggregate.metadata = dict(self.metadata)
             aggregate.ended_at = None
             aggregate.end_reason = None
+            aggregate.role = self.role
 
     class SessionActivated(LedgerAggregate.Event):
         lease_expires_at: datetime
@@ -154,8 +163,13 @@ class AgentSession(LedgerAggregate):
         pending: bool = False,
         metadata: dict[str, Any] | None = None,
         session_id: UUID | None = None,
+        role: str | None = None,
     ) -> AgentSession:
+        """`role`: the role the session acts in, which the caller has checked the agent is
+        granted (a `worker:<role>` token role, or a coordinator's assignment)."""
         ttl = clamp_ttl(ttl_seconds)
+        if role is not None and not WORK_ROLE_PATTERN.fullmatch(role):
+            raise InvalidValue("role must be a role name (letters, digits, ._-)", field="role")
         return cls._begin(
             cls.SessionStarted,
             ctx,
@@ -165,6 +179,7 @@ class AgentSession(LedgerAggregate):
             ttl_seconds=ttl,
             lease_expires_at=ctx.occurred_at + timedelta(seconds=ttl),
             metadata=validate_metadata(metadata or {}),
+            role=role,
         )
 
     def activate(self, ctx: EventContext) -> None:

@@ -11,6 +11,7 @@ import re
 from collections.abc import Mapping
 from datetime import datetime
 from enum import StrEnum
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 from uuid import UUID, uuid4
 
@@ -56,9 +57,13 @@ ALLOWED_TRANSITIONS: dict[WorkStatus, tuple[WorkStatus, ...]] = {
 FINAL = (WorkStatus.DONE, WorkStatus.CANCELLED)
 KINDS = ("project", "epic", "task", "research", "session")  # known kinds; others may be used
 KIND_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
-ROLE_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+ROLE_NAME = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"  # what items are routed to, sessions act in
+ROLE_PATTERN = re.compile(f"^{ROLE_NAME}$")
 MIN_PRIORITY, MAX_PRIORITY = -1000, 1000
 EDITABLE = ("title", "description", "priority", "to_role", "metadata")
+# Items created before approvals existed have none: the default of every item until one is
+# requested (replaced, never mutated, by `ApprovalAttached`).
+NO_APPROVALS: Mapping[str, str] = MappingProxyType({})
 
 
 class WorkItem(LedgerAggregate):
@@ -78,6 +83,10 @@ class WorkItem(LedgerAggregate):
         holder_agent: str | None
         fence: int  # the last fence handed out (0: never claimed)
         finished_at: datetime | None  # when it became done or cancelled
+        trace_id: str  # the trace of the request that created it: how a caller finds it
+
+    # The approval the item waits for, per approver role: the one requested last.
+    approvals = NO_APPROVALS
 
     class WorkItemCreated(LedgerAggregate.Created):
         project: str
@@ -99,6 +108,7 @@ class WorkItem(LedgerAggregate):
             aggregate.holder_agent = None
             aggregate.fence = 0
             aggregate.finished_at = None
+            aggregate.trace_id = self.trace_id
 
     class WorkItemUpdated(LedgerAggregate.Event):
         changes: dict[str, Any]  # only the fields that changed, with their new values
@@ -144,6 +154,13 @@ class WorkItem(LedgerAggregate):
         def apply(self, aggregate: Any) -> None:
             aggregate.holder_session = None
             aggregate.holder_agent = None
+
+    class ApprovalAttached(LedgerAggregate.Event):
+        approval_id: UUID
+        approver_role: str
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.approvals = {**aggregate.approvals, self.approver_role: str(self.approval_id)}
 
     class WorkItemArchived(LedgerAggregate.Event):
         def apply(self, aggregate: Any) -> None:
@@ -220,7 +237,8 @@ class WorkItem(LedgerAggregate):
         self._record(self.ParentChanged, ctx, parent_id=parent_id)
         return True
 
-    def transition(self, ctx: EventContext, to: str, reason: str | None = None) -> None:
+    def check_transition(self, to: str, reason: str | None = None) -> WorkStatus:
+        """The status `to` names, if the item may move there now (else the error why not)."""
         try:
             target = WorkStatus(to)
         except ValueError:
@@ -231,6 +249,12 @@ class WorkItem(LedgerAggregate):
             raise InvalidTransition(self.state, f"move to {to}", tuple(s.value for s in allowed))
         if target is WorkStatus.BLOCKED and not (reason and reason.strip()):
             raise InvalidValue("blocking needs a reason (what the item waits for)", field="reason")
+        return target
+
+    def transition(self, ctx: EventContext, to: str, reason: str | None = None) -> None:
+        """Move along the lifecycle. Moving to `done` needs the item's approvals given, which
+        the caller checks (`domain.approvals.require_approved`) with the approvals loaded."""
+        target = self.check_transition(to, reason)
         self._change_status(ctx, target, reason)
         if self.is_final:  # finished work holds nobody: the claim ends with it
             self.release(ctx, f"item {target.value}")
@@ -282,6 +306,19 @@ class WorkItem(LedgerAggregate):
         if self.status is WorkStatus.IN_PROGRESS:
             self._change_status(ctx, WorkStatus.OPEN, f"claim released: {reason}")
         return True
+
+    def attach_approval(self, ctx: EventContext, approval_id: UUID, approver_role: str) -> None:
+        """From now on the item waits for this approval (for its role) before it is done."""
+        self._ensure_not_archived()
+        if self.is_final:
+            raise InvalidTransition(self.state, "request an approval", ())
+        self._record(
+            self.ApprovalAttached, ctx, approval_id=approval_id, approver_role=approver_role
+        )
+
+    @property
+    def approval_ids(self) -> list[UUID]:
+        return [UUID(i) for i in self.approvals.values()]
 
     def archive(self, ctx: EventContext) -> bool:
         if self.archived:

@@ -11,11 +11,13 @@ from eventsourcing.postgres import PostgresApplicationRecorder
 from psycopg import sql
 
 from agentledger.application.access import AccessService
+from agentledger.application.approvals import ApprovalService
 from agentledger.application.clock import Clock, SystemClock
 from agentledger.application.commands import CommandRunner
 from agentledger.application.consistency import Consistency
 from agentledger.application.entries import EntryService
 from agentledger.application.idempotency import IdempotencyService, IdempotencyStore
+from agentledger.application.item_status import ItemStatusQuery
 from agentledger.application.ledger import Ledger
 from agentledger.application.policies import (
     ArchivedProjectClearsSelections,
@@ -23,6 +25,7 @@ from agentledger.application.policies import (
     SessionEndReleasesClaims,
 )
 from agentledger.application.projections import (
+    ApprovalsProjection,
     EntriesProjection,
     Projection,
     ProjectsProjection,
@@ -44,6 +47,7 @@ from agentledger.infrastructure.locks import (
     advisory_lock_held,
     file_lock_held,
 )
+from agentledger.infrastructure.readmodels.approvals import ApprovalsReadModel
 from agentledger.infrastructure.readmodels.base import ReadModel
 from agentledger.infrastructure.readmodels.entries import EntriesReadModel
 from agentledger.infrastructure.readmodels.projects import ProjectsReadModel
@@ -89,6 +93,8 @@ class Runtime:
     selections: SelectionService
     entries: EntryService
     work_items: WorkItemService
+    approvals: ApprovalService
+    item_status: ItemStatusQuery
     status: StatusService
     idempotency: IdempotencyService
     runners: RunnerSet
@@ -142,6 +148,7 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
         selections = stores.open(SelectionsReadModel)
         entries = stores.open(EntriesReadModel)
         work_items = stores.open(WorkItemsTable)
+        approvals = stores.open(ApprovalsReadModel)
         cursors = Cursors(cursor_key(settings))
     commands = CommandRunner(ledger, clock, settings.group_commit_max)
     key_store = cast(IdempotencyStore, ledger.recorder)  # see infrastructure/idempotency.py
@@ -162,6 +169,7 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
         (selections, SelectionsProjection()),
         (entries, EntriesProjection()),
         (work_items, WorkItemsProjection()),
+        (approvals, ApprovalsProjection()),
     ]
     tail = LogTail(ledger)
     projection_runners = [
@@ -213,6 +221,8 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
         selections=SelectionService(commands, selections, consistency),
         entries=EntryService(commands, entries, projects, consistency, cursors),
         work_items=work_item_service,
+        approvals=ApprovalService(commands, approvals, clock, consistency, cursors),
+        item_status=ItemStatusQuery(work_item_service, approvals, entries, clock, consistency),
         status=StatusService(
             work_item_service, work_items, projects, sessions, selections, clock, consistency
         ),

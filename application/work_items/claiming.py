@@ -9,7 +9,7 @@ from uuid import UUID
 
 from agentledger.application.clock import Clock
 from agentledger.application.commands import CommandRunner, Outcome, UnitOfWork
-from agentledger.application.context import RequestContext
+from agentledger.application.context import Principal, RequestContext
 from agentledger.application.preconditions import Precondition, check
 from agentledger.application.projects import load_project
 from agentledger.application.readmodels import WorkItemRow, WorkItemsReader
@@ -20,8 +20,9 @@ from agentledger.application.work_items.facts import (
     writer,
 )
 from agentledger.application.work_items.shapes import WorkItemView
+from agentledger.domain.access import WORKER_PREFIX, Role
 from agentledger.domain.claims import Caller, check_claimant, claim, claim_ready
-from agentledger.domain.errors import NotReady
+from agentledger.domain.errors import NotReady, RoleRequired
 from agentledger.domain.events import EventContext
 from agentledger.domain.sessions import AgentSession
 from agentledger.domain.work_items import WorkItem
@@ -74,8 +75,11 @@ class WorkItemClaims:
         the aggregates in the claiming transaction, and one another claimant won meanwhile is
         skipped."""
         caller = writer(request.principal)
+        # A session's role never changes: the candidates are read for it, and each claim
+        # checks it again against the item as the claim finds it.
+        roles = self._roles_of(session_id)
         seen = self._reader.position()  # before the candidates are read
-        for row in self._ready_rows(project, kind, to_role):
+        for row in self._ready_rows(project, kind, to_role, roles):
             if not self._board.reserve(row.id, seen):
                 continue  # another claim-next here is taking it, or took it since the read
             try:
@@ -84,7 +88,7 @@ class WorkItemClaims:
                     "work_items.claim_next",
                     _claim_if_ready(caller, row.id, session_id),
                 )
-            except NotReady:
+            except (NotReady, RoleRequired):  # taken, or routed elsewhere, since the read
                 self._board.drop(row.id)
                 continue
             except BaseException:
@@ -103,8 +107,28 @@ class WorkItemClaims:
         self._commands.run(request, "work_items.claim_next", check)
         return None
 
+    def visible_roles(
+        self, principal: Principal, session_id: UUID | None = None
+    ) -> tuple[str, ...] | None:
+        """The roles whose routed items a reader of the ready queue sees (None: all). With a
+        session, the queue as that session would claim from it; without one, the roles the
+        caller's token lets it act in, while coordinators and auditors see every item."""
+        if session_id is not None:
+            return self._roles_of(session_id)
+        if principal.has_any_role(Role.COORDINATOR, Role.AUDITOR):
+            return None
+        return tuple(sorted(r.removeprefix(WORKER_PREFIX) for r in principal.roles_granted()))
+
+    def _roles_of(self, session_id: UUID) -> tuple[str, ...]:
+        role = self._commands.read(AgentSession, session_id, "session").role
+        return () if role is None else (role,)
+
     def _ready_rows(
-        self, project: str | None, kind: str | None, to_role: str | None
+        self,
+        project: str | None,
+        kind: str | None,
+        to_role: str | None,
+        roles: tuple[str, ...] | None,
     ) -> Iterator[WorkItemRow]:
         """The ready queue, best first, a page at a time: the read model decides readiness,
         so each page costs what it holds, however many items wait."""
@@ -114,6 +138,7 @@ class WorkItemClaims:
                 project=project,
                 kind=kind,
                 to_role=to_role,
+                roles=roles,
                 now=self._clock.now(),
                 limit=page,
                 after=after,

@@ -30,11 +30,12 @@ from agentledger.application.work_items.facts import (
 )
 from agentledger.application.work_items.shapes import Dependencies, NewWorkItem, WorkItemView
 from agentledger.domain.access import Role
+from agentledger.domain.approvals import Approval, require_approved
 from agentledger.domain.claims import check_write
 from agentledger.domain.events import EventContext
 from agentledger.domain.metadata import merge_patch
 from agentledger.domain.plans import ProjectPlan, check_dependency, check_parent, plan_id
-from agentledger.domain.work_items import WorkItem
+from agentledger.domain.work_items import WorkItem, WorkStatus
 
 ARCHIVE_BATCH = 100  # items archived per transaction by archive-done
 ARCHIVE_SCAN = 100_000  # items archive-done considers per run (run it again for more)
@@ -107,14 +108,14 @@ class WorkItemCommands:
         fence: int | None,
         precondition: Precondition | None = None,
     ) -> Outcome[WorkItemView]:
-        return self._write(
-            request,
-            "work_items.transition",
-            item_id,
-            fence,
-            precondition,
-            lambda uow, ctx, item: item.transition(ctx, to, reason),
-        )
+        def act(uow: UnitOfWork, ctx: EventContext, item: WorkItem) -> None:
+            target = item.check_transition(to, reason)
+            if target is WorkStatus.DONE:  # decided approvals are final: reading them is safe
+                approvals = [uow.get(Approval, i, "approval") for i in item.approval_ids]
+                require_approved(approvals, ctx.occurred_at)
+            item.transition(ctx, to, reason)
+
+        return self._write(request, "work_items.transition", item_id, fence, precondition, act)
 
     def archive(
         self,

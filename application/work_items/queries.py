@@ -66,6 +66,7 @@ class WorkItemQueries:
         project: str | None = None,
         kind: str | None = None,
         to_role: str | None = None,
+        roles: tuple[str, ...] | None = None,
         limit: int = 50,
         consistent_with: int | None = None,
     ) -> Read[list[WorkItemView]]:
@@ -77,6 +78,7 @@ class WorkItemQueries:
             project=project,
             kind=kind,
             to_role=to_role,
+            roles=roles,
             now=now,
             limit=max(1, min(MAX_PAGE, limit)),
         )

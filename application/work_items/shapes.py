@@ -47,6 +47,7 @@ class WorkItemView:
     version: int
     created_at: datetime
     updated_at: datetime
+    trace_id: str  # the trace of the request that created it
     depth: int | None = None  # known on reads (from the read model's materialised path)
     finished_at: datetime | None = None
     claim: Claim | None = None

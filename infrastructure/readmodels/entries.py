@@ -21,6 +21,7 @@ ENTRIES = Table.of(
         ("project", "agent_id", "position"),
         ("project", "status", "position"),
         ("project", "created_at"),
+        ("work_item_id", "position"),
     ),
     not_null=("id", "project", "agent_id", "status", "message", "created_at"),
     # The message case-folded by Python, so `q` matches alike on both stores (SQLite's LOWER()
@@ -36,7 +37,7 @@ ENTRY_METADATA = Table(
 
 
 class EntriesReadModel(ReadModel):
-    name = "entries_v1"
+    name = "entries_v2"
     tables = (ENTRIES, ENTRY_METADATA)
 
     def list(
@@ -50,6 +51,9 @@ class EntriesReadModel(ReadModel):
         if where.status is not None:
             clauses.append("e.status = %(status)s")
             params["status"] = where.status
+        if where.work_item_id is not None:
+            clauses.append("e.work_item_id = %(work_item_id)s")
+            params["work_item_id"] = str(where.work_item_id)
         if where.since is not None:
             clauses.append("e.created_at >= %(since)s")
             params["since"] = to_micros(where.since)

@@ -25,7 +25,7 @@ _LIVE = "('pending', 'active')"
 
 
 class SessionsReadModel(ReadModel):
-    name = "sessions_v1"
+    name = "sessions_v2"
     tables = (SESSIONS,)
 
     def get(self, session_id: UUID) -> SessionRow | None:

@@ -27,6 +27,7 @@ WORK_ITEMS = Table.of(
         ("holder_session",),
         ("path",),
         ("finished_at",),
+        ("trace_id",),
     ),
     not_null=("project", "kind", "title", "status", "path", "waiting_on", "created_position"),
 )
@@ -45,12 +46,12 @@ _READY = (
     "OR w.claim_expires_at <= %(now)s) "
     "AND w.waiting_on = 0"
 )
-_FILTER_COLUMNS = ("project", "kind", "status", "parent_id", "to_role", "archived")
+_FILTER_COLUMNS = ("project", "kind", "status", "parent_id", "to_role", "archived", "trace_id")
 _CHUNK = 500  # ids per IN (...) list
 
 
 class WorkItemsTable(ReadModel):
-    name = "work_items_v2"
+    name = "work_items_v3"
     tables = (WORK_ITEMS, DEPENDENCIES)
 
     def get(self, item_id: UUID) -> WorkItemRow | None:
@@ -149,6 +150,7 @@ class WorkItemsTable(ReadModel):
         now: datetime,
         limit: int,
         after: ReadyKey | None = None,
+        roles: Sequence[str] | None = None,
     ) -> list[WorkItemRow]:
         """`domain.readiness` in one query, the same text on both stores: open, unarchived
         items of unarchived projects whose claim is absent or lapsed at `now`, none of whose
@@ -159,6 +161,11 @@ class WorkItemsTable(ReadModel):
             if value is not None:
                 clauses.append(f"w.{column} = %({column})s")
                 params[column] = value
+        if roles is not None:  # `domain.claims.routed_to`: unrouted, or routed to these
+            named = [f"%(role{i})s" for i in range(len(roles))]
+            within = f" OR w.to_role IN ({', '.join(named)})" if roles else ""
+            clauses.append(f"(w.to_role IS NULL{within})")
+            params.update({f"role{i}": role for i, role in enumerate(roles)})
         if after is not None:
             clauses.append(
                 "(w.priority < %(after_priority)s OR (w.priority = %(after_priority)s "

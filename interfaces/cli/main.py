@@ -6,60 +6,28 @@ and is recorded as such on every event they cause.
 
 from __future__ import annotations
 
-import getpass
 import json
 import logging
 import sys
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
 import click
-import psycopg
-from eventsourcing.persistence import PersistenceError
-from pydantic import ValidationError
 
-from agentledger.application.context import RequestContext, local_operator
 from agentledger.application.entries import EntryView
-from agentledger.application.errors import ApplicationError, NotFound
+from agentledger.application.errors import NotFound
 from agentledger.application.readmodels import EntryFilter
 from agentledger.application.status import render_markdown
-from agentledger.domain.errors import DomainError
-from agentledger.infrastructure.bootstrap import Runtime, build_runtime
-from agentledger.infrastructure.settings import Settings
+from agentledger.infrastructure.bootstrap import Runtime
+from agentledger.interfaces.cli.approvals import approvals
 from agentledger.interfaces.cli.output import emit
+from agentledger.interfaces.cli.store import open_runtime, operator, runtime
 
 EXIT_REFUSED = 1
 EXIT_BUSY = 3
-
-
-@contextmanager
-def runtime() -> Iterator[Runtime]:
-    rt = open_runtime()
-    try:
-        yield rt
-    except (ApplicationError, DomainError) as exc:
-        raise click.ClickException(str(exc)) from None
-    finally:
-        rt.close()
-
-
-def open_runtime() -> Runtime:
-    """Open the configured store, turning configuration and connection failures into one
-    clear line (exit 1) rather than a traceback."""
-    try:
-        return build_runtime(Settings())
-    except (ValidationError, OSError, psycopg.Error, PersistenceError) as exc:
-        raise click.ClickException(f"cannot open the store: {exc}") from None
-
-
-def operator(trace: str) -> RequestContext:
-    return RequestContext(local_operator(getpass.getuser()), f"cli-{trace}-{uuid.uuid4().hex[:16]}")
 
 
 # `-h` as well as `--help`, on every command: subcommands inherit the group's context settings.
@@ -144,7 +112,7 @@ def tokens() -> None:
     "roles",
     multiple=True,
     required=True,
-    help="agent, coordinator, auditor, admin or approver:NAME (repeatable)",
+    help="agent, coordinator, auditor, admin, approver:NAME or worker:ROLE (repeatable)",
 )
 @click.option("--label", default=None, help="A note for `tokens list`.")
 @click.option("--json", "as_json", is_flag=True)
@@ -355,6 +323,9 @@ def parse_duration(text: str) -> timedelta:
     if unit not in _DURATION or not number.isdigit():
         raise click.BadParameter(f"'{text}' is not a duration such as 365d, 12h, 30m or 2w")
     return timedelta(seconds=int(number) * _DURATION[unit])
+
+
+cli.add_command(approvals)
 
 
 @cli.group("work-items")

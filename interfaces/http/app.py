@@ -18,6 +18,7 @@ from agentledger.interfaces.http.call import TRACE_HEADER, trace_id_of
 from agentledger.interfaces.http.openapi import build_openapi
 from agentledger.interfaces.http.problems import problem_response, to_problem
 from agentledger.interfaces.http.routes import (
+    approvals,
     entries,
     health,
     projects,
@@ -35,6 +36,7 @@ OPERATIONS: list[Operation] = [
     *selections.OPERATIONS,
     *entries.OPERATIONS,
     *work_items.OPERATIONS,
+    *approvals.OPERATIONS,
     *status.OPERATIONS,
 ]
 

@@ -28,7 +28,7 @@ from agentledger.application.errors import (
 from agentledger.application.preconditions import Precondition
 from agentledger.domain.metadata import MAX_KEY_LENGTH, MAX_TOTAL_BYTES
 from agentledger.infrastructure.bootstrap import Runtime
-from agentledger.interfaces.http.schemas import PATH_RULES
+from agentledger.interfaces.http.schemas import PATH_RULES, TRACE_ID_PATTERN
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -41,7 +41,7 @@ IF_NONE_MATCH_HEADER = "If-None-Match"
 ACCEPT_HEADER = "Accept"
 IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
+_REQUEST_ID = re.compile(TRACE_ID_PATTERN)
 _STRONG_ETAG = re.compile(r'^"([0-9]{1,18})"$')
 _POSITION = re.compile(r"^[0-9]{1,18}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")

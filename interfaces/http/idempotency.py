@@ -6,7 +6,8 @@ The key's scope is the principal, the method, the route template and the key; th
 fingerprint is its canonical JSON body and its precondition headers. Successes are stored by
 the command path with their events; the domain's refusals (409, 412, 428, domain 422s) are
 stored here, rendered, in a transaction of their own (they wrote nothing). Validation of
-the request, authentication and authorisation are not stored: the key stays free.
+the request, authentication and authorisation are not stored, nor are transient failures
+(409 concurrency-conflict, 503): the key stays free, and the request sent again runs.
 """
 
 from __future__ import annotations
@@ -19,7 +20,11 @@ from typing import TYPE_CHECKING
 
 from starlette.responses import Response
 
-from agentledger.application.errors import InvalidIdempotencyKey, InvalidRequest
+from agentledger.application.errors import (
+    ConcurrencyConflict,
+    InvalidIdempotencyKey,
+    InvalidRequest,
+)
 from agentledger.application.idempotency import current_claim, current_replay, scope_of
 from agentledger.interfaces.http.call import (
     FENCE_HEADER,
@@ -38,6 +43,10 @@ WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # What a refusal may be stored as: the state's (409), the preconditions' (412, 428) and the
 # domain's validation (422); authentication, authorisation and request validation are not.
 STORED_REFUSALS = frozenset({409, 412, 422, 428})
+# Answers of those statuses that are not the request's own fate: its body's validation (the
+# client corrects it), and a 409 concurrency-conflict, where concurrent writers kept winning
+# and the same request sent again may well succeed. Like 503s, they leave the key free.
+NOT_STORED = (InvalidRequest, ConcurrencyConflict)
 _PRECONDITIONS = (IF_MATCH_HEADER, IF_NONE_MATCH_HEADER, FENCE_HEADER)
 MAX_KEY_LENGTH = 255
 
@@ -94,12 +103,10 @@ def run_idempotently(operation: Operation, call: HttpCall, key: str) -> Response
 
 
 def _is_refusal(exc: Exception) -> bool:
-    """A refusal of the request as it stands (sent again, it would be refused again), not a
-    request the client still has to correct: the body's validation is not stored."""
+    """A refusal of the request as it stands (sent again, it would be refused again): not a
+    request the client still has to correct, nor one that lost a race it may win next time."""
     kind = problem_type_of(exc)
-    return (
-        kind is not None and kind.status in STORED_REFUSALS and not isinstance(exc, InvalidRequest)
-    )
+    return kind is not None and kind.status in STORED_REFUSALS and not isinstance(exc, NOT_STORED)
 
 
 def _replayed(response: Response) -> Response:

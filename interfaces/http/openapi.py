@@ -12,6 +12,11 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from agentledger.application.errors import (
+    IdempotencyInProgress,
+    IdempotencyKeyReused,
+    InvalidIdempotencyKey,
+)
 from agentledger.interfaces.http.call import (
     ACCEPT_HEADER,
     CONSISTENT_WITH_HEADER,
@@ -21,6 +26,8 @@ from agentledger.interfaces.http.call import (
     IF_NONE_MATCH_HEADER,
     POSITION_HEADER,
 )
+from agentledger.interfaces.http.idempotency import REPLAYED_HEADER, STORED_REFUSALS
+from agentledger.interfaces.http.problems import PROBLEM_BASE, PROBLEM_JSON, PROBLEM_TYPES
 from agentledger.interfaces.http.routing import JSON, Operation
 from agentledger.interfaces.http.schemas import PATH_RULES, UUID_PATH_PARAMETERS, ProblemOut
 
@@ -78,6 +85,25 @@ _STATUS_TEXT = {
     422: "Invalid fields (each listed in `errors`)",
     428: "A precondition (If-Match, or a fence) is required",
     503: "Store unavailable, or read model not caught up (see Retry-After)",
+}
+
+
+# What an Idempotency-Key adds to a write's answers: its own problems (by status, each an
+# example of the problem body), and the replay mark on every answer a replay can repeat.
+_KEY_PROBLEMS = {
+    InvalidIdempotencyKey: "The key is not 1-255 printable characters.",
+    IdempotencyKeyReused: "The key was used before for another body or other preconditions.",
+    IdempotencyInProgress: "The first request with the key still runs: retry after Retry-After.",
+}
+_REPLAYED = {
+    "schema": {"type": "string", "enum": ["true"]},
+    "description": "This is the stored answer of the first request with this Idempotency-Key; "
+    "nothing was written.",
+}
+_RETRY_AFTER = {
+    "schema": {"type": "integer", "minimum": 1},
+    "description": "With idempotency-request-in-progress: the seconds until the first "
+    "request's in-flight mark runs out.",
 }
 
 
@@ -174,17 +200,41 @@ def _responses(op: Operation, schemas: dict[str, Any]) -> dict[str, Any]:
     responses: dict[str, Any] = {}
     for status in (op.status, *op.also):
         responses[str(status)] = _success(op, status, schemas)
-    problem = {"schema": {"$ref": "#/components/schemas/ProblemOut"}}
+    keyed = IDEMPOTENCY_KEY_HEADER in op.headers
     for status in sorted(statuses_of(op)):
-        responses[str(status)] = {
+        problem: dict[str, Any] = {"schema": {"$ref": "#/components/schemas/ProblemOut"}}
+        response: dict[str, Any] = {
             "description": _STATUS_TEXT.get(status, "Error"),
-            "content": {"application/problem+json": problem},
+            "content": {PROBLEM_JSON: problem},
         }
+        if keyed:
+            _declare_key_answers(response, problem, status)
+        responses[str(status)] = response
     return responses
+
+
+def _declare_key_answers(response: dict[str, Any], problem: dict[str, Any], status: int) -> None:
+    """The key's own problems of this status (as examples), and the headers they carry."""
+    headers: dict[str, Any] = {}
+    for error, detail in _KEY_PROBLEMS.items():
+        kind = PROBLEM_TYPES[error]
+        if kind.status != status:
+            continue
+        value = {"type": PROBLEM_BASE + kind.slug, "title": kind.title, "status": status}
+        problem.setdefault("examples", {})[kind.slug] = {"value": {**value, "detail": detail}}
+        response["description"] += f"; or {kind.slug}"
+        if error is IdempotencyInProgress:
+            headers["Retry-After"] = _RETRY_AFTER
+    if status in STORED_REFUSALS:  # a refusal is stored, so it may be a replay
+        headers[REPLAYED_HEADER] = _REPLAYED
+    if headers:
+        response["headers"] = headers
 
 
 def _success(op: Operation, status: int, schemas: dict[str, Any]) -> dict[str, Any]:
     success: dict[str, Any] = {"description": _STATUS_TEXT.get(status, "Success")}
+    if IDEMPOTENCY_KEY_HEADER in op.headers:
+        success["headers"] = {REPLAYED_HEADER: _REPLAYED}
     if status == 204:
         return success
     content: dict[str, Any] = {}
@@ -194,7 +244,7 @@ def _success(op: Operation, status: int, schemas: dict[str, Any]) -> dict[str, A
         content[MARKDOWN] = {"schema": {"type": "string"}}
     success["content"] = content
     if op.authenticated:
-        success["headers"] = {POSITION_HEADER: {"schema": {"type": "integer"}}}
+        success.setdefault("headers", {})[POSITION_HEADER] = {"schema": {"type": "integer"}}
     return success
 
 

@@ -40,6 +40,9 @@ from agentledger.application.errors import (
 )
 from agentledger.domain.errors import (
     AlreadyClaimed,
+    ApprovalAlreadyDecided,
+    ApprovalExpired,
+    ApprovalRequired,
     ClaimLost,
     CrossProject,
     DependencyCycle,
@@ -51,6 +54,8 @@ from agentledger.domain.errors import (
     ItemArchived,
     LeaseLapsed,
     ProjectArchived,
+    RoleRequired,
+    SelfApproval,
     SessionNotActive,
     SessionNotOwned,
     SessionTerminated,
@@ -132,6 +137,18 @@ PROBLEM_TYPES: dict[type[Exception], ProblemType] = {
         headers={"WWW-Authenticate": 'Bearer realm="agentledger"'},
     ),
     Forbidden: ProblemType(403, "forbidden", "Not allowed"),
+    RoleRequired: ProblemType(
+        403,
+        "role-required",
+        "Routed to another role",
+        lambda e: {"item_id": e.item_id, "to_role": e.to_role, "session_role": e.session_role},
+    ),
+    SelfApproval: ProblemType(
+        403,
+        "separation-of-duties",
+        "The requester cannot decide its own approval",
+        lambda e: {"approval_id": e.approval_id, "requested_by": e.requester},
+    ),
     # --- what it asks about
     NotFound: ProblemType(404, "not-found", "No such resource", lambda e: {"resource": e.kind}),
     PreconditionFailed: ProblemType(
@@ -202,6 +219,33 @@ PROBLEM_TYPES: dict[type[Exception], ProblemType] = {
         lambda e: {"current_status": e.current, "allowed": list(e.allowed)},
     ),
     TokenRevoked: ProblemType(409, "token-revoked", "Token already revoked"),
+    ApprovalAlreadyDecided: ProblemType(
+        409,
+        "approval-already-decided",
+        "Approval already decided",
+        lambda e: {
+            "approval_id": e.approval_id,
+            "decision": e.decision,
+            "decided_by": e.decided_by,
+        },
+    ),
+    ApprovalExpired: ProblemType(
+        409,
+        "approval-expired",
+        "Approval expired",
+        lambda e: {"approval_id": e.approval_id, "expired_at": _utc(e.expired_at)},
+    ),
+    ApprovalRequired: ProblemType(
+        409,
+        "approval-required",
+        "Approval required",
+        lambda e: {
+            "approvals": [
+                {"id": i, "approver_role": role, "status": status}
+                for i, role, status in e.approvals
+            ]
+        },
+    ),
     ConcurrencyConflict: ProblemType(409, "concurrency-conflict", "Concurrent update"),
     DomainError: ProblemType(409, "conflict", "Not allowed in the current state"),
     # --- the service could not answer

@@ -81,6 +81,17 @@ RoleName = Annotated[
     ),
 ]
 
+# An X-Request-ID the service takes as a request's trace id; trace ids it makes are of it too.
+TRACE_ID_PATTERN = r"^[A-Za-z0-9._:/+=-]{1,128}$"
+TraceId = Annotated[
+    str,
+    Field(
+        pattern=TRACE_ID_PATTERN,
+        description="A trace id as the service records it (a traceparent's trace id, an "
+        "X-Request-ID, or one it made up; see AgentLedger-Trace-Id).",
+    ),
+]
+
 # Free text the log stores (`domain.text`): tab and line breaks allowed, other controls not.
 _TEXT = r"[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]"
 TEXT_PATTERN = f"^{_TEXT}*$"
@@ -245,6 +256,11 @@ class StartSession(Strict):
     )
     status: Literal["active", "pending"] = "active"
     metadata: Metadata = Field(default_factory=dict)
+    role: RoleName | None = Field(
+        default=None,
+        description="The role the session acts in: it sees and claims work items routed to "
+        "this role. The token needs worker:<role> (or the caller is a coordinator).",
+    )
 
 
 class PatchSession(Strict):
@@ -353,6 +369,9 @@ class AppendEntry(Strict):
     status: EntryStatusName = "info"
     metadata: Metadata = Field(default_factory=dict)
     session_id: LooseUUID
+    work_item_id: LooseUUID | None = Field(
+        default=None, description="The work item this entry reports on (same project)."
+    )
 
 
 class ListEntriesQuery(Query):
@@ -365,6 +384,7 @@ class ListEntriesQuery(Query):
     q: str | None = Field(
         default=None, max_length=200, pattern=NO_CONTROL_PATTERN, description="Substring, any case."
     )
+    work_item_id: UUID | None = Field(default=None, description="Entries about this item.")
     limit: int = Field(default=50, ge=1, le=500)
     cursor: CursorToken | None = None
 

@@ -8,21 +8,23 @@ from uuid import UUID
 
 from pydantic import BeforeValidator, ConfigDict, Field
 
+from agentledger.application.item_status import ItemStatus
 from agentledger.application.status import SessionSummary, StatusReport
 from agentledger.application.work_items import (
     INCLUDES,
     Claim,
     Dependencies,
-    ItemDetail,
     WorkItemView,
 )
 from agentledger.domain.metadata import MAX_KEYS
 from agentledger.domain.readiness import Readiness
 from agentledger.domain.work_items import MAX_PRIORITY, MIN_PRIORITY
+from agentledger.interfaces.http.approval_schemas import ApprovalOut
 from agentledger.interfaces.http.schemas import (
     NON_BLANK_TEXT_PATTERN,
     AgentId,
     CursorToken,
+    EntryOut,
     Integer,
     Kind,
     LooseUUID,
@@ -31,6 +33,7 @@ from agentledger.interfaces.http.schemas import (
     Query,
     RoleName,
     Strict,
+    TraceId,
     metadata_schema,
     response_model,
     text,
@@ -119,11 +122,17 @@ class ListWorkItemsQuery(Query):
     assignee: AgentId | None = Field(default=None, description="Agent holding the claim.")
     to_role: RoleName | None = None
     archived: bool | None = None
+    trace_id: TraceId | None = Field(
+        default=None, description="Items created by the request of this trace id."
+    )
     limit: int = Field(default=50, ge=1, le=500)
     cursor: CursorToken | None = None
 
 
 class ReadyQuery(Query):
+    session_id: UUID | None = Field(
+        default=None, description="The queue as this session would claim from it (its role)."
+    )
     project: ProjectRef | None = None
     kind: Kind | None = None
     to_role: RoleName | None = None
@@ -181,9 +190,17 @@ class WorkItemDetail(WorkItemOut):
     descendants: list[WorkItemOut] | None = None
     dependencies: list[WorkItemOut] | None = None
     dependents: list[WorkItemOut] | None = None
+    approvals: list[ApprovalOut] = Field(
+        description="Every approval requested for the item, oldest first, with its decision."
+    )
+    entries: list[EntryOut] = Field(
+        description="The latest progress entries reporting on the item (work_item_id), "
+        "newest first (at most 10)."
+    )
 
     @classmethod
-    def of_detail(cls, detail: ItemDetail, include: frozenset[str]) -> WorkItemDetail:
+    def of_status(cls, status: ItemStatus, include: frozenset[str]) -> WorkItemDetail:
+        detail = status.detail
         item = WorkItemOut.of(detail.item, with_claim="claim" in include)
 
         def many(views: list[WorkItemView] | None) -> list[WorkItemOut] | None:
@@ -196,6 +213,8 @@ class WorkItemDetail(WorkItemOut):
             descendants=many(detail.descendants),
             dependencies=many(detail.dependencies),
             dependents=many(detail.dependents),
+            approvals=[ApprovalOut.of(a) for a in status.approvals],
+            entries=[EntryOut.of(e) for e in status.entries],
         )
 
 

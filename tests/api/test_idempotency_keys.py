@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
+import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from contextlib import closing
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
@@ -87,30 +91,84 @@ def create(client: TestClient, headers: Headers, key: str, **fields: Any) -> htt
     return client.post("/v1/work-items", json={**ITEM, **fields}, headers=keyed(headers, key))
 
 
-def test_sixteen_concurrent_requests_with_one_key_create_one_item(
-    runtime: Runtime, client: TestClient
-) -> None:
-    headers = setup(runtime, client)
-    responses: list[httpx.Response] = []
-    run_threads([lambda: responses.append(create(client, headers, "k-16")) for _ in range(16)])
+class FirstClaimHeld:
+    """Holds the request that claims the key, once its claim is committed, until every other
+    request has been answered: so all of them met the key while the first was in flight. Run
+    one after another, the others would wait behind the held one and the wait times out."""
 
-    created = [r for r in responses if r.status_code == 201]
-    in_progress = [r for r in responses if r.status_code == 409]
-    assert len(created) + len(in_progress) == 16, [r.text for r in responses]
-    assert created and len({answer(r) for r in created}) == 1
+    def __init__(self, rt: Runtime, monkeypatch: pytest.MonkeyPatch, others: int) -> None:
+        self._others = others
+        self._answered = 0
+        self._lock = threading.Lock()
+        self._all_answered = threading.Event()
+        self.held = 0
+        store = rt.ledger.recorder
+        real = store.claim_key  # type: ignore[attr-defined]
+
+        def claim_key(*args: Any) -> Any:
+            found = real(*args)
+            if found is None:  # this request holds the key now
+                with self._lock:
+                    self.held += 1
+                assert self._all_answered.wait(60), "the other requests never came"
+            return found
+
+        monkeypatch.setattr(store, "claim_key", claim_key)
+
+    def answered(self) -> None:
+        with self._lock:
+            self._answered += 1
+            if self._answered == self._others:
+                self._all_answered.set()
+
+
+def sixteen_at_once(
+    rt: Runtime, monkeypatch: pytest.MonkeyPatch, send: Callable[[], httpx.Response]
+) -> httpx.Response:
+    """Send the same keyed request 16 times together: one runs, the 15 that come while it
+    runs are told it is in progress (409, Retry-After). Returns the one that ran."""
+    gate = FirstClaimHeld(rt, monkeypatch, others=15)
+    responses: list[httpx.Response] = []
+
+    def one() -> None:
+        response = send()
+        responses.append(response)
+        gate.answered()
+
+    run_threads([one for _ in range(16)])
+    monkeypatch.undo()
+    assert gate.held == 1
+    in_progress = [r for r in responses if r.status_code == 409 and r.headers.get("Retry-After")]
+    assert len(in_progress) == 15, [r.text for r in responses]
     for response in in_progress:
         assert_problem(response, 409, "idempotency-request-in-progress")
         assert int(response.headers["Retry-After"]) >= 1
-    assert len(items_titled(runtime, "Lexer")) == 1
-    first = created[0]
+    (first,) = [r for r in responses if r not in in_progress]
+    assert REPLAYED not in first.headers
+    return first
+
+
+def assert_replayed(first: httpx.Response, send: Callable[[], httpx.Response]) -> None:
+    """After completion every request with the key gets the first answer again."""
     for _ in range(3):
-        again = create(client, headers, "k-16")
-        assert again.headers["Idempotent-Replayed"] == "true"
+        again = send()
+        assert again.headers[REPLAYED] == "true"
         assert answer(again) == answer(first)
 
 
+def test_sixteen_concurrent_requests_with_one_key_create_one_item(
+    runtime: Runtime, client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    headers = setup(runtime, client)
+    first = sixteen_at_once(runtime, monkeypatch, lambda: create(client, headers, "k-16"))
+    assert first.status_code == 201, first.text
+    assert len(items_titled(runtime, "Lexer")) == 1
+    assert_replayed(first, lambda: create(client, headers, "k-16"))
+    assert len(items_titled(runtime, "Lexer")) == 1
+
+
 def test_a_precondition_write_is_replayed_with_its_precondition(
-    runtime: Runtime, client: TestClient
+    runtime: Runtime, client: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     headers = setup(runtime, client)
     assert client.post("/v1/projects", json={"name": "gemini"}, headers=headers).status_code == 201
@@ -135,24 +193,33 @@ def test_a_precondition_write_is_replayed_with_its_precondition(
     assert_problem(other, 422, "idempotency-key-reused")
     assert len(list(runtime.ledger.events.get(selection_id("alice")))) == events
 
-    responses: list[httpx.Response] = []
-    run_threads(
-        [lambda: responses.append(switch("s-2", {"If-Match": '"1"'}, "gemini")) for _ in range(16)]
-    )
-    assert {r.status_code for r in responses} <= {200, 409}
-    assert len({r.content for r in responses if r.status_code == 200}) == 1
+    def switch_to_gemini() -> httpx.Response:
+        return switch("s-2", {"If-Match": '"1"'}, "gemini")
+
+    switched = sixteen_at_once(runtime, monkeypatch, switch_to_gemini)
+    assert switched.status_code == 200 and switched.json()["project"] == "gemini"
+    assert len(list(runtime.ledger.events.get(selection_id("alice")))) == events + 1
+    # Replayed with its precondition, although the version it names is no longer current.
+    assert_replayed(switched, switch_to_gemini)
     assert len(list(runtime.ledger.events.get(selection_id("alice")))) == events + 1
 
 
-def test_a_refusal_is_replayed_as_it_was_given(runtime: Runtime, client: TestClient) -> None:
+def test_a_refusal_is_replayed_as_it_was_given(
+    runtime: Runtime, client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
     headers = setup(runtime, client)
-    refusal = client.post("/v1/projects", json={"name": "apollo"}, headers=keyed(headers, "p"))
+    head = runtime.ledger.head_position()
+
+    def create_apollo() -> httpx.Response:
+        return client.post("/v1/projects", json={"name": "apollo"}, headers=keyed(headers, "p"))
+
+    refusal = sixteen_at_once(runtime, monkeypatch, create_apollo)
     problem = assert_problem(refusal, 409, "project-exists")
-    again = client.post("/v1/projects", json={"name": "apollo"}, headers=keyed(headers, "p"))
-    assert again.headers["Idempotent-Replayed"] == "true"
-    assert answer(again) == answer(refusal)
+    assert_replayed(refusal, create_apollo)
     # Not decided again: the problem names the first request's trace.
+    again = create_apollo()
     assert again.json()["trace_id"] == problem["trace_id"] != again.headers[TRACE]
+    assert runtime.ledger.head_position() == head
 
 
 def test_a_missing_precondition_is_a_refusal_replayed_too(
@@ -268,6 +335,70 @@ def test_a_key_held_by_a_process_that_died_is_free_once_its_mark_expires(
     assert len(items_titled(runtime, "Lexer")) == 1
 
 
+_HOLDING_PROCESS = """
+import json, sys, threading
+from starlette.testclient import TestClient
+from agentledger.application.commands import UnitOfWork
+from agentledger.infrastructure.bootstrap import build_runtime
+from agentledger.infrastructure.settings import Settings
+from agentledger.interfaces.http.app import create_app
+
+decided = UnitOfWork.changed
+
+def changed(uow):
+    found = decided(uow)
+    if found:  # the key is claimed and the command decided: hang here until killed
+        print("holding", flush=True)
+        threading.Event().wait()
+    return found
+
+UnitOfWork.changed = changed
+runtime = build_runtime(Settings())
+with TestClient(create_app(runtime)) as client:
+    client.post("/v1/work-items", json=json.loads(sys.argv[1]), headers=json.loads(sys.argv[2]))
+"""
+
+
+def _store_environment(rt: Runtime) -> dict[str, str]:
+    """What another process needs to open this runtime's store."""
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    if rt.settings.uses_postgres:
+        env["DATABASE_URL"] = rt.settings.database_url or ""
+        env["AGENTLEDGER_POSTGRES_SCHEMA"] = rt.settings.postgres_schema
+    else:
+        env["AGENTLEDGER_DATA_DIR"] = str(rt.settings.data_dir)
+    return env
+
+
+def test_a_process_killed_holding_the_key_blocks_it_only_until_its_mark_expires(
+    runtime: Runtime, client: TestClient, clock: ManualClock
+) -> None:
+    clock.set(datetime.now(UTC))  # the other process claims on the system clock
+    headers = setup(runtime, client)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLDING_PROCESS, json.dumps(ITEM), json.dumps(keyed(headers, "k"))],
+        env=_store_environment(runtime),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "holding"
+    finally:
+        holder.kill()
+        holder.wait(30)
+    assert holder.returncode == -signal.SIGKILL
+
+    blocked = create(client, headers, "k")
+    assert_problem(blocked, 409, "idempotency-request-in-progress")
+    assert items_titled(runtime, "Lexer") == []
+    # Past the mark (and whatever the other process took to start), the key is free.
+    clock.advance(runtime.settings.idempotency_in_flight_seconds + 60)
+    retry = create(client, headers, "k")
+    assert retry.status_code == 201 and REPLAYED not in retry.headers, retry.text
+    assert create(client, headers, "k").headers[REPLAYED] == "true"
+    assert len(items_titled(runtime, "Lexer")) == 1
+
+
 def test_a_replay_survives_a_restart(runtime: Runtime, client: TestClient) -> None:
     headers = setup(runtime, client)
     first = create(client, headers, "r")
@@ -352,6 +483,69 @@ def test_a_transaction_failing_after_its_events_leaves_neither_events_nor_a_key(
     assert retry.status_code == 201 and "Idempotent-Replayed" not in retry.headers
     assert create(client, headers, "crash", title="Doomed").headers[REPLAYED] == "true"
     assert len(items_titled(runtime, "Doomed")) == 1
+
+
+def _inject_conflicts(rt: Runtime) -> Callable[[], None]:
+    """Make every insert of events fail as a lost race does (a unique violation: the runner
+    sees a version conflict, re-runs, and in the end gives up); returns how to heal."""
+    events = rt.ledger.recorder.events_table_name  # type: ignore[attr-defined]
+    if rt.settings.uses_postgres:
+        schema, url = rt.settings.postgres_schema, rt.settings.database_url or ""
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(
+                f'CREATE FUNCTION "{schema}".conflict() RETURNS trigger LANGUAGE plpgsql AS '
+                "$$ BEGIN RAISE EXCEPTION 'injected conflict' USING ERRCODE = 'unique_violation';"
+                " END $$"
+            )
+            conn.execute(
+                f'CREATE TRIGGER conflict BEFORE INSERT ON "{schema}"."{events}" '
+                f'FOR EACH ROW EXECUTE FUNCTION "{schema}".conflict()'
+            )
+
+        def heal() -> None:
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute(f'DROP TRIGGER conflict ON "{schema}"."{events}"')
+
+        return heal
+    path = rt.settings.data_dir / "events.sqlite"
+    with closing(sqlite3.connect(path)) as conn:
+        conn.execute("CREATE TABLE conflict (active INTEGER)")
+        conn.execute("INSERT INTO conflict VALUES (1)")
+        conn.execute(
+            f"CREATE TRIGGER conflict BEFORE INSERT ON {events} "
+            "WHEN EXISTS (SELECT 1 FROM conflict) "
+            "BEGIN SELECT RAISE(ABORT, 'injected conflict'); END"
+        )
+        conn.commit()
+
+    def heal_sqlite() -> None:
+        with closing(sqlite3.connect(path)) as conn:
+            conn.execute("DELETE FROM conflict")
+            conn.commit()
+
+    return heal_sqlite
+
+
+def test_a_concurrency_conflict_is_not_stored_and_the_retry_runs(
+    runtime: Runtime, client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Concurrent writers winning every attempt is no answer to the request: the key is
+    left free, and the same request with the same key then runs (once)."""
+    monkeypatch.setattr("agentledger.application.commands.MAX_ATTEMPTS", 3)
+    headers = setup(runtime, client)
+    keys_before = _key_rows(runtime)
+    heal = _inject_conflicts(runtime)
+    lost = create(client, headers, "race", title="Contested")
+    heal()
+    assert_problem(lost, 409, "concurrency-conflict")
+    assert items_titled(runtime, "Contested") == []
+    assert _key_rows(runtime) == keys_before
+
+    retry = create(client, headers, "race", title="Contested")
+    assert retry.status_code == 201 and REPLAYED not in retry.headers, retry.text
+    again = create(client, headers, "race", title="Contested")
+    assert again.headers[REPLAYED] == "true" and answer(again) == answer(retry)
+    assert len(items_titled(runtime, "Contested")) == 1
 
 
 def test_group_commit_writes_each_keyed_command_with_its_own_record(
@@ -467,5 +661,91 @@ def test_without_its_rendered_answer_a_replay_renders_the_stored_outcome_again(
     again = create(client, headers, "half")
     assert again.headers[REPLAYED] == "true"
     assert answer(again) == answer(first)
+    assert runtime.ledger.head_position() == head
+    assert len(items_titled(runtime, "Lexer")) == 1
+
+
+def test_every_write_route_renders_its_stored_outcome_as_it_answered(
+    runtime: Runtime, client: TestClient, clock: ManualClock
+) -> None:
+    """Each view a write returns goes through the stored outcome's JSON and back: with the
+    rendered answers gone, every replay is still the first answer (and writes nothing)."""
+    clock.advance(0.123457)  # times with microseconds, which must survive the round trip
+    boss_ = setup(runtime, client)
+    alice = agent(runtime, "alice")
+    sent: list[tuple[str, str, Headers, Any, httpx.Response]] = []
+
+    def send(
+        method: str, path: str, caller: Headers, body: Any = None, **headers: str
+    ) -> httpx.Response:
+        all_headers = {**keyed(caller, f"every-{len(sent)}"), **headers}
+        response = client.request(method, path, json=body, headers=all_headers)
+        assert response.status_code in {200, 201}, (method, path, response.text)
+        sent.append((method, path, all_headers, body, response))
+        return response
+
+    send("POST", "/v1/projects", boss_, {"name": "gemini"})
+    a = send(
+        "POST",
+        "/v1/work-items",
+        boss_,
+        {**ITEM, "metadata": {"estimate_hours": 1.5, "payload": {"a": "x"}}},
+    ).json()["id"]
+    b = send("POST", "/v1/work-items", boss_, {**ITEM, "title": "Parser"}).json()["id"]
+    sid = send("POST", "/v1/sessions", alice, {"metadata": {"task": "x"}}).json()["id"]
+    s = f"/v1/sessions/{sid}"
+    send("PATCH", s, alice, {"metadata": {"task": None, "k": True}})
+    send("POST", f"{s}/heartbeat", alice, {})
+    pending = send("POST", "/v1/sessions", alice, {"status": "pending"}).json()["id"]
+    send("POST", f"/v1/sessions/{pending}/activate", alice, {})
+    send("POST", f"/v1/sessions/{pending}/fail", alice, {"reason": "gone"})
+    selection = {"project": "apollo", "session_id": sid}
+    send("PUT", "/v1/agents/alice/project", alice, selection, **{"If-None-Match": "*"})
+    send("POST", "/v1/projects/apollo/entries", alice, {"message": "hi", "session_id": sid})
+    send("POST", "/v1/entries", alice, {"message": "again", "session_id": sid})
+    claimed = send("POST", f"/v1/work-items/{a}/claim", alice, {"session_id": sid}).json()
+    held = {"AgentLedger-Fence": str(claimed["claim"]["fence"])}
+    item = f"/v1/work-items/{a}"
+    version = {"If-Match": f'"{claimed["version"]}"'}
+    send("PATCH", item, alice, {"title": "Lexer 2"}, **held, **version)
+    send("PUT", f"{item}/dependencies/{b}", alice, None, **held)
+    send("DELETE", f"{item}/dependencies/{b}", alice, None, **held)
+    send("POST", f"{item}/transition", alice, {"to": "in_review"}, **held)
+    send("POST", f"{item}/release", alice, {}, **held)
+    send("POST", f"/v1/work-items/{b}/archive", boss_, {})
+    send("POST", f"/v1/work-items/{b}/unarchive", boss_, {})
+    send("DELETE", "/v1/agents/alice/project", alice, None, **{"If-Match": '"1"'})
+    send("POST", f"{s}/complete", alice, {"reason": "done"})
+    send("POST", "/v1/projects/gemini/archive", boss_, {})
+    head = runtime.ledger.head_position()
+
+    _forget_rendered_answers(runtime)
+    for method, path, headers, body, first in sent:
+        again = client.request(method, path, json=body, headers=headers)
+        assert again.headers.get(REPLAYED) == "true", (method, path, again.text)
+        assert answer(again) == answer(first), (method, path)
+    assert runtime.ledger.head_position() == head
+
+
+def test_a_stored_outcome_it_cannot_read_fails_the_replay_and_never_runs_it_again(
+    runtime: Runtime, client: TestClient
+) -> None:
+    """A row not written by this codec (here a pickle, as this unreleased table first held
+    them) builds nothing: the replay fails (500), and the command, done once, is not redone."""
+    headers = setup(runtime, client)
+    assert create(client, headers, "old").status_code == 201
+    head = runtime.ledger.head_position()
+    _forget_rendered_answers(runtime)
+    stale = pickle.dumps(({"what": "a view"}, 1))
+    if runtime.settings.uses_postgres:
+        with psycopg.connect(runtime.settings.database_url or "", autocommit=True) as conn:
+            table = f'"{runtime.settings.postgres_schema}".agentledger_idempotency'
+            conn.execute(f"UPDATE {table} SET outcome = %s", (stale,))
+    else:
+        with closing(sqlite3.connect(runtime.settings.data_dir / "events.sqlite")) as conn:
+            conn.execute("UPDATE agentledger_idempotency SET outcome = ?", (stale,))
+            conn.commit()
+    for _ in range(2):
+        assert_problem(create(client, headers, "old"), 500, "internal-error")
     assert runtime.ledger.head_position() == head
     assert len(items_titled(runtime, "Lexer")) == 1

@@ -81,6 +81,13 @@ EXPECTED: dict[tuple[str, str], tuple[frozenset[str], set[int]]] = {
         frozenset({FENCE, IM}),
         ANY | {200, 400, 403, 404, 409, 412, 428},
     ),
+    ("POST", "/v1/work-items/{id}/approvals"): (
+        frozenset({FENCE, IM}),
+        WRITE | {201, 403, 404, 409, 412, 428},
+    ),
+    ("GET", "/v1/approvals"): (frozenset({CW}), READ | {200}),
+    ("GET", "/v1/approvals/{id}"): (frozenset({CW}), READ | {200, 404}),
+    ("POST", "/v1/approvals/{id}/decision"): (frozenset(), WRITE | {200, 403, 404, 409}),
 }
 
 # Every write also takes an Idempotency-Key: 409 while the first request with it runs, 422
@@ -209,3 +216,32 @@ def test_blocking_needs_a_reason_in_the_document_too(document: dict[str, Any]) -
     transition = _body(document, "/v1/work-items/{id}/transition", "post")
     assert transition["if"]["properties"]["to"] == {"const": "blocked"}
     assert transition["then"]["required"] == ["reason"]
+
+
+KEY_PROBLEMS = {
+    "400": "invalid-idempotency-key",
+    "409": "idempotency-request-in-progress",
+    "422": "idempotency-key-reused",
+}
+
+
+@pytest.mark.parametrize(("method", "path"), list(EXPECTED), ids=lambda v: str(v))
+def test_a_keyed_write_declares_its_replays_and_the_keys_problems(
+    document: dict[str, Any], method: str, path: str
+) -> None:
+    """Every answer a replay can repeat (successes, stored refusals) may carry
+    Idempotent-Replayed; the key's own problems are named under their statuses."""
+    spec = document["paths"][path][method.lower()]
+    responses = spec["responses"]
+    keyed = IK in {p["name"] for p in spec["parameters"]}
+    replayable = {s for s in responses if int(s) < 400 or int(s) in {409, 412, 422, 428}}
+    for status, response in responses.items():
+        replayed = "Idempotent-Replayed" in response.get("headers", {})
+        assert replayed == (keyed and status in replayable), (status, response)
+    if not keyed:
+        return
+    for status, slug in KEY_PROBLEMS.items():
+        examples = responses[status]["content"]["application/problem+json"]["examples"]
+        assert examples[slug]["value"]["type"].endswith("/" + slug)
+        assert slug in responses[status]["description"]
+    assert responses["409"]["headers"]["Retry-After"]["schema"]["type"] == "integer"

@@ -40,12 +40,13 @@ def test_readyz_lists_running_projections(runtime: Runtime, client: TestClient) 
     assert (body["status"], body["store"]) == ("ready", "reachable")
     projections = {p["name"]: p for p in body["runners"]}
     assert set(projections) == {
-        "sessions_v1",
+        "sessions_v2",
         "tokens_v1",
         "projects_v1",
         "selections_v1",
-        "entries_v1",
-        "work_items_v2",
+        "entries_v2",
+        "work_items_v3",
+        "approvals_v1",
         "policy_archived_project_clears_selections",
         "policy_session_end_releases_claims",
     }

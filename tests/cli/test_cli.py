@@ -14,8 +14,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
+from agentledger.application.approvals import NewApproval
 from agentledger.application.context import RequestContext, local_operator
 from agentledger.application.entries import NewEntry
+from agentledger.application.work_items import NewWorkItem
 from agentledger.infrastructure.bootstrap import build_runtime
 from agentledger.infrastructure.settings import Settings
 from agentledger.interfaces.cli.main import cli
@@ -78,12 +80,13 @@ def test_sweep_and_projection_commands(run) -> None:  # type: ignore[no-untyped-
     assert json.loads(run("sessions", "sweep", "--json").output) == {"expired": 0}
     status = json.loads(run("projections", "status", "--json").output)
     assert {s["name"] for s in status if s["kind"] == "projection"} == {
-        "sessions_v1",
+        "sessions_v2",
         "tokens_v1",
         "projects_v1",
         "selections_v1",
-        "entries_v1",
-        "work_items_v2",
+        "entries_v2",
+        "work_items_v3",
+        "approvals_v1",
     }
     assert {s["name"] for s in status if s["kind"] == "policy"} == {
         "policy_archived_project_clears_selections",
@@ -228,3 +231,41 @@ def test_h_is_help_on_every_command(command: list[str]) -> None:
     assert short.exit_code == 0, short.output
     assert short.output == long.output and "Usage: " in short.output
     assert "-h, --help" in short.output
+
+
+def test_approvals_list_and_decide_as_the_approver(  # type: ignore[no-untyped-def]
+    run, settings: Settings
+) -> None:
+    def token(principal: str, role: str) -> str:
+        issued = run("tokens", "issue", "--principal", principal, "--role", role, "--json")
+        return str(json.loads(issued.output)["token"])
+
+    approver, other = token("user:ann", "approver:security"), token("agent:ned", "agent")
+    rt = build_runtime(settings)
+    try:
+        ctx = RequestContext(local_operator("tester"), "test-setup")
+        rt.projects.create(ctx, "apollo")
+        item = rt.work_items.create(ctx, NewWorkItem("apollo", "task", "Ship")).value
+        approval = rt.approvals.request(ctx, item.id, NewApproval("security", "auth")).value
+    finally:
+        rt.close()
+    approval_id = str(approval.approval.id)
+
+    queue_ = json.loads(run("approvals", "list", "--role", "security", "--json").output)
+    assert [(a["id"], a["status"]) for a in queue_] == [(approval_id, "pending")]
+    assert "(none)" in run("approvals", "list", "--status", "approved").output
+
+    refused = CliRunner().invoke(
+        cli, ["approvals", "decide", approval_id, "approved", "--token", other]
+    )
+    assert refused.exit_code == 1 and "approver:security" in refused.output
+    unknown = CliRunner().invoke(cli, ["approvals", "decide", approval_id, "approved"], env={})
+    assert unknown.exit_code == 2  # no token: the decision must be someone's
+
+    decided = run(
+        "approvals", "decide", approval_id, "rejected", "--notes", "not yet", "--token", approver
+    )
+    assert decided.exit_code == 0, decided.output
+    assert decided.output.strip() == f"rejected {approval_id} by user:ann"
+    listed = json.loads(run("approvals", "list", "--status", "rejected", "--json").output)
+    assert [(a["decided_by"], a["notes"]) for a in listed] == [("user:ann", "not yet")]

@@ -64,6 +64,27 @@ WALKTHROUGHS = [
         ),
     ),
     Walkthrough(
+        "approvals.md",
+        8211,
+        "/tmp/agentledger-approvals",
+        shows=(
+            "fence 1\n",
+            '{"status":"pending","approver_role":"security","requested_by":"agent:alice",'
+            '"work_item_version":4}',
+            '{"status":"in_review","version":5}\n{"status":409,"title":"Approval required",'
+            '"approvals":[{"id":',
+            '"approver_role":"security","status":"pending"}]}',
+            "pending agent:alice New keys go live for every client\n",
+            '{"status":403,"detail":"agent:alice needs the role approver:security to decide',
+            '{"status":"rejected","decided_by":"user:sam","notes":"Keep the old keys valid',
+            '{"status":409,"decision":"rejected","decided_by":"user:sam"}',
+            "in_review held by alice\n  approval: rejected security by user:sam - Keep the old",
+            "  entry: alice New keys generated; old ones valid for 24 h\n",
+            'approved by user:sam\n{"status":"done","assignee":null}',
+            '{"status":403,"title":"The requester cannot decide its own approval"}',
+        ),
+    ),
+    Walkthrough(
         "retry-safety.md",
         8207,
         "/tmp/agentledger-retry",

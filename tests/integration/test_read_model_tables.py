@@ -1,7 +1,7 @@
 """Read-model tables are derived from their row types (`Table.of`), so a field added to a row
 adds a column. Stores create a table only if it is absent: an existing store would keep the
 old table under the same read-model name. So each name stands for one set of columns, checked
-here on both stores; a changed table needs a new name (`work_items_v2`, rebuilt from the log)
+here on both stores; a changed table needs a new name (`work_items_v3`, rebuilt from the log)
 and its fingerprint recorded below."""
 
 from __future__ import annotations
@@ -17,12 +17,13 @@ from agentledger.infrastructure.settings import Settings
 
 # sha256 of each table's columns ("name TYPE[ NOT NULL]" a line, in order), first 16 digits.
 FINGERPRINTS = {
-    "sessions_v1": {"sessions": "ec1352749ac97f01"},
+    "sessions_v2": {"sessions": "24bd652ed54dbb1c"},
     "tokens_v1": {"tokens": "811cbdf4bf9a233c"},
     "projects_v1": {"projects": "d7d229d05ec1c9d6"},
     "selections_v1": {"selections": "4d8fef4899e91bd0"},
-    "entries_v1": {"entries": "e7bb048fbceb9151", "entry_metadata": "5d64d3abcaf7410c"},
-    "work_items_v2": {"work_items": "fea34edf519fcaa7", "dependencies": "33a5f3aee9025b10"},
+    "entries_v2": {"entries": "b67d0524ce2fb4ff", "entry_metadata": "5d64d3abcaf7410c"},
+    "work_items_v3": {"work_items": "0fd788474f0b233e", "dependencies": "33a5f3aee9025b10"},
+    "approvals_v1": {"approvals": "9eee58df9afb7d4c"},
 }
 
 
@@ -44,15 +45,15 @@ def test_each_read_model_name_keeps_its_columns_on_both_stores(
 
 
 def test_a_table_has_a_column_for_each_field_of_its_row(runtime: Runtime) -> None:
-    sessions = runtime.read_models["sessions_v1"].table("sessions")
+    sessions = runtime.read_models["sessions_v2"].table("sessions")
     assert sessions.columns["id"] == "uuid"
     assert sessions.columns["lease_expires_at"] == "time"
     assert sessions.columns["ended_at"] == "time"  # `datetime | None`: nullable, same kind
     assert sessions.columns["metadata"] == "json"
-    items = runtime.read_models["work_items_v2"].table("work_items")
+    items = runtime.read_models["work_items_v3"].table("work_items")
     assert items.columns["archived"] == "bool"
     assert items.columns["fence"] == "int"
-    entries = runtime.read_models["entries_v1"].table("entries")
+    entries = runtime.read_models["entries_v2"].table("entries")
     assert list(entries.columns)[-1] == "folded"  # declared: the rows do not carry it
 
 

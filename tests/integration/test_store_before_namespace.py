@@ -24,6 +24,7 @@ from agentledger.infrastructure.bootstrap import Runtime, build_runtime
 from agentledger.infrastructure.settings import Settings
 from tests.support.helpers import agent_context
 
+READ_MODELS_ADDED_SINCE = {"approvals_v1"}
 FIXTURE = Path(__file__).parent.parent / "fixtures" / "store-0b5a137.json"
 
 
@@ -72,7 +73,7 @@ def test_read_models_replay_the_old_log_and_equal_a_rebuild(settings: Settings) 
     rt, fixture = old_store(settings)
     try:
         rt.catch_up()
-        assert rt.runners.projections["work_items_v2"].worker.position() == len(fixture["events"])
+        assert rt.runners.projections["work_items_v3"].worker.position() == len(fixture["events"])
         projects = {p.name: p.archived for p in rt.projects.list(limit=10).items}
         assert projects == {"compiler": False, "old-project": True}
         items = rt.work_items.list(WorkItemFilter(project="compiler")).items
@@ -88,7 +89,10 @@ def test_read_models_replay_the_old_log_and_equal_a_rebuild(settings: Settings) 
         # A rebuild asks the store for its events by topic: it must find the old topics too.
         for name in rt.read_models:
             report = rt.runners.projections[name].rebuild()
-            assert report is not None and report.applied > 0, name
+            assert report is not None, name
+            # Read models of events added since have nothing to find in the old log.
+            assert (report.applied == 0) if name in READ_MODELS_ADDED_SINCE else report.applied
+
         assert {name: _rows(view) for name, view in rt.read_models.items()} == live
     finally:
         rt.close()

@@ -30,7 +30,7 @@ def status_and_type(exc: Exception) -> tuple[int, str]:
 
 def refused_query(runtime: Runtime) -> Exception:
     """A statement the store itself refuses, raised through the library as any other."""
-    view = runtime.read_models["entries_v1"]
+    view = runtime.read_models["entries_v2"]
     with pytest.raises(Exception) as raised:
         if runtime.settings.uses_postgres:
             # 54011 program_limit_exceeded: psycopg files it as an OperationalError.

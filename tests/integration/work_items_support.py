@@ -21,14 +21,17 @@ class Team:
         self._agents: dict[str, RequestContext] = {}
         rt.projects.create(self.boss, project)
 
-    def agent(self, name: str) -> RequestContext:
+    def agent(self, name: str, *roles: str) -> RequestContext:
+        """`agent:<name>` with the agent role and `roles` (e.g. worker:reviewer)."""
         if name not in self._agents:
-            token = issue_token(self.rt, f"agent:{name}", "agent")
+            token = issue_token(self.rt, f"agent:{name}", "agent", *roles)
             self._agents[name] = RequestContext(self.rt.access.authenticate(token), name)
         return self._agents[name]
 
-    def session(self, name: str, ttl_seconds: int = 600) -> UUID:
-        return self.rt.sessions.start(self.agent(name), ttl_seconds=ttl_seconds).value.id
+    def session(self, name: str, ttl_seconds: int = 600, role: str | None = None) -> UUID:
+        """A session of `name` (acting in `role`, whose worker role its token is given)."""
+        agent = self.agent(name, *([f"worker:{role}"] if role else []))
+        return self.rt.sessions.start(agent, ttl_seconds=ttl_seconds, role=role).value.id
 
     def item(self, title: str, parent: UUID | None = None, **fields: Any) -> WorkItemView:
         new = NewWorkItem(

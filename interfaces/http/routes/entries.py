@@ -34,6 +34,7 @@ def list_entries(call: HttpCall) -> Response:
         until=query.until,
         text=query.q,
         metadata=call.meta_filters(),
+        work_item_id=query.work_item_id,
     )
     page = call.runtime.entries.list(
         where, limit=query.limit, cursor=query.cursor, consistent_with=call.consistent_with()
@@ -53,6 +54,7 @@ def _append(call: HttpCall, project: str | None) -> Response:
         session_id=body.session_id,
         status=body.status,
         metadata=dict(body.metadata),
+        work_item_id=body.work_item_id,
     )
     outcome = call.runtime.entries.append(call.context(), project, entry)
     return call.written(outcome, EntryOut.of(outcome.value), 1, status=201)

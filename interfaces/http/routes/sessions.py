@@ -28,6 +28,7 @@ def start_session(call: HttpCall) -> Response:
         ttl_seconds=body.ttl_seconds,
         pending=body.status == "pending",
         metadata=body.metadata,
+        role=body.role,
     )
     session = outcome.value
     return call.written(

@@ -68,9 +68,9 @@ def list_items(call: HttpCall) -> Response:
 def get_item(call: HttpCall) -> Response:
     include = call.query(GetWorkItemQuery).parts()
     item_id = call.path_uuid("id", "work item")
-    read = call.runtime.work_items.get(item_id, include, consistent_with=call.consistent_with())
-    body = WorkItemDetail.of_detail(read.value, include)
-    return call.read(body, read.position, read.value.item.version)
+    read = call.runtime.item_status.get(item_id, include, consistent_with=call.consistent_with())
+    body = WorkItemDetail.of_status(read.value, include)
+    return call.read(body, read.position, read.value.detail.item.version)
 
 
 def patch_item(call: HttpCall) -> Response:
@@ -174,10 +174,12 @@ def delete_dependency(call: HttpCall) -> Response:
 
 def ready_queue(call: HttpCall) -> Response:
     query = call.query(ReadyQuery)
-    read = call.runtime.work_items.ready(
+    work_items = call.runtime.work_items
+    read = work_items.ready(
         project=query.project,
         kind=query.kind,
         to_role=query.to_role,
+        roles=work_items.visible_roles(call.principal, query.session_id),
         limit=query.limit,
         consistent_with=call.consistent_with(),
     )
