@@ -84,6 +84,32 @@ WALKTHROUGHS = [
             '{"status":403,"title":"The requester cannot decide its own approval"}',
         ),
     ),
+    Walkthrough(
+        "retry-safety.md",
+        8207,
+        "/tmp/agentledger-retry",
+        shows=(
+            # a create sent twice with one key: one item, the first answer replayed
+            'idempotent-replayed: true\n{"id":',
+            "the same body\n1 item\n",
+            '"type":"https://agentledger.dev/problems/idempotency-key-reused","detail":"this Idem',
+            '{"status":428,"type":"https://agentledger.dev/problems/precondition-required"',
+            '/version-mismatch","detail":"expected version 1; current version is 2",'
+            '"current_version":2}',
+            # re-read, then the old key with the new If-Match is refused and a new key is written
+            '{"priority":10,"description":null,"version":2}\n'
+            '{"status":422,"type":"https://agentledger.dev/problems/idempotency-key-reused"}\n'
+            '{"priority":10,"description":"Tokens for the v2 format","version":3}\n',
+            # the refused claim replayed as it was, after the item was released
+            'HTTP/1.1 409 Conflict\nidempotent-replayed: true\n{"type":"https://agentledger.dev/'
+            'problems/already-claimed"',
+            'the same body\n{"assignee":"bob"',
+            'idempotent-replayed: true\n{"status":"in_review","version":10,',
+            '/invalid-transition","current_status":"in_review"}',
+            '{"status":"done","version":12}\n{"status":"done","version":12}\n'
+            '{"status":409,"type":"https://agentledger.dev/problems/claim-lost"}\nnot sent again\n',
+        ),
+    ),
 ]
 
 
