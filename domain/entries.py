@@ -41,8 +41,14 @@ class LogEntry(LedgerAggregate):
         status: str
         message: str
         metadata: dict[str, Any]
-        # The work item the entry reports on; entries written before it existed name none.
-        work_item_id: UUID | None = None
+        work_item_id: UUID | None  # the work item the entry reports on
+
+        # Version 2 added `work_item_id`: entries written before it name no item.
+        class_version = 2
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state.setdefault("work_item_id", None)
 
         def apply(self, aggregate: Any) -> None:
             aggregate.project = self.project

@@ -26,7 +26,6 @@ from agentledger.domain.names import validate_agent_id
 from agentledger.domain.text import clean_optional_text
 from agentledger.domain.work_items import ROLE_PATTERN as WORK_ROLE_PATTERN
 
-NO_ROLE: str | None = None
 DEFAULT_TTL_SECONDS = 900
 MIN_TTL_SECONDS = 60
 MAX_TTL_SECONDS = 3600
@@ -75,10 +74,14 @@ def clamp_ttl(ttl_seconds: int | None) -> int:
 
 
 class AgentSession(LedgerAggregate):
-    """One agent's lease on being alive and at work."""
+    """One agent's lease on being alive and at work, in the role it acts in (if any)."""
+
+    # Version 2 added `role` (the role a session acts in): snapshots taken before are upcast.
+    class_version = 2
 
     if TYPE_CHECKING:  # set by events' apply(); not constructor arguments
         agent_id: str
+        role: str | None  # the role it acts in (routed tasks), fixed when it starts
         state: str  # the stored status value; a plain string so snapshots round-trip
         ttl_seconds: int
         lease_expires_at: datetime
@@ -86,17 +89,20 @@ class AgentSession(LedgerAggregate):
         ended_at: datetime | None
         end_reason: str | None
 
-    # The role the session acts in (routed tasks), fixed when it starts; sessions started
-    # before roles existed act in none.
-    role = NO_ROLE
-
     class SessionStarted(LedgerAggregate.Created):
         agent_id: str
         status: str
         ttl_seconds: int
         lease_expires_at: datetime
         metadata: dict[str, Any]
-        role: str | None = None  # absent from sessions started before roles existed
+        role: str | None
+
+        # Version 2 added `role`: sessions started before it act in none.
+        class_version = 2
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state.setdefault("role", None)
 
         def apply(self, aggregate: Any) -> None:
             aggregate.agent_id = self.agent_id
@@ -150,6 +156,10 @@ class AgentSession(LedgerAggregate):
             aggregate.state = SessionStatus.EXPIRED.value
             aggregate.ended_at = self.lease_expired_at
             aggregate.end_reason = "lease_expired"
+
+    @staticmethod
+    def upcast_v1_v2(state: dict[str, Any]) -> None:
+        state.setdefault("role", None)
 
     # --- commands -------------------------------------------------------------------------
 

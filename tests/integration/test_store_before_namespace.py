@@ -17,7 +17,7 @@ from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
 
-from agentledger.application.readmodels import WorkItemFilter
+from agentledger.application.readmodels import EntryFilter, WorkItemFilter
 from agentledger.domain.plans import ProjectPlan, plan_id
 from agentledger.domain.sessions import AgentSession
 from agentledger.infrastructure.bootstrap import Runtime, build_runtime
@@ -63,6 +63,7 @@ def test_every_old_aggregate_loads_under_the_new_names(settings: Settings) -> No
         session = rt.ledger.repository.get(UUID(snapshot["originator_id"]))
         assert isinstance(session, AgentSession)
         assert session.version > snapshot["originator_version"]
+        assert session.role is None  # a version 1 snapshot, upcast: no role
         plan = rt.ledger.repository.get(plan_id("compiler"))
         assert isinstance(plan, ProjectPlan) and len(plan.parents) == 3
     finally:
@@ -119,3 +120,42 @@ def _rows(view: Any) -> dict[str, list[tuple[Any, ...]]]:
         rows = view.select(table.name, f"SELECT * FROM {{{table.name}}}", {})
         found[table.name] = sorted(tuple(sorted(r.items())) for r in rows)
     return found
+
+
+def test_events_stored_before_a_field_was_added_are_upcast(settings: Settings) -> None:
+    """Schema evolution: `SessionStarted` gained `role` and `EntryAppended` gained
+    `work_item_id` (both at class version 2). The old log stored version 1 of each, without
+    the field: they load upcast (no role, no item), replay into the read models, and new
+    events are stored as version 2."""
+    rt, fixture = old_store(settings)
+    try:
+        old = {
+            e["topic"].split(":")[1]: json.loads(base64.b64decode(e["state"]))
+            for e in fixture["events"]
+            if e["topic"].endswith(("SessionStarted", "EntryAppended"))
+        }
+        assert "role" not in old["AgentSession.SessionStarted"]
+        assert "work_item_id" not in old["LogEntry.EntryAppended"]
+        assert all("class_version" not in state for state in old.values())  # version 1
+
+        loaded = [
+            event
+            for e in fixture["events"]
+            if e["topic"].endswith(("SessionStarted", "EntryAppended"))
+            for event in rt.ledger.events.get(UUID(e["originator_id"]), lte=1)
+        ]
+        assert {type(e).__name__ for e in loaded} == {"SessionStarted", "EntryAppended"}
+        for event in loaded:
+            missing = "role" if isinstance(event, AgentSession.SessionStarted) else "work_item_id"
+            assert getattr(event, missing) is None
+        rt.catch_up()
+        entries = rt.entries.list(EntryFilter(project="compiler")).items
+        assert entries and all(e.work_item_id is None for e in entries)
+
+        alice = agent_context(rt, "alice")
+        session = rt.sessions.start(alice, ttl_seconds=300).value
+        (stored,) = rt.ledger.recorder.select_events(session.id)
+        assert json.loads(stored.state)["class_version"] == 2
+        assert json.loads(stored.state)["role"] is None
+    finally:
+        rt.close()
