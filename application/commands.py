@@ -7,6 +7,7 @@ commit) have one place to go.
 
 from __future__ import annotations
 
+import hashlib
 import random
 import threading
 import time
@@ -140,6 +141,7 @@ class CommandRunner:
         retry_on_conflict: bool = True,
         tracking: Tracking | None = None,
         serialize_on: UUID | None = None,
+        session: UUID | None = None,
     ) -> Outcome[T]:
         """Run `decide` against fresh state and save what it changed in one transaction.
 
@@ -148,10 +150,11 @@ class CommandRunner:
         be retried reports the conflict instead. A policy passes the `tracking` position of
         the event it reacts to, recorded in the same transaction (so it reacts exactly once).
         Commands that all write one hot aggregate name it in `serialize_on`: they take turns
-        in this process, and only writers in other processes can still conflict.
+        in this process, and only writers in other processes can still conflict. `session`:
+        the agent session the command acts in, recorded on its events.
         """
         with self._turn(serialize_on) if serialize_on else nullcontext():
-            return self._attempts(request, command, decide, retry_on_conflict, tracking)
+            return self._attempts(request, command, decide, retry_on_conflict, tracking, session)
 
     @contextmanager
     def _turn(self, key: UUID) -> Iterator[None]:
@@ -165,6 +168,7 @@ class CommandRunner:
         decide: Decision[T],
         retry_on_conflict: bool,
         tracking: Tracking | None,
+        session: UUID | None = None,
     ) -> Outcome[T]:
         replay = current_replay()
         if replay is not None:  # an idempotent request sent again: answer as the first time
@@ -178,6 +182,7 @@ class CommandRunner:
                 causation=command,
                 command_id=command_id,
                 occurred_at=self._clock.now(),
+                **_context_of(request, session),
             )
             uow = UnitOfWork(self._ledger)
             value = decide(uow, ctx)
@@ -245,6 +250,19 @@ def _completion(claim: Claim | None, value: Any, events: list[Any]) -> Completio
     written = len(events)
     last_event = (str(last.originator_id), int(last.originator_version))
     return Completion(claim.scope, claim.token, encode_outcome(value, written), last_event, None)
+
+
+def _context_of(request: RequestContext, session: UUID | None) -> dict[str, str | None]:
+    """What an event records of the request beyond the actor: the token (its id), the
+    session, the idempotency key (hashed: the key may carry the client's own identifiers)."""
+    token = request.principal.token_id
+    key = request.idempotency_key
+    return {
+        "actor_token": None if token is None else str(token),
+        "acting_session": None if session is None else str(session),
+        "idempotency_key_sha256": None if key is None else hashlib.sha256(key.encode()).hexdigest(),
+        "client": request.client,
+    }
 
 
 def _command_id() -> str:

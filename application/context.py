@@ -50,3 +50,4 @@ class RequestContext:
     principal: Principal
     trace_id: str
     idempotency_key: str | None = field(default=None)
+    client: str | None = None  # the caller's software (its User-Agent), bounded

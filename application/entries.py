@@ -104,7 +104,7 @@ class EntryService:
             uow.add(appended)
             return by_name(EntryView, appended, position=0)
 
-        outcome = self._commands.run(request, "entries.append", decide)
+        outcome = self._commands.run(request, "entries.append", decide, session=entry.session_id)
         # The entry is the only event written, so its position is the command's position.
         return replace(outcome, value=replace(outcome.value, position=outcome.position))
 

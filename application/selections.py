@@ -75,7 +75,7 @@ class SelectionService:
                 selection.select(ctx, project, session_id)
             return by_name(SelectionView, selection)
 
-        return self._commands.run(request, "selections.select", decide)
+        return self._commands.run(request, "selections.select", decide, session=session_id)
 
     def clear(
         self, request: RequestContext, agent_id: str, precondition: Precondition | None

@@ -121,7 +121,7 @@ class SessionService:
             uow.add(session)
             return SessionView.of_aggregate(session, ctx.occurred_at)
 
-        return self._commands.run(request, "sessions.start", decide)
+        return self._commands.run(request, "sessions.start", decide, session=session_id)
 
     def heartbeat(
         self, request: RequestContext, session_id: UUID, precondition: Precondition | None = None
@@ -132,7 +132,7 @@ class SessionService:
             renewed = session.renew_lease(ctx)
             return Heartbeat(SessionView.of_aggregate(session, ctx.occurred_at), renewed)
 
-        return self._commands.run(request, "sessions.heartbeat", decide)
+        return self._commands.run(request, "sessions.heartbeat", decide, session=session_id)
 
     def activate(
         self, request: RequestContext, session_id: UUID, precondition: Precondition | None = None
@@ -206,7 +206,7 @@ class SessionService:
             session = uow.get(AgentSession, session_id, "session")
             return session.expire(ctx)
 
-        return self._commands.run(request, "sessions.expire", decide)
+        return self._commands.run(request, "sessions.expire", decide, session=session_id)
 
     def sweep(self, request: RequestContext | None = None, limit: int = 500) -> int:
         """Expire every lapsed session the read model knows of; returns how many were expired.
@@ -270,7 +270,7 @@ class SessionService:
             act(session, ctx)
             return SessionView.of_aggregate(session, ctx.occurred_at)
 
-        return self._commands.run(request, command, decide)
+        return self._commands.run(request, command, decide, session=session_id)
 
     @staticmethod
     def _load(

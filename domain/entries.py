@@ -48,6 +48,7 @@ class LogEntry(LedgerAggregate):
 
         @staticmethod
         def upcast_v1_v2(state: dict[str, Any]) -> None:
+            LedgerAggregate.Event.upcast_v1_v2(state)  # the context every event gained
             state.setdefault("work_item_id", None)
 
         def apply(self, aggregate: Any) -> None:

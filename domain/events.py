@@ -17,13 +17,19 @@ from eventsourcing.domain import Aggregate
 
 @dataclass(frozen=True)
 class EventContext:
-    """Why an event happens: the principal acting, the request's trace, the command, the time."""
+    """Why an event happens: the principal acting (and the token that authenticated it), the
+    agent session it acted in, the request's trace, its idempotency key (hashed) and client,
+    the command, the time."""
 
     actor: str
     trace_id: str
     causation: str
     command_id: str
     occurred_at: datetime
+    actor_token: str | None = None  # the id of the token (never its secret); None: no token
+    acting_session: str | None = None  # the agent's session the command acted in, if any
+    idempotency_key_sha256: str | None = None  # of the Idempotency-Key, when one was sent
+    client: str | None = None  # the caller's User-Agent, bounded
 
     def __post_init__(self) -> None:
         if self.occurred_at.tzinfo is None:
@@ -38,6 +44,19 @@ class LedgerAggregate(Aggregate):
         trace_id: str
         causation: str
         command_id: str
+        actor_token: str | None
+        acting_session: str | None
+        idempotency_key_sha256: str | None
+        client: str | None
+
+        # Version 2 added the token, session, idempotency key and client of the context:
+        # events stored before say none of them.
+        class_version = 2
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            for name in CONTEXT_ADDED_IN_V2:
+                state.setdefault(name, None)
 
     class Created(Event, Aggregate.Created):
         pass
@@ -74,10 +93,17 @@ class LedgerAggregate(Aggregate):
         self.trigger_event(event_class, timestamp=ctx.occurred_at, **_context_fields(ctx), **fields)
 
 
-def _context_fields(ctx: EventContext) -> dict[str, str]:
+CONTEXT_ADDED_IN_V2 = ("actor_token", "acting_session", "idempotency_key_sha256", "client")
+
+
+def _context_fields(ctx: EventContext) -> dict[str, str | None]:
     return {
         "actor": ctx.actor,
         "trace_id": ctx.trace_id,
         "causation": ctx.causation,
         "command_id": ctx.command_id,
+        "actor_token": ctx.actor_token,
+        "acting_session": ctx.acting_session,
+        "idempotency_key_sha256": ctx.idempotency_key_sha256,
+        "client": ctx.client,
     }

@@ -102,6 +102,7 @@ class AgentSession(LedgerAggregate):
 
         @staticmethod
         def upcast_v1_v2(state: dict[str, Any]) -> None:
+            LedgerAggregate.Event.upcast_v1_v2(state)  # the context every event gained
             state.setdefault("role", None)
 
         def apply(self, aggregate: Any) -> None:

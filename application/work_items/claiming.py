@@ -59,7 +59,7 @@ class WorkItemClaims:
             claim(ctx, item, session, caller, holder, project_archived=project.archived)
             return WorkItemView.of_aggregate(item, session.lease_expires_at)
 
-        return self._commands.run(request, "work_items.claim", decide)
+        return self._commands.run(request, "work_items.claim", decide, session=session_id)
 
     def claim_next(
         self,
@@ -87,6 +87,7 @@ class WorkItemClaims:
                     request,
                     "work_items.claim_next",
                     _claim_if_ready(caller, row.id, session_id),
+                    session=session_id,
                 )
             except (NotReady, RoleRequired):  # taken, or routed elsewhere, since the read
                 self._board.drop(row.id)
@@ -104,7 +105,7 @@ class WorkItemClaims:
                 load_project(uow, project)
 
         # Nothing ready: still refuse a dead or foreign session, or an unknown project.
-        self._commands.run(request, "work_items.claim_next", check)
+        self._commands.run(request, "work_items.claim_next", check, session=session_id)
         return None
 
     def visible_roles(

@@ -49,6 +49,16 @@ META_PREFIX = "meta."
 MAX_META_FILTERS = 16
 
 
+MAX_CLIENT_LENGTH = 256
+
+
+def client_of(request: Request) -> str | None:
+    """The User-Agent, as the log keeps it: control characters dropped, at most 256
+    characters (a client names itself; it proves nothing, but tells a reviewer what sent it)."""
+    agent = _CONTROL.sub("", request.headers.get("user-agent", "")).strip()
+    return agent[:MAX_CLIENT_LENGTH] or None
+
+
 def trace_id_of(request: Request) -> str:
     """W3C traceparent's trace id, else X-Request-ID, else a fresh id."""
     match = _TRACEPARENT.fullmatch(request.headers.get("traceparent", "").strip().lower())
@@ -71,6 +81,7 @@ class HttpCall:
         self.trace_id: str = request.state.trace_id
         self._principal: Principal | None = None
         self._declared = frozenset(h.lower() for h in headers)
+        self.idempotency_key: str | None = None  # set once the route has checked it
 
     def header(self, name: str) -> str | None:
         """A request header the operation declares (so the OpenAPI document lists every
@@ -91,7 +102,9 @@ class HttpCall:
         return self._principal
 
     def context(self) -> RequestContext:
-        return RequestContext(self.principal, self.trace_id)
+        return RequestContext(
+            self.principal, self.trace_id, self.idempotency_key, client_of(self.request)
+        )
 
     # --- input ----------------------------------------------------------------------------
 

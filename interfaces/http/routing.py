@@ -105,6 +105,7 @@ def _checked(operation: Operation, call: HttpCall) -> Response:
     if operation.query is None:
         call.query(NoQuery)
     key = idempotency_key(call) if IDEMPOTENCY_KEY_HEADER in operation.headers else None
+    call.idempotency_key = key
     if key is None:
         return operation.handler(call)
     return run_idempotently(operation, call, key)

@@ -123,8 +123,9 @@ def _rows(view: Any) -> dict[str, list[tuple[Any, ...]]]:
 
 
 def test_events_stored_before_a_field_was_added_are_upcast(settings: Settings) -> None:
-    """Schema evolution: `SessionStarted` gained `role` and `EntryAppended` gained
-    `work_item_id` (both at class version 2). The old log stored version 1 of each, without
+    """Schema evolution: every event gained the rest of its context (token, session,
+    idempotency key, client), `SessionStarted` gained `role` and `EntryAppended` gained
+    `work_item_id` (all at class version 2). The old log stored version 1 of each, without
     the field: they load upcast (no role, no item), replay into the read models, and new
     events are stored as version 2."""
     rt, fixture = old_store(settings)
@@ -148,6 +149,7 @@ def test_events_stored_before_a_field_was_added_are_upcast(settings: Settings) -
         for event in loaded:
             missing = "role" if isinstance(event, AgentSession.SessionStarted) else "work_item_id"
             assert getattr(event, missing) is None
+            assert (event.actor_token, event.acting_session, event.client) == (None, None, None)
         rt.catch_up()
         entries = rt.entries.list(EntryFilter(project="compiler")).items
         assert entries and all(e.work_item_id is None for e in entries)

@@ -13,7 +13,17 @@ import agentledger.domain
 from agentledger.application.ledger import APPLICATION_NAME, Ledger, stored_topics
 from agentledger.domain.events import LedgerAggregate
 
-CONTEXT_FIELDS = {"actor", "trace_id", "causation", "command_id", "timestamp"}
+CONTEXT_FIELDS = {
+    "actor",
+    "trace_id",
+    "causation",
+    "command_id",
+    "timestamp",
+    "actor_token",
+    "acting_session",
+    "idempotency_key_sha256",
+    "client",
+}
 
 
 def all_event_classes() -> list[type]:
