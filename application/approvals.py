@@ -19,7 +19,6 @@ from agentledger.application.errors import Forbidden, NotFound
 from agentledger.application.preconditions import Precondition, check
 from agentledger.application.projects import load_project
 from agentledger.application.readmodels import (
-    MAX_PAGE,
     ApprovalFilter,
     ApprovalRow,
     ApprovalsReader,
@@ -173,19 +172,16 @@ class ApprovalService:
         consistent_with: int | None = None,
     ) -> Page[ApprovalView]:
         """A queue: oldest request first. `status=expired` and `status=pending` are as of now."""
-        filters = {k: (str(v) if v is not None else None) for k, v in vars(where).items()}
-        after = self._cursors.decode(cursor, filters).position() if cursor else None
-        limit = max(1, min(MAX_PAGE, limit))
-        position = self._consistency.wait(self._reader, consistent_with)
-        now = self._clock.now()
-        rows = self._reader.list(where, limit=limit + 1, after_position=after, now=now)
-        return self._cursors.page(
-            rows,
+        return self._cursors.oldest_first(
+            where,
+            cursor,
             limit,
-            filters,
-            position,
-            lambda r: r.created_position,
-            lambda r: ApprovalView.of_row(r, now),
+            wait=lambda: self._consistency.wait(self._reader, consistent_with),
+            clock=self._clock,
+            rows=lambda n, after, now: self._reader.list(
+                where, limit=n, after_position=after, now=now
+            ),
+            output=ApprovalView.of_row,
         )
 
 

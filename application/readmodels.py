@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 from uuid import UUID
 
+from agentledger.application.clock import Clock
 from agentledger.application.errors import InvalidCursor
 from agentledger.domain.sessions import effective_status
 
@@ -75,6 +76,16 @@ class Read(Generic[T]):
 
     value: T
     position: int
+
+
+class Created(Protocol):
+    """A row that knows where in the log it was created (what oldest-first lists sort by)."""
+
+    @property
+    def created_position(self) -> int: ...
+
+
+C = TypeVar("C", bound=Created)
 
 
 class Rows(Protocol):
@@ -385,6 +396,30 @@ class Cursors:
         more = len(rows) > limit
         next_cursor = self.encode(Cursor(key(shown[-1]), filters)) if more else None
         return Page([output(r) for r in shown], next_cursor, position)
+
+    def oldest_first(
+        self,
+        where: object,
+        cursor: str | None,
+        limit: int,
+        *,
+        wait: Callable[[], int],
+        clock: Clock,
+        rows: Callable[[int, int | None, datetime], Sequence[C]],
+        output: Callable[[C, datetime], T],
+    ) -> Page[T]:
+        """A filtered list, oldest first, a keyset page at a time: the filters (a dataclass
+        of optional values) bind the cursor; the read model's position is waited for once
+        the cursor is known good; `rows(limit, after_position, now)` reads the page."""
+        filters = {k: (str(v) if v is not None else None) for k, v in vars(where).items()}
+        after = self.decode(cursor, filters).position() if cursor else None
+        limit = max(1, min(MAX_PAGE, limit))
+        position = wait()
+        now = clock.now()
+        found = rows(limit + 1, after, now)
+        return self.page(
+            found, limit, filters, position, lambda r: r.created_position, lambda r: output(r, now)
+        )
 
     def _verified(self, token: str) -> bytes:
         content, dot, signature = token.rpartition(".")

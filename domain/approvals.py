@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
@@ -166,20 +165,9 @@ class Approval(LedgerAggregate):
         return True
 
 
-@dataclass(frozen=True)
-class Standing:
-    """One approval as the done gate sees it."""
-
-    approval_id: UUID
-    approver_role: str
-    status: ApprovalStatus
-
-
 def require_approved(approvals: Sequence[Approval], now: datetime) -> None:
     """The done gate: every approval the item waits for (its latest per role) approved."""
-    standing = [Standing(a.id, a.approver_role, a.status_at(now)) for a in approvals]
-    missing = [s for s in standing if s.status is not ApprovalStatus.APPROVED]
+    standing = [(str(a.id), a.approver_role, a.status_at(now).value) for a in approvals]
+    missing = [s for s in standing if s[2] != ApprovalStatus.APPROVED.value]
     if missing:
-        raise ApprovalRequired(
-            [(str(s.approval_id), s.approver_role, s.status.value) for s in missing]
-        )
+        raise ApprovalRequired(missing)

@@ -133,19 +133,16 @@ class WorkItemQueries:
         cursor: str | None = None,
         consistent_with: int | None = None,
     ) -> Page[WorkItemView]:
-        filters = {k: (str(v) if v is not None else None) for k, v in vars(where).items()}
-        after = self._cursors.decode(cursor, filters).position() if cursor else None
-        limit = max(1, min(MAX_PAGE, limit))
-        position = self._consistency.wait(self._reader, consistent_with)
-        now = self._clock.now()
-        rows = self._reader.list(where, limit=limit + 1, after_position=after, now=now)
-        return self._cursors.page(
-            rows,
+        return self._cursors.oldest_first(
+            where,
+            cursor,
             limit,
-            filters,
-            position,
-            lambda r: r.created_position,
-            lambda r: WorkItemView.of_row(r, now),
+            wait=lambda: self._consistency.wait(self._reader, consistent_with),
+            clock=self._clock,
+            rows=lambda n, after, now: self._reader.list(
+                where, limit=n, after_position=after, now=now
+            ),
+            output=WorkItemView.of_row,
         )
 
 
