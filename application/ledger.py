@@ -108,10 +108,13 @@ class Ledger(Application[UUID]):
         """The position of the newest event in the log (0 for an empty log)."""
         return self.recorder.max_notification_id() or 0
 
-    def read_log(self, after: int, limit: int, topics: Sequence[str] = ()) -> list[Notification]:
+    def read_log(
+        self, after: int, limit: int, topics: Sequence[str] = (), stop: int | None = None
+    ) -> list[Notification]:
+        """At most `limit` stored events after position `after` (up to `stop`), in order."""
         return list(
             self.recorder.select_notifications(
-                start=after, limit=limit, topics=topics, inclusive_of_start=False
+                start=after, limit=limit, stop=stop, topics=topics, inclusive_of_start=False
             )
         )
 

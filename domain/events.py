@@ -94,6 +94,8 @@ class LedgerAggregate(Aggregate):
 
 
 CONTEXT_ADDED_IN_V2 = ("actor_token", "acting_session", "idempotency_key_sha256", "client")
+# Every field of an event's context: who, why and through what (time is the event's own).
+CONTEXT_FIELDS = ("actor", "trace_id", "causation", "command_id", *CONTEXT_ADDED_IN_V2)
 
 
 def _context_fields(ctx: EventContext) -> dict[str, str | None]:

@@ -12,6 +12,7 @@ from psycopg import sql
 
 from agentledger.application.access import AccessService
 from agentledger.application.approvals import ApprovalService
+from agentledger.application.audit import AuditService
 from agentledger.application.clock import Clock, SystemClock
 from agentledger.application.commands import CommandRunner
 from agentledger.application.consistency import Consistency
@@ -40,6 +41,7 @@ from agentledger.application.selections import SelectionService
 from agentledger.application.sessions import SessionService
 from agentledger.application.status import StatusService
 from agentledger.application.work_items import WorkItemService
+from agentledger.infrastructure.event_log import StoredAggregateLog
 from agentledger.infrastructure.locks import (
     AdvisoryLock,
     FileLock,
@@ -51,6 +53,7 @@ from agentledger.infrastructure.readmodels.approvals import ApprovalsReadModel
 from agentledger.infrastructure.readmodels.base import ReadModel
 from agentledger.infrastructure.readmodels.entries import EntriesReadModel
 from agentledger.infrastructure.readmodels.projects import ProjectsReadModel
+from agentledger.infrastructure.readmodels.seal import SealTables
 from agentledger.infrastructure.readmodels.selections import SelectionsReadModel
 from agentledger.infrastructure.readmodels.sessions import SessionsReadModel
 from agentledger.infrastructure.readmodels.tokens import TokensReadModel
@@ -61,6 +64,7 @@ from agentledger.infrastructure.runners.projection_runner import ProjectionRunne
 from agentledger.infrastructure.runners.projection_worker import ProjectionWorker
 from agentledger.infrastructure.runners.runner import Runner
 from agentledger.infrastructure.runners.runner_set import RunnerSet
+from agentledger.infrastructure.runners.seal_worker import SealWorker
 from agentledger.infrastructure.runners.sweeper import Sweeper
 from agentledger.infrastructure.secrets import cursor_key
 from agentledger.infrastructure.settings import Settings
@@ -96,6 +100,7 @@ class Runtime:
     approvals: ApprovalService
     item_status: ItemStatusQuery
     status: StatusService
+    audit: AuditService
     idempotency: IdempotencyService
     runners: RunnerSet
     sweeper: Sweeper
@@ -118,6 +123,8 @@ class Runtime:
         """Bring every read model to the head of the log (for one-shot CLI commands)."""
         for runner in self.runners.projections.values():
             runner.catch_up(self.consistency)
+        if self.runners.seal is not None:
+            self.runners.seal.catch_up(self.consistency)
 
     def is_store_reachable(self) -> bool:
         return probe_store(self.settings)
@@ -149,6 +156,7 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
         entries = stores.open(EntriesReadModel)
         work_items = stores.open(WorkItemsTable)
         approvals = stores.open(ApprovalsReadModel)
+        seal_tables = stores.open(SealTables)
         cursors = Cursors(cursor_key(settings))
     commands = CommandRunner(ledger, clock, settings.group_commit_max)
     key_store = cast(IdempotencyStore, ledger.recorder)  # see infrastructure/idempotency.py
@@ -197,7 +205,14 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
         )
         for policy in policies
     ]
-    runners = RunnerSet(projection_runners, policy_runners)
+    seal_runner = Runner(
+        ledger,
+        tail,
+        SealWorker(tail, seal_tables, clock, settings.seal_checkpoint_events),
+        runner_lock(settings, seal_tables.name),
+        settings.projection_poll_seconds,
+    )
+    runners = RunnerSet(projection_runners, policy_runners, seal_runner)
     commands.on_commit(runners.nudge)
     work_item_service = WorkItemService(commands, work_items, clock, consistency, cursors)
     session_service = SessionService(commands, sessions, clock, consistency, cursors)
@@ -226,6 +241,7 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
         status=StatusService(
             work_item_service, work_items, projects, sessions, selections, clock, consistency
         ),
+        audit=AuditService(ledger, StoredAggregateLog(ledger.recorder), seal_tables),
         idempotency=idempotency,
         runners=runners,
         sweeper=Sweeper(session_service, settings.sweep_interval_seconds, idempotency),

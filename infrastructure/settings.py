@@ -38,6 +38,8 @@ class Settings(BaseSettings):
     # long a request still running holds its key (after that, its process is taken for dead).
     idempotency_ttl_seconds: float = Field(default=24 * 3600.0, gt=0)
     idempotency_in_flight_seconds: float = Field(default=60.0, gt=0)
+    # The seal writes a checkpoint (position and link, to publish) every this many events.
+    seal_checkpoint_events: int = Field(default=1000, ge=1, le=1_000_000)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     # Signs pagination cursors; unset, a key is made once and kept with the data.
     cursor_secret: SecretStr | None = Field(default=None, min_length=16)

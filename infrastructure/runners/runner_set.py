@@ -7,18 +7,25 @@ from typing import Any
 from agentledger.infrastructure.runners.policy_worker import PolicyWorker
 from agentledger.infrastructure.runners.projection_runner import ProjectionRunner
 from agentledger.infrastructure.runners.runner import Runner
+from agentledger.infrastructure.runners.seal_worker import SealWorker
 from agentledger.infrastructure.runners.status import RunnerStatus
 
 
 class RunnerSet:
     def __init__(
-        self, projections: list[ProjectionRunner], policies: list[Runner[PolicyWorker]]
+        self,
+        projections: list[ProjectionRunner],
+        policies: list[Runner[PolicyWorker]],
+        seal: Runner[SealWorker] | None = None,
     ) -> None:
         self.projections = {r.name: r for r in projections}
         self.policies = {r.name: r for r in policies}
+        # Kept apart from the projections: the seal is never rebuilt (see readmodels/seal.py).
+        self.seal = seal
 
     def all(self) -> list[Runner[Any]]:
-        return [*self.projections.values(), *self.policies.values()]
+        sealing = [self.seal] if self.seal is not None else []
+        return [*self.projections.values(), *sealing, *self.policies.values()]
 
     def start(self) -> None:
         for runner in self.all():

@@ -23,6 +23,7 @@ from agentledger.application.readmodels import EntryFilter
 from agentledger.application.status import render_markdown
 from agentledger.infrastructure.bootstrap import Runtime
 from agentledger.interfaces.cli.approvals import approvals
+from agentledger.interfaces.cli.audit import audit
 from agentledger.interfaces.cli.output import emit
 from agentledger.interfaces.cli.store import open_runtime, operator, runtime
 
@@ -326,6 +327,7 @@ def parse_duration(text: str) -> timedelta:
 
 
 cli.add_command(approvals)
+cli.add_command(audit)
 
 
 @cli.group("work-items")

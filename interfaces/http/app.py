@@ -19,6 +19,7 @@ from agentledger.interfaces.http.openapi import build_openapi
 from agentledger.interfaces.http.problems import problem_response, to_problem
 from agentledger.interfaces.http.routes import (
     approvals,
+    audit,
     entries,
     health,
     projects,
@@ -38,6 +39,7 @@ OPERATIONS: list[Operation] = [
     *work_items.OPERATIONS,
     *approvals.OPERATIONS,
     *status.OPERATIONS,
+    *audit.OPERATIONS,
 ]
 
 

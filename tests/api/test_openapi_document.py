@@ -88,6 +88,10 @@ EXPECTED: dict[tuple[str, str], tuple[frozenset[str], set[int]]] = {
     ("GET", "/v1/approvals"): (frozenset({CW}), READ | {200}),
     ("GET", "/v1/approvals/{id}"): (frozenset({CW}), READ | {200, 404}),
     ("POST", "/v1/approvals/{id}/decision"): (frozenset(), WRITE | {200, 403, 404, 409}),
+    ("GET", "/v1/events"): (frozenset(), READ | {200, 403}),
+    ("GET", "/v1/audit/aggregates/{id}/history"): (frozenset(), ANY | {200, 403, 404}),
+    ("GET", "/v1/audit/aggregates/{id}/state"): (frozenset(), READ | {200, 403, 404}),
+    ("GET", "/v1/audit/verify"): (frozenset(), READ | {200, 403}),
 }
 
 # Every write also takes an Idempotency-Key: 409 while the first request with it runs, 422

@@ -47,6 +47,7 @@ def test_readyz_lists_running_projections(runtime: Runtime, client: TestClient) 
         "entries_v2",
         "work_items_v3",
         "approvals_v1",
+        "seal_v1",
         "policy_archived_project_clears_selections",
         "policy_session_end_releases_claims",
     }

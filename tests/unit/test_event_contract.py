@@ -115,4 +115,12 @@ TOPICS_ADDED_SINCE = {
     "agentledger.domain.approvals:Approval.ApprovalRequested",
     "agentledger.domain.approvals:Approval.ApprovalDecided",
     "agentledger.domain.work_items:WorkItem.ApprovalAttached",
+    "agentledger.domain.refusals:CommandRefusal.CommandRefused",
 }
+
+
+def test_the_audit_knows_every_event_class() -> None:
+    """A replay filters by event type, and names each event: none may be missing."""
+    from agentledger.application.audit import event_classes
+
+    assert set(event_classes().values()) == set(all_event_classes())
