@@ -70,7 +70,7 @@ class StoredLog:
     def insert_after(self, position: int) -> int:
         """Forge an event right after `position` (a copy of that one under another aggregate
         id), moving every later event one position on; returns the forged event's position."""
-        originator, version, topic, state = self.row(position)
+        _, version, topic, state = self.row(position)
         forged = uuid.uuid4()
         with self._cursor() as cur:
             for later in sorted((p for p in self.positions() if p > position), reverse=True):
