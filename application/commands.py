@@ -182,7 +182,7 @@ class CommandRunner:
                 causation=command,
                 command_id=command_id,
                 occurred_at=self._clock.now(),
-                **_context_of(request, session),
+                **context_of(request, session),
             )
             uow = UnitOfWork(self._ledger)
             value = decide(uow, ctx)
@@ -232,6 +232,17 @@ class CommandRunner:
             return self._ledger.record_events(events, aggregates, tracking, [completion])
         return self.committer.record(events, list(aggregates), [completion] if completion else [])
 
+    def store_new(self, aggregate: LedgerAggregate) -> int:
+        """Store a new aggregate's events beside whatever command is running: no decision, no
+        retry (a new aggregate cannot conflict) and nothing to do with the request's
+        idempotency key. Through group commit like any command; returns the position."""
+        events = list(aggregate.collect_events())
+        recordings = self._record(events, [aggregate], None, None)
+        position = int(max(r.notification.id for r in recordings))
+        for callback in self._commit_callbacks:
+            callback(position)
+        return position
+
     def _complete_alone(self, claim: Claim | None, value: Any, position: int) -> None:
         if claim is None:
             return
@@ -252,7 +263,7 @@ def _completion(claim: Claim | None, value: Any, events: list[Any]) -> Completio
     return Completion(claim.scope, claim.token, encode_outcome(value, written), last_event, None)
 
 
-def _context_of(request: RequestContext, session: UUID | None) -> dict[str, str | None]:
+def context_of(request: RequestContext, session: UUID | None) -> dict[str, str | None]:
     """What an event records of the request beyond the actor: the token (its id), the
     session, the idempotency key (hashed: the key may carry the client's own identifiers)."""
     token = request.principal.token_id

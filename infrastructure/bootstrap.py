@@ -37,6 +37,7 @@ from agentledger.application.projections import (
 )
 from agentledger.application.projects import ProjectService
 from agentledger.application.readmodels import Cursors
+from agentledger.application.refusals import RefusalLog
 from agentledger.application.selections import SelectionService
 from agentledger.application.sessions import SessionService
 from agentledger.application.status import StatusService
@@ -101,6 +102,7 @@ class Runtime:
     item_status: ItemStatusQuery
     status: StatusService
     audit: AuditService
+    refusals: RefusalLog
     idempotency: IdempotencyService
     runners: RunnerSet
     sweeper: Sweeper
@@ -242,6 +244,7 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
             work_item_service, work_items, projects, sessions, selections, clock, consistency
         ),
         audit=AuditService(ledger, StoredAggregateLog(ledger.recorder), seal_tables),
+        refusals=RefusalLog(commands, clock),
         idempotency=idempotency,
         runners=runners,
         sweeper=Sweeper(session_service, settings.sweep_interval_seconds, idempotency),

@@ -28,7 +28,7 @@ from agentledger.interfaces.http.call import (
 )
 from agentledger.interfaces.http.idempotency import REPLAYED_HEADER, STORED_REFUSALS
 from agentledger.interfaces.http.problems import PROBLEM_BASE, PROBLEM_JSON, PROBLEM_TYPES
-from agentledger.interfaces.http.routing import JSON, Operation
+from agentledger.interfaces.http.routing import JSON, TEXT, Operation
 from agentledger.interfaces.http.schemas import PATH_RULES, UUID_PATH_PARAMETERS, ProblemOut
 
 MARKDOWN = "text/markdown"
@@ -240,8 +240,9 @@ def _success(op: Operation, status: int, schemas: dict[str, Any]) -> dict[str, A
     content: dict[str, Any] = {}
     if JSON in op.media:
         content[JSON] = {"schema": _add_schema(op.response, schemas)} if op.response else {}
-    if MARKDOWN in op.media:
-        content[MARKDOWN] = {"schema": {"type": "string"}}
+    for text in (MARKDOWN, TEXT):
+        if text in op.media:
+            content[text] = {"schema": {"type": "string"}}
     success["content"] = content
     if op.authenticated:
         success.setdefault("headers", {})[POSITION_HEADER] = {"schema": {"type": "integer"}}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from uuid import UUID
 
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
@@ -12,18 +13,31 @@ from starlette.responses import Response
 from starlette.routing import Match, Route
 from starlette.types import Scope
 
-from agentledger.application.errors import BodyTooLarge
+from agentledger.application.errors import (
+    BodyTooLarge,
+    IdempotencyInProgress,
+    IdempotencyKeyReused,
+    InvalidRequest,
+    Unauthenticated,
+)
+from agentledger.application.refusals import AUDITED_STATUSES, Refusal
+from agentledger.infrastructure.metrics import (
+    REFUSALS_NOT_RECORDED,
+    REFUSED_COMMANDS,
+    UNAUTHENTICATED,
+)
 from agentledger.interfaces.http.call import IDEMPOTENCY_KEY_HEADER, HttpCall
 from agentledger.interfaces.http.idempotency import (
     WRITE_METHODS,
     idempotency_key,
     run_idempotently,
 )
-from agentledger.interfaces.http.problems import to_problem
-from agentledger.interfaces.http.schemas import NoQuery
+from agentledger.interfaces.http.problems import problem_type_of, to_problem
+from agentledger.interfaces.http.schemas import UUID_PATH_PARAMETERS, NoQuery
 
 Handler = Callable[[HttpCall], Response]
 JSON = "application/json"
+TEXT = "text/plain"
 
 
 @dataclass(frozen=True)
@@ -98,10 +112,26 @@ def _route(path: str, by_method: dict[str, Operation], max_body_bytes: int) -> R
 
 def _checked(operation: Operation, call: HttpCall) -> Response:
     """Who is asking is settled before anything about the request is judged: an anonymous
-    caller learns 401, never which of its fields were wrong. A route without query
-    parameters refuses any (as one with them refuses unknown ones)."""
+    caller learns 401, never which of its fields were wrong. A command refused is recorded
+    for the audit (`refusals.py`) before the refusal is answered."""
     if operation.authenticated:
-        call.principal  # noqa: B018 - authenticates, raising Unauthenticated
+        try:
+            call.principal  # noqa: B018 - authenticates, raising Unauthenticated
+        except Unauthenticated:
+            UNAUTHENTICATED.inc()
+            raise
+    if operation.method not in WRITE_METHODS or not operation.authenticated:
+        return _answered(operation, call)
+    try:
+        return _answered(operation, call)
+    except Exception as exc:
+        _record_refusal(operation, call, exc)
+        raise
+
+
+def _answered(operation: Operation, call: HttpCall) -> Response:
+    """A route without query parameters refuses any (as one with them refuses unknown
+    ones)."""
     if operation.query is None:
         call.query(NoQuery)
     key = idempotency_key(call) if IDEMPOTENCY_KEY_HEADER in operation.headers else None
@@ -109,6 +139,41 @@ def _checked(operation: Operation, call: HttpCall) -> Response:
     if key is None:
         return operation.handler(call)
     return run_idempotently(operation, call, key)
+
+
+def _record_refusal(operation: Operation, call: HttpCall, exc: Exception) -> None:
+    kind = problem_type_of(exc)
+    if kind is None or kind.status not in AUDITED_STATUSES or isinstance(exc, NOT_REFUSALS):
+        return
+    refusal = Refusal(
+        command=operation.handler.__name__,
+        target=call.request.url.path,
+        target_id=_named_id(call),
+        problem=kind.slug,
+        status=kind.status,
+        detail=str(exc),
+    )
+    if call.runtime.refusals.record(call.context(), refusal) is None:
+        REFUSALS_NOT_RECORDED.inc()
+    else:
+        REFUSED_COMMANDS.labels(kind.slug).inc()
+
+
+# Answered with an audited status, yet not a refusal of the command: the request itself was
+# malformed (422 validation), or another request with its key is still running.
+NOT_REFUSALS = (InvalidRequest, IdempotencyKeyReused, IdempotencyInProgress)
+
+
+def _named_id(call: HttpCall) -> UUID | None:
+    """The aggregate the path names by id (`/v1/work-items/{id}/...`), if any."""
+    for name in UUID_PATH_PARAMETERS:
+        raw = call.request.path_params.get(name)
+        if raw is not None:
+            try:
+                return UUID(raw)
+            except ValueError:
+                return None
+    return None
 
 
 async def _read_body(request: Request, limit: int) -> bytes:

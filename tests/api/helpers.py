@@ -12,6 +12,7 @@ import httpx2 as httpx
 from starlette.testclient import TestClient
 from starlette.types import ASGIApp
 
+from agentledger.domain.refusals import CommandRefusal
 from agentledger.infrastructure.bootstrap import Runtime
 from tests.conftest import bearer, issue_token
 
@@ -66,12 +67,26 @@ def assert_problem(
 def refused(
     rt: Runtime, send: Callable[[], httpx.Response], status: int, slug: str | None = None
 ) -> httpx.Response:
-    """Send a request that must be refused with a problem and must write nothing to the log."""
+    """Send a request that must be refused with a problem and must write nothing to the log
+    but, at most, the audit's record of the refusal."""
     head = rt.ledger.head_position()
     response = send()
     assert_problem(response, status, slug)
-    assert rt.ledger.head_position() == head, "a refused request wrote to the log"
+    assert written_since(rt, head) == [], "a refused request wrote to the log"
+    assert len(refusals_since(rt, head)) <= 1
     return response
+
+
+def written_since(rt: Runtime, head: int) -> list[str]:
+    """The events stored after position `head`, but for records of refused commands."""
+    events = [rt.ledger.to_event(n) for n in rt.ledger.read_log(head, 1000)]
+    return [type(e).__qualname__ for e in events if not isinstance(e, CommandRefusal.Event)]
+
+
+def refusals_since(rt: Runtime, head: int) -> list[Any]:
+    """The refused commands recorded after position `head`."""
+    events = [rt.ledger.to_event(n) for n in rt.ledger.read_log(head, 1000)]
+    return [e for e in events if isinstance(e, CommandRefusal.Event)]
 
 
 def raw_asgi_get(

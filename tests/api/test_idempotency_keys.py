@@ -29,7 +29,14 @@ from agentledger.domain.work_items import WorkItem
 from agentledger.infrastructure.bootstrap import Runtime, build_runtime
 from agentledger.interfaces.http.app import create_app
 from agentledger.interfaces.http.idempotency import fingerprint
-from tests.api.helpers import TRACE, agent, assert_problem, start
+from tests.api.helpers import (
+    TRACE,
+    agent,
+    assert_problem,
+    refusals_since,
+    start,
+    written_since,
+)
 from tests.conftest import bearer, issue_token
 from tests.integration.test_group_commit import queued_behind_a_held_turn
 from tests.support.helpers import run_threads
@@ -219,7 +226,9 @@ def test_a_refusal_is_replayed_as_it_was_given(
     # Not decided again: the problem names the first request's trace.
     again = create_apollo()
     assert again.json()["trace_id"] == problem["trace_id"] != again.headers[TRACE]
-    assert runtime.ledger.head_position() == head
+    # Refused once, and recorded once for the audit: the replays are answers, not refusals.
+    assert written_since(runtime, head) == []
+    assert [e.trace_id for e in refusals_since(runtime, head)] == [problem["trace_id"]]
 
 
 def test_a_missing_precondition_is_a_refusal_replayed_too(

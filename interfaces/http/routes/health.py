@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from starlette.responses import JSONResponse, Response
 
+from agentledger.infrastructure.metrics import CONTENT_TYPE, exposition
 from agentledger.interfaces.http.call import HttpCall
-from agentledger.interfaces.http.routing import Operation
+from agentledger.interfaces.http.routing import TEXT, Operation
 
 
 def healthz(call: HttpCall) -> Response:
@@ -49,6 +50,10 @@ def openapi(call: HttpCall) -> Response:
     return JSONResponse(call.request.app.state.openapi)
 
 
+def metrics(call: HttpCall) -> Response:
+    return Response(exposition(), media_type=CONTENT_TYPE)
+
+
 OPERATIONS = [
     Operation(
         "GET",
@@ -74,6 +79,16 @@ OPERATIONS = [
         openapi,
         "This API description",
         authenticated=False,
+        tags=("health",),
+    ),
+    Operation(
+        "GET",
+        "/metrics",
+        metrics,
+        "Counters in the Prometheus text format (refused commands, 401s)",
+        authenticated=False,
+        blocking=False,
+        media=(TEXT,),
         tags=("health",),
     ),
 ]
