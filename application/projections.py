@@ -13,6 +13,7 @@ import json
 from typing import Any, Protocol
 
 from agentledger.application.entries import EntryView
+from agentledger.application.ledger import stored_topics
 from agentledger.application.readmodels import (
     ApprovalRow,
     ProjectRow,
@@ -51,6 +52,18 @@ class Projection(Protocol):
         """The events this projection reads; a batch with none of them writes no rows."""
 
     def handle(self, event: Any, position: int, rows: Rows) -> None: ...
+
+
+def followed_topics(projection: Projection) -> list[str]:
+    """The stored topics of every event class `projection` follows, subclasses included: what
+    to ask the store for, so the rest of the log is neither sent nor decoded."""
+    found: set[str] = set()
+    pending = list(projection.follows)
+    while pending:
+        cls = pending.pop()
+        found.update(stored_topics(cls))
+        pending.extend(cls.__subclasses__())
+    return sorted(found)
 
 
 class SessionsProjection:

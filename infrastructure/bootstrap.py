@@ -20,6 +20,7 @@ from agentledger.application.entries import EntryService
 from agentledger.application.idempotency import IdempotencyService, IdempotencyStore
 from agentledger.application.item_status import ItemStatusQuery
 from agentledger.application.ledger import Ledger
+from agentledger.application.past_status import PastStatus
 from agentledger.application.policies import (
     ArchivedProjectClearsSelections,
     Policy,
@@ -67,6 +68,7 @@ from agentledger.infrastructure.runners.runner import Runner
 from agentledger.infrastructure.runners.runner_set import RunnerSet
 from agentledger.infrastructure.runners.seal_worker import SealWorker
 from agentledger.infrastructure.runners.sweeper import Sweeper
+from agentledger.infrastructure.scratch import ScratchReadModels
 from agentledger.infrastructure.secrets import cursor_key
 from agentledger.infrastructure.settings import Settings
 from agentledger.infrastructure.storage import (
@@ -101,6 +103,7 @@ class Runtime:
     approvals: ApprovalService
     item_status: ItemStatusQuery
     status: StatusService
+    past_status: PastStatus
     audit: AuditService
     refusals: RefusalLog
     idempotency: IdempotencyService
@@ -243,6 +246,7 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
         status=StatusService(
             work_item_service, work_items, projects, sessions, selections, clock, consistency
         ),
+        past_status=PastStatus(ledger, ScratchReadModels, cursors),
         audit=AuditService(ledger, StoredAggregateLog(ledger.recorder), seal_tables),
         refusals=RefusalLog(commands, clock),
         idempotency=idempotency,

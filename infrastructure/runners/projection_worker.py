@@ -12,8 +12,7 @@ from collections.abc import Iterable
 from functools import cached_property
 from typing import Any
 
-from agentledger.application.ledger import stored_topics
-from agentledger.application.projections import Projection
+from agentledger.application.projections import Projection, followed_topics
 from agentledger.infrastructure.readmodels.base import ReadModel
 from agentledger.infrastructure.runners.log_tail import BATCH_SIZE, LogTail
 
@@ -91,14 +90,7 @@ class ProjectionWorker:
 
     @cached_property
     def _topics(self) -> list[str]:
-        """The topic of every event class the projection follows, subclasses included."""
-        found: set[str] = set()
-        pending = list(self.projection.follows)
-        while pending:
-            cls = pending.pop()
-            found.update(stored_topics(cls))
-            pending.extend(cls.__subclasses__())
-        return sorted(found)
+        return followed_topics(self.projection)
 
     def _record_if_due(self, position: int) -> None:
         if (

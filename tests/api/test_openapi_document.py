@@ -48,8 +48,8 @@ EXPECTED: dict[tuple[str, str], tuple[frozenset[str], set[int]]] = {
         frozenset({IM}),
         WRITE | {200, 403, 404, 412},
     ),
-    ("GET", "/v1/projects/{name}/status"): (frozenset({CW, ACCEPT}), READ | {200, 404}),
-    ("GET", "/v1/projects/{name}/status.md"): (frozenset({CW}), READ | {200, 404}),
+    ("GET", "/v1/projects/{name}/status"): (frozenset({CW, ACCEPT}), READ | {200, 403, 404}),
+    ("GET", "/v1/projects/{name}/status.md"): (frozenset({CW}), READ | {200, 403, 404}),
     ("GET", "/v1/agents/{agent_id}/project"): (frozenset({CW}), READ | {200, 404}),
     ("PUT", "/v1/agents/{agent_id}/project"): (
         frozenset({IM, INM}),

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pydantic import Field
 from starlette.responses import PlainTextResponse, Response
 
+from agentledger.application.audit import require_auditor
+from agentledger.application.errors import FieldError, InvalidRequest
 from agentledger.application.status import render_markdown
 from agentledger.interfaces.http.call import (
     ACCEPT_HEADER,
@@ -12,6 +15,7 @@ from agentledger.interfaces.http.call import (
     HttpCall,
 )
 from agentledger.interfaces.http.routing import JSON, Operation
+from agentledger.interfaces.http.schemas import Query, ZonedTime
 from agentledger.interfaces.http.work_item_schemas import StatusOut
 
 MARKDOWN = "text/markdown"
@@ -25,8 +29,26 @@ def project_status_markdown(call: HttpCall) -> Response:
     return _status(call, markdown=True)
 
 
+class StatusQuery(Query):
+    as_of: ZonedTime | None = Field(
+        default=None,
+        description="The report as it was at this time (ISO 8601 with zone), rebuilt from the "
+        "log: auditors and admins only.",
+    )
+
+
 def _status(call: HttpCall, *, markdown: bool) -> Response:
-    read = call.runtime.status.report(call.path("name"), consistent_with=call.consistent_with())
+    query = call.query(StatusQuery)
+    if query.as_of is None:
+        read = call.runtime.status.report(call.path("name"), consistent_with=call.consistent_with())
+    else:
+        require_auditor(call.principal)
+        if query.as_of > call.runtime.clock.now():
+            raise InvalidRequest(
+                "as_of is in the future",
+                [FieldError(("query", "as_of"), "must not be in the future", "value_error")],
+            )
+        read = call.runtime.past_status.report(call.path("name"), query.as_of)
     if not markdown:
         return call.read(StatusOut.of(read.value, read.position), read.position)
     return PlainTextResponse(
@@ -42,9 +64,10 @@ OPERATIONS = [
         "/v1/projects/{name}/status",
         project_status,
         "A project's status report (JSON; markdown with Accept: text/markdown)",
+        query=StatusQuery,
         response=StatusOut,
         media=(JSON, MARKDOWN),
-        errors=(400, 404),
+        errors=(400, 403, 404),
         headers=(CONSISTENT_WITH_HEADER, ACCEPT_HEADER),
         tags=("projects",),
     ),
@@ -53,8 +76,9 @@ OPERATIONS = [
         "/v1/projects/{name}/status.md",
         project_status_markdown,
         "A project's status report as markdown",
+        query=StatusQuery,
         media=(MARKDOWN,),
-        errors=(400, 404),
+        errors=(400, 403, 404),
         headers=(CONSISTENT_WITH_HEADER,),
         tags=("projects",),
     ),
