@@ -388,7 +388,7 @@ def topics_of(types: Sequence[str]) -> list[str]:
     if unknown:
         known = ", ".join(sorted({q.rpartition(".")[2] for q in classes}))
         raise InvalidRequest(
-            "unknown event type",
+            f"no event type {', '.join(map(repr, unknown))}; known: {known}",
             [
                 FieldError(("query", "type"), f"no event type {n!r}; known: {known}", "enum")
                 for n in unknown

@@ -147,7 +147,7 @@ def render_markdown(report: StatusReport) -> str:
         "",
         "| kind | items |",
         "| --- | ---: |",
-        *(f"| {_text(kind)} | {count} |" for kind, count in report.by_kind.items()),
+        *(f"| {markdown_text(kind)} | {count} |" for kind, count in report.by_kind.items()),
     ]
     lines += _section(
         "In progress",
@@ -157,7 +157,7 @@ def render_markdown(report: StatusReport) -> str:
     lines += _section(
         "Blocked",
         report.blocked,
-        lambda v: f"{_item(v)} — waiting for: {_text(v.blocked_reason or '')}",
+        lambda v: f"{_item(v)} — waiting for: {markdown_text(v.blocked_reason or '')}",
     )
     lines += _section("Ready next", report.ready, lambda v: f"{_item(v)} — priority {v.priority}")
     lines += _section(
@@ -167,7 +167,7 @@ def render_markdown(report: StatusReport) -> str:
     )
     lines += ["", "## Active sessions", ""]
     lines += [
-        f"- {_text(s.agent_id)} — lease until {_time(s.lease_expires_at)}, holds {s.holds}"
+        f"- {markdown_text(s.agent_id)} — lease until {_time(s.lease_expires_at)}, holds {s.holds}"
         for s in report.active_sessions
     ] or ["_none_"]
     return "\n".join(lines) + "\n"
@@ -181,21 +181,21 @@ def _section(
 
 
 def _item(view: WorkItemView) -> str:
-    return f"{_text(view.title)} ({_text(view.kind)})"
+    return f"{markdown_text(view.title)} ({markdown_text(view.kind)})"
 
 
 def _holder(view: WorkItemView) -> str:
     if view.claim is None:
         return "unclaimed"
     state = "" if view.claim.live else ", lease lapsed"
-    return f"{_text(view.claim.agent_id)}, fence {view.claim.fence}{state}"
+    return f"{markdown_text(view.claim.agent_id)}, fence {view.claim.fence}{state}"
 
 
 def _time(moment: datetime | None) -> str:
     return "—" if moment is None else moment.strftime("%Y-%m-%d %H:%M:%SZ")
 
 
-def _text(value: str) -> str:
+def markdown_text(value: str) -> str:
     """Client-written text as markdown that renders as exactly that text, on one line."""
     flat = _BREAKS.sub(" ", value).strip()
     escaped = _INLINE.sub(r"\\\1", flat)

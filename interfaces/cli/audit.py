@@ -18,7 +18,9 @@ from uuid import UUID
 
 import click
 
-from agentledger.application.audit import AuditFilter, AuditRecord, plain
+from agentledger.application.audit import AuditFilter, AuditRecord, plain, topics_of
+from agentledger.application.audit_report import build_report, render_report
+from agentledger.application.errors import InvalidRequest
 from agentledger.application.seal import VerifyReport, parse_published
 from agentledger.interfaces.cli.store import runtime
 
@@ -94,6 +96,10 @@ def audit_replay(
     """Print the events that match, in log order: position, time, actor, aggregate, event
     and what changed."""
     criteria = AuditFilter(since, until, actor, aggregate_id, types, trace_id)
+    try:
+        topics_of(types)
+    except InvalidRequest as exc:
+        raise click.BadParameter(str(exc), param_hint="--type") from None
     with runtime() as rt:
         head = rt.audit.head()
         with _progress(head - after, after) as scanned:
@@ -160,6 +166,24 @@ def describe(report: VerifyReport) -> str:
     if report.unsealed:
         lines.append(f"{report.unsealed} newer events are not sealed yet")
     return "\n".join(lines)
+
+
+@audit.command("report")
+@click.option("--since", type=TIME, default=None, help="From this time (inclusive).")
+@click.option("--until", type=TIME, default=None, help="Before this time (exclusive).")
+@click.option("--format", "output", type=click.Choice(("md", "json")), default="md")
+def audit_report(since: datetime | None, until: datetime | None, output: str) -> None:
+    """A review document for a period: actions by actor and type, approvals decided, refused
+    commands, sessions opened and expired, tokens issued and revoked, and the seal's verdict."""
+    with runtime() as rt:
+        rt.catch_up()
+        report = build_report(rt.audit, since, until, rt.clock.now())
+    if output == "json":
+        click.echo(json.dumps(plain(asdict(report)), indent=2, sort_keys=True))
+    else:
+        click.echo(render_report(report), nl=False)
+    if not report.seal.ok:
+        sys.exit(EXIT_TAMPERED)
 
 
 @contextmanager
