@@ -87,6 +87,7 @@ def test_sweep_and_projection_commands(run) -> None:  # type: ignore[no-untyped-
         "entries_v2",
         "work_items_v3",
         "approvals_v1",
+        "seal_v1",
     }
     assert {s["name"] for s in status if s["kind"] == "policy"} == {
         "policy_archived_project_clears_selections",
@@ -98,6 +99,9 @@ def test_sweep_and_projection_commands(run) -> None:  # type: ignore[no-untyped-
     assert rebuilt.exit_code == 0 and "rebuilt tokens_v1: 1 events" in rebuilt.output
     unknown = CliRunner().invoke(cli, ["projections", "rebuild", "nope"])
     assert unknown.exit_code == 1 and "unknown projection" in unknown.output
+    # The seal is never rebuilt: that would seal whatever the log holds now.
+    seal = CliRunner().invoke(cli, ["projections", "rebuild", "seal_v1"])
+    assert seal.exit_code == 1 and "unknown projection" in seal.output
 
 
 def test_projects_commands(run) -> None:  # type: ignore[no-untyped-def]
