@@ -23,6 +23,20 @@ class Walkthrough:
 
 WALKTHROUGHS = [
     Walkthrough(
+        "audit.md",
+        8215,
+        "/tmp/agentledger-audit",
+        shows=(
+            "403\n200\n",
+            "6 agent:alice archive_project 403 forbidden\n",
+            "4 agent:alice ProjectCreated\n5 agent:alice ProjectCreated\n"
+            "6 agent:alice CommandRefused\n7 user:carol ProjectArchived\n",
+            "ok: 7 events verified; sealed head 7",
+            "FAILED at position 5: altered — the stored bytes differ from the bytes sealed\n"
+            "exit code 2\n",
+        ),
+    ),
+    Walkthrough(
         "work-items.md",
         8198,
         "/tmp/agentledger-work",
