@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 HOST   ?= 127.0.0.1
 PORT   ?= 8080
 
-.PHONY: run test lint bench bench-quick clean
+.PHONY: run test lint bench bench-quick bench-audit clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,11 @@ bench: $(STAMP)
 
 bench-quick: $(STAMP)
 	$(BIN)/python -m bench --quick $(BENCH_ARGS)
+
+# The audit trail's costs on a log of a million events (export, seal, verify, status as_of,
+# refusal recording); STORE=postgres for the local server.
+bench-audit: $(STAMP)
+	$(BIN)/python -m bench.audit --store $(or $(STORE),sqlite) $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .agentledger .pytest_cache
