@@ -37,10 +37,15 @@ from agentledger.domain.refusals import CommandRefusal
 from agentledger.infrastructure.bootstrap import Runtime, build_runtime
 from agentledger.infrastructure.settings import Settings
 from bench.harness import DEFAULT_DATABASE_URL
-from tests.support.helpers import agent_context
 
 CLI = str(Path(sys.executable).with_name("agentledger"))
 BATCH = 1000
+
+
+def agent_context(rt: Runtime, name: str) -> RequestContext:
+    operator = RequestContext(local_operator("bench"), "bench-setup")
+    secret = rt.access.issue(operator, f"agent:{name}", ["agent", "coordinator"]).value.secret
+    return RequestContext(rt.access.authenticate(secret), f"bench-{name}")
 
 
 def fill(rt: Runtime, events: int) -> float:
