@@ -11,7 +11,9 @@ from __future__ import annotations
 import dataclasses
 import enum
 import heapq
+import importlib
 import json
+import pkgutil
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -21,36 +23,15 @@ from uuid import UUID
 
 from eventsourcing.persistence import Notification
 
+import agentledger.domain
 from agentledger.application.context import Principal
 from agentledger.application.errors import FieldError, InvalidRequest, NotFound
 from agentledger.application.ledger import Ledger, stored_topics
 from agentledger.application.seal import Checkpoint, SealedLink, SealLinks, VerifyReport, verify
-from agentledger.domain import (  # every aggregate, so every event class is known here
-    access,
-    approvals,
-    entries,
-    plans,
-    projects,
-    refusals,
-    selections,
-    sessions,
-    work_items,
-)
 from agentledger.domain.access import Role
 from agentledger.domain.events import CONTEXT_FIELDS, LedgerAggregate
 from agentledger.domain.refusals import CommandRefusal
 
-_AGGREGATE_MODULES = (
-    access,
-    approvals,
-    entries,
-    plans,
-    projects,
-    refusals,
-    selections,
-    sessions,
-    work_items,
-)
 PAGE = 1000  # events read from the store at a time
 # What the library adds to every event, shown in a record's own columns, not as a change.
 _LIBRARY_FIELDS = frozenset(
@@ -360,6 +341,8 @@ def plain(value: Any) -> Any:
 
 def event_classes() -> dict[str, type]:
     """Every event class the product writes, by qualified name (`AgentSession.SessionStarted`)."""
+    for module in pkgutil.iter_modules(agentledger.domain.__path__):  # each aggregate's module
+        importlib.import_module(f"{agentledger.domain.__name__}.{module.name}")
     found: dict[str, type] = {}
     pending: list[type] = [LedgerAggregate.Event]
     while pending:

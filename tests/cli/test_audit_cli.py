@@ -6,33 +6,18 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import Result
 
 from agentledger.infrastructure.bootstrap import build_runtime
 from agentledger.infrastructure.settings import Settings
-from agentledger.interfaces.cli.main import cli
 from tests.support.helpers import agent_context
 from tests.support.stored_log import StoredLog
 
 Run = Callable[..., Result]
-
-
-@pytest.fixture
-def run(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Run]:
-    monkeypatch.delenv("DATABASE_URL", raising=False)
-    monkeypatch.setenv("AGENTLEDGER_DATA_DIR", str(settings.data_dir))
-    if settings.database_url:
-        monkeypatch.setenv("DATABASE_URL", settings.database_url)
-        monkeypatch.setenv("AGENTLEDGER_POSTGRES_SCHEMA", settings.postgres_schema)
-
-    def invoke(*args: str) -> Result:
-        return CliRunner().invoke(cli, list(args), catch_exceptions=False)
-
-    yield invoke
 
 
 @pytest.fixture

@@ -8,11 +8,10 @@ import queue
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import CliRunner
 
 from agentledger.application.approvals import NewApproval
 from agentledger.application.context import RequestContext, local_operator
@@ -23,21 +22,6 @@ from agentledger.infrastructure.settings import Settings
 from agentledger.interfaces.cli.main import cli
 
 CLI = str(Path(sys.executable).with_name("agentledger"))
-
-
-@pytest.fixture
-def run(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
-    """Invoke the CLI with the environment pointing at this test's store."""
-    monkeypatch.delenv("DATABASE_URL", raising=False)
-    monkeypatch.setenv("AGENTLEDGER_DATA_DIR", str(settings.data_dir))
-    if settings.database_url:
-        monkeypatch.setenv("DATABASE_URL", settings.database_url)
-        monkeypatch.setenv("AGENTLEDGER_POSTGRES_SCHEMA", settings.postgres_schema)
-
-    def invoke(*args: str) -> Result:
-        return CliRunner().invoke(cli, list(args), catch_exceptions=False)
-
-    yield invoke
 
 
 def test_tokens_issue_list_revoke(run, settings: Settings) -> None:  # type: ignore[no-untyped-def]
