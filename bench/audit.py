@@ -117,47 +117,70 @@ def as_of_on_1200_items(rt: Runtime, runs: int = 5) -> dict[str, float]:
 
 
 def refusal_cost(rt: Runtime, calls: int, pause: float) -> dict[str, float]:
-    """Accepted commands (a project created each), one caller: alone, then with four threads
-    each recording a refusal every `pause` seconds beside it (0: as fast as they can)."""
-    boss = agent_context(rt, "refusal-bench")
+    """Accepted commands (a project created each), one caller: alone; beside four threads each
+    refusing a command every `pause` seconds (0: as fast as they can) without recording it
+    (the control: the same threads, the same event built, nothing stored); and beside the
+    same threads recording each refusal as the service does."""
+    boss = agent_context(rt, f"refusal-bench-{pause}")
+    ctx = RequestContext(local_operator("bench"), "refusals")
+    refusal = Refusal("patch_item", "/v1/work-items/x", None, "version-mismatch", 412, "x")
 
     def accepted(label: str) -> list[float]:
         timings = []
         for n in range(calls):
             started = time.perf_counter()
-            rt.projects.create(boss, f"{label}-{n}")
+            rt.projects.create(boss, f"{label}-{pause}-{n}")
             timings.append((time.perf_counter() - started) * 1000)
         return timings
 
-    alone = accepted(f"alone{pause}")
-    stop = threading.Event()
-    recorded = [0]
+    def built_only(_ctx: RequestContext, _refusal: Refusal) -> None:
+        event = EventContext(ctx.principal.name, "t", "patch_item", "c", datetime.now(UTC))
+        aggregate = CommandRefusal.record(
+            event,
+            UUID(int=random.getrandbits(128), version=4),
+            target="/x",
+            target_id=None,
+            problem="version-mismatch",
+            status=412,
+            detail="x",
+        )
+        aggregate.collect_events()
 
-    def refuse() -> None:
-        ctx = RequestContext(local_operator("bench"), "refusals")
-        while not stop.is_set():
-            rt.refusals.record(
-                ctx, Refusal("patch_item", "/v1/work-items/x", None, "version-mismatch", 412, "x")
-            )
-            recorded[0] += 1
-            if pause:
-                stop.wait(pause)
+    def beside(label: str, refuse: Any) -> tuple[list[float], int]:
+        stop = threading.Event()
+        count = [0]
 
-    threads = [threading.Thread(target=refuse) for _ in range(4)]
-    for t in threads:
-        t.start()
-    try:
-        beside = accepted(f"beside{pause}")
-    finally:
-        stop.set()
+        def loop() -> None:
+            while not stop.is_set():
+                refuse(ctx, refusal)
+                count[0] += 1
+                if pause:
+                    stop.wait(pause)
+
+        threads = [threading.Thread(target=loop) for _ in range(4)]
         for t in threads:
-            t.join()
+            t.start()
+        try:
+            return accepted(label), count[0]
+        finally:
+            stop.set()
+            for t in threads:
+                t.join()
+
+    def p(values: list[float], share: float) -> float:
+        return sorted(values)[max(0, int(len(values) * share) - 1)]
+
+    alone = accepted("alone")
+    control, _ = beside("control", built_only)
+    recorded, count = beside("recorded", rt.refusals.record)
     return {
-        "alone_p50_ms": statistics.median(alone),
-        "alone_p99_ms": sorted(alone)[int(len(alone) * 0.99) - 1],
-        "with_refusals_p50_ms": statistics.median(beside),
-        "with_refusals_p99_ms": sorted(beside)[int(len(beside) * 0.99) - 1],
-        "refusals_recorded": recorded[0],
+        "alone_p50_ms": p(alone, 0.5),
+        "alone_p99_ms": p(alone, 0.99),
+        "control_p50_ms": p(control, 0.5),
+        "control_p99_ms": p(control, 0.99),
+        "recorded_p50_ms": p(recorded, 0.5),
+        "recorded_p99_ms": p(recorded, 0.99),
+        "refusals_recorded": count,
     }
 
 
