@@ -12,6 +12,7 @@ import dataclasses
 import enum
 import heapq
 import importlib
+import itertools
 import json
 import pkgutil
 import re
@@ -176,7 +177,13 @@ class AuditService:
     def page(self, criteria: AuditFilter, after: int, limit: int, scan: int) -> TimelinePage:
         """At most `limit` matching events after `after`, looking at no more than `scan`
         events of the log: a filter matching little still answers in bounded time, with the
-        position to continue from."""
+        position to continue from. One aggregate's events come through its own index."""
+        if criteria.aggregate_id is not None:
+            found = list(itertools.islice(self.timeline(criteria, after), limit + 1))
+            if len(found) > limit:
+                last = found[limit - 1].position
+                return TimelinePage(found[:limit], last, last)
+            return TimelinePage(found, None, self.head())
         topics = topics_of(criteria.types)
         records: list[AuditRecord] = []
         position = after

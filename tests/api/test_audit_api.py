@@ -48,6 +48,9 @@ def scenario(client: TestClient, runtime: Runtime, clock: ManualClock) -> dict[s
     middle = clock.now()
     made = client.post("/v1/projects", json={"name": "gemini"}, headers=bob)
     assert made.status_code == 201, made.text
+    clock.advance(120)
+    renewed = client.post(f"/v1/sessions/{b['id']}/heartbeat", headers=bob)
+    assert renewed.status_code == 200 and renewed.json()["renewed"], renewed.text
     return {"alice": a, "bob": b, "started": started, "middle": middle}
 
 
@@ -101,6 +104,7 @@ def test_filters_return_exactly_the_matching_events(
     session = scenario["bob"]["id"]
     own = _events(client, auditor, aggregate_id=session)
     assert own == [e for e in everything if e["aggregate_id"] == session]
+    assert len(own) >= 2 and _events(client, auditor, aggregate_id=session, limit=1) == own
 
     since = _events(client, auditor, since=scenario["started"].isoformat())
     assert since == [e for e in everything if e["occurred_at"] >= _z(scenario["started"])]
