@@ -12,12 +12,14 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from click.testing import CliRunner, Result
 from starlette.testclient import TestClient
 
 from agentledger.application.clock import ManualClock, SystemClock
 from agentledger.application.context import RequestContext, local_operator
 from agentledger.infrastructure.bootstrap import Runtime, build_runtime
 from agentledger.infrastructure.settings import Settings
+from agentledger.interfaces.cli.main import cli
 from agentledger.interfaces.http.app import create_app
 from tests.support.postgres import fresh_database, server_url
 
@@ -87,3 +89,18 @@ def issue_token(rt: Runtime, principal: str, *roles: str) -> str:
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+def run(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
+    """Invoke the CLI with the environment pointing at this test's store."""
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.setenv("AGENTLEDGER_DATA_DIR", str(settings.data_dir))
+    if settings.database_url:
+        monkeypatch.setenv("DATABASE_URL", settings.database_url)
+        monkeypatch.setenv("AGENTLEDGER_POSTGRES_SCHEMA", settings.postgres_schema)
+
+    def invoke(*args: str) -> Result:
+        return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+    yield invoke

@@ -78,6 +78,14 @@ class ReadModelStore(ABC):
     def position(self) -> int:
         return self._recorder.max_tracking_id(APPLICATION_NAME) or 0
 
+    def position_in(self, cursor: Any) -> int:
+        """The tracking position, read in the caller's transaction."""
+        return self._recorder._max_tracking_id(APPLICATION_NAME, cursor) or 0
+
+    @abstractmethod
+    def begin_snapshot(self, cursor: Any) -> None:
+        """Make the caller's (new) transaction read one snapshot throughout."""
+
     def record_position(self, cursor: Any, position: int) -> None:
         """Record the position in the caller's transaction. The library's single-row tracking
         statement only moves forward: no row back means the store is already past `position`
@@ -126,6 +134,9 @@ class PostgresReadModelStore(ReadModelStore):
         names = {t.name: f'"{self._schema}"."{self.name}_{t.name}"' for t in self.tables}
         return statement.format(read_model=self.name, bytes='COLLATE "C"', **names)
 
+    def begin_snapshot(self, cursor: Any) -> None:
+        cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+
     def forget_position(self, cursor: Any) -> None:
         cursor.execute(
             f'DELETE FROM "{self._schema}"."{self._tracking_table}" '
@@ -169,6 +180,10 @@ class SQLiteReadModelStore(ReadModelStore):
         names = {t.name: f"{self.name}_{t.name}" for t in self.tables}
         formatted = statement.format(read_model=self.name, bytes="COLLATE BINARY", **names)
         return _NAMED_PARAM.sub(r":\1", formatted)
+
+    def begin_snapshot(self, cursor: Any) -> None:
+        """Nothing to do: the library opens each transaction with BEGIN, and in WAL mode a
+        read transaction sees one snapshot from its first read to its end."""
 
     def forget_position(self, cursor: Any) -> None:
         cursor.execute(f"DELETE FROM tracking WHERE application_name <> '{_MIGRATION_ROW}'")

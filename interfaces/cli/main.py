@@ -22,6 +22,7 @@ from agentledger.application.errors import NotFound
 from agentledger.application.readmodels import EntryFilter
 from agentledger.application.status import render_markdown
 from agentledger.infrastructure.bootstrap import Runtime
+from agentledger.infrastructure.readmodels.verify import check
 from agentledger.interfaces.cli.approvals import approvals
 from agentledger.interfaces.cli.audit import audit
 from agentledger.interfaces.cli.output import emit
@@ -431,6 +432,32 @@ def projections_status(as_json: bool) -> None:
                 }
             )
     emit(rows, ["name", "kind", "position", "head", "lag"], as_json)
+
+
+@projections.command("verify")
+@click.argument("name", required=False)
+@click.option("--all", "every", is_flag=True, help="Every read model.")
+@click.option("--json", "as_json", is_flag=True)
+def projections_verify(name: str | None, every: bool, as_json: bool) -> None:
+    """Replay a read model's projection from the log into scratch tables, up to the position
+    the live model reflects, and compare the two row by row. Exit 0 only if identical."""
+    if (name is None) == (not every):
+        raise click.UsageError("name one read model, or give --all")
+    with runtime() as rt:
+        runners = rt.runners.projections
+        if name is not None and name not in runners:
+            raise click.ClickException(f"unknown projection {name}; known: {', '.join(runners)}")
+        chosen = [runners[name]] if name else list(runners.values())
+        checks = [check(rt.ledger, r.worker.read_model, r.worker.projection) for r in chosen]
+    if as_json:
+        click.echo(json.dumps([asdict(c) for c in checks], default=str, indent=2))
+    for c in checks if not as_json else ():
+        verdict = "identical" if c.identical else f"{c.differences} rows differ"
+        click.echo(f"{c.name}: {verdict} at position {c.position} ({c.rows} rows replayed)")
+        for d in c.shown:
+            click.echo(f"  {d.table} {d.key}:\n    live:     {d.live}\n    replayed: {d.replayed}")
+    if not all(c.identical for c in checks):
+        sys.exit(EXIT_REFUSED)
 
 
 @projections.command("rebuild")
