@@ -19,6 +19,13 @@ class RunnerStatus:
     def lag(self) -> int:
         return max(0, self.head - self.position)
 
+    @property
+    def version(self) -> int:
+        """A read model's version is the `_v<N>` its stable name ends with (a new schema is a
+        new name, built afresh); a policy without one is at version 1."""
+        _, _, suffix = self.name.rpartition("_v")
+        return int(suffix) if suffix.isdigit() else 1
+
 
 @dataclass(frozen=True)
 class SweeperStatus:

@@ -22,6 +22,7 @@ from agentledger.interfaces.http.routes import (
     audit,
     entries,
     health,
+    projections,
     projects,
     selections,
     sessions,
@@ -40,6 +41,7 @@ OPERATIONS: list[Operation] = [
     *approvals.OPERATIONS,
     *status.OPERATIONS,
     *audit.OPERATIONS,
+    *projections.OPERATIONS,
 ]
 
 

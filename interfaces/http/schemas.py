@@ -165,7 +165,11 @@ CursorToken = Annotated[
 
 
 # The rule of each text path parameter (ids are UUIDs, see `HttpCall.path_uuid`).
+ProjectionName = Annotated[
+    str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$", description="e.g. work_items_v3")
+]
 PATH_RULES: dict[str, TypeAdapter[str]] = {
+    "projection": TypeAdapter(ProjectionName),
     "name": TypeAdapter(ProjectRef),
     "agent_id": TypeAdapter(AgentId),
 }

@@ -93,6 +93,8 @@ EXPECTED: dict[tuple[str, str], tuple[frozenset[str], set[int]]] = {
     ("GET", "/v1/audit/aggregates/{id}/history"): (frozenset(), ANY | {200, 403, 404}),
     ("GET", "/v1/audit/aggregates/{id}/state"): (frozenset(), READ | {200, 403, 404}),
     ("GET", "/v1/audit/verify"): (frozenset(), READ | {200, 403}),
+    ("GET", "/v1/projections"): (frozenset(), ANY | {200, 403}),
+    ("GET", "/v1/projections/{projection}/verification"): (frozenset(), ANY | {200, 403, 404}),
 }
 
 # Every write also takes an Idempotency-Key: 409 while the first request with it runs, 422
