@@ -14,6 +14,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from agentledger.infrastructure.bootstrap import Runtime
+from agentledger.infrastructure.metrics import HTTP_REQUESTS
 from agentledger.interfaces.http.call import TRACE_HEADER, trace_id_of
 from agentledger.interfaces.http.openapi import build_openapi
 from agentledger.interfaces.http.problems import problem_response, to_problem
@@ -88,7 +89,12 @@ class TraceMiddleware:
 
         async def send_with_trace(message: dict) -> None:  # type: ignore[type-arg]
             if message["type"] == "http.response.start":
-                elapsed_ms = (time.perf_counter() - started) * 1000
+                elapsed = time.perf_counter() - started
+                elapsed_ms = elapsed * 1000
+                route = scope.get("route")
+                HTTP_REQUESTS.labels(
+                    scope["method"], getattr(route, "path", "unmatched"), str(message["status"])
+                ).observe(elapsed)
                 message.setdefault("headers", []).extend(
                     [
                         (TRACE_HEADER.lower().encode(), trace_id.encode()),

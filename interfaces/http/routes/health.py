@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from starlette.responses import JSONResponse, Response
 
-from agentledger.infrastructure.metrics import CONTENT_TYPE, exposition
+from agentledger.infrastructure.metrics import CONTENT_TYPE, exposition, observe_runners
 from agentledger.interfaces.http.call import HttpCall
 from agentledger.interfaces.http.routing import TEXT, Operation
 
@@ -51,6 +51,10 @@ def openapi(call: HttpCall) -> Response:
 
 
 def metrics(call: HttpCall) -> Response:
+    # Counters answer even when the store does not; the runners' gauges then keep their
+    # last values (`/readyz` says what is wrong).
+    if call.runtime.is_store_reachable():
+        observe_runners(call.runtime.runners.statuses())
     return Response(exposition(), media_type=CONTENT_TYPE)
 
 
@@ -85,9 +89,8 @@ OPERATIONS = [
         "GET",
         "/metrics",
         metrics,
-        "Counters in the Prometheus text format (refused commands, 401s)",
+        "Metrics in the Prometheus text format: requests, refusals, 401s, projections",
         authenticated=False,
-        blocking=False,
         media=(TEXT,),
         tags=("health",),
     ),
