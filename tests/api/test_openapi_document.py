@@ -32,7 +32,7 @@ EXPECTED: dict[tuple[str, str], tuple[frozenset[str], set[int]]] = {
     ("GET", "/healthz"): (frozenset(), {200, 422}),
     ("GET", "/readyz"): (frozenset(), {200, 422, 503}),
     ("GET", "/openapi.json"): (frozenset(), {200, 422, 503}),
-    ("GET", "/metrics"): (frozenset(), {200, 422}),
+    ("GET", "/metrics"): (frozenset(), {200, 422, 503}),
     ("POST", "/v1/sessions"): (frozenset(), WRITE | {201, 403}),
     ("GET", "/v1/sessions"): (frozenset({CW}), READ | {200}),
     ("GET", "/v1/sessions/{session_id}"): (frozenset({CW}), READ | {200, 404}),
