@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 HOST   ?= 127.0.0.1
 PORT   ?= 8080
 
-.PHONY: run test lint bench bench-quick bench-audit clean
+.PHONY: run test lint bench bench-quick bench-audit bench-projections clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,11 @@ bench-quick: $(STAMP)
 # refusal recording); STORE=postgres for the local server.
 bench-audit: $(STAMP)
 	$(BIN)/python -m bench.audit --store $(or $(STORE),sqlite) $(BENCH_ARGS)
+
+# What projections cost: rebuild throughput (blue/green and in place), verify, and read-model
+# lag under sustained writes (STORE=postgres; BENCH_ARGS="--events 1000000").
+bench-projections: $(STAMP)
+	$(BIN)/python -m bench.projections --store $(or $(STORE),sqlite) $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .agentledger .pytest_cache

@@ -23,7 +23,7 @@ from eventsourcing.persistence import IntegrityError, Tracking
 from agentledger.application.clock import Clock
 from agentledger.application.context import RequestContext
 from agentledger.application.errors import ConcurrencyConflict, NotFound
-from agentledger.application.group_commit import GroupCommitter
+from agentledger.application.group_commit import BatchObserver, GroupCommitter
 from agentledger.application.idempotency import (
     Claim,
     Completion,
@@ -90,14 +90,29 @@ class UnitOfWork:
 Decision = Callable[[UnitOfWork, EventContext], T]
 # Told the log position after each commit.
 CommitCallback = Callable[[int], None]
+# Told the command's name each time it is re-run after losing a version conflict; set by the
+# wiring to feed a metric (this layer knows nothing of how it is reported).
+RetryObserver = Callable[[str], None]
 
 
 class CommandRunner:
-    def __init__(self, ledger: Ledger, clock: Clock, group_commit: int = 64) -> None:
-        """`group_commit`: how many concurrent commands one transaction may hold (1: none)."""
+    def __init__(
+        self,
+        ledger: Ledger,
+        clock: Clock,
+        group_commit: int = 64,
+        *,
+        on_retry: RetryObserver | None = None,
+        on_batch: BatchObserver | None = None,
+    ) -> None:
+        """`group_commit`: how many concurrent commands one transaction may hold (1: none).
+        `on_retry` and `on_batch` observe conflict retries and group-commit batch sizes."""
         self._ledger = ledger
         self._clock = clock
-        self.committer = GroupCommitter(ledger, group_commit) if group_commit > 1 else None
+        self.committer = (
+            GroupCommitter(ledger, group_commit, on_batch) if group_commit > 1 else None
+        )
+        self._on_retry = on_retry
         self._commit_callbacks: list[CommitCallback] = []
         self._stripes = [threading.Lock() for _ in range(LOCK_STRIPES)]
         # Version conflicts met (retried or reported), a race indicator; counted under a lock
@@ -176,6 +191,8 @@ class CommandRunner:
         claim = current_claim()
         command_id = _command_id()
         for attempt in range(MAX_ATTEMPTS):
+            if attempt and self._on_retry is not None:
+                self._on_retry(command)
             ctx = EventContext(
                 actor=request.principal.name,
                 trace_id=request.trace_id,

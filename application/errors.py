@@ -68,6 +68,15 @@ class NotCaughtUp(ApplicationError):
         super().__init__(f"read model is at position {reached}, waiting for {wanted} timed out")
 
 
+class ReadModelBuilding(ApplicationError):
+    """A read model of a new version is being built from the log on start-up: nothing is
+    answered from it until it is whole."""
+
+    def __init__(self, names: list[str]) -> None:
+        self.names = names
+        super().__init__(f"building read model(s) {', '.join(names)} from the log; try again")
+
+
 class InvalidPosition(ApplicationError):
     """A consistency position that is not a log position (malformed)."""
 

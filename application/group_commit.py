@@ -16,13 +16,17 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
 from agentledger.application.ledger import Ledger
+
+# Told how many commands each transaction written held (1 for a command written alone); set
+# by the wiring to feed a metric, so this layer knows nothing of how it is reported.
+BatchObserver = Callable[[int], None]
 
 
 @dataclass
@@ -37,9 +41,12 @@ class _Queued:
 
 
 class GroupCommitter:
-    def __init__(self, ledger: Ledger, max_batch: int = 64) -> None:
+    def __init__(
+        self, ledger: Ledger, max_batch: int = 64, on_batch: BatchObserver | None = None
+    ) -> None:
         self._ledger = ledger
         self._max_batch = max_batch
+        self._on_batch = on_batch
         self._queue: deque[_Queued] = deque()
         # Guards the queue and `_writing`; waiters sleep on it until their command is written
         # or nobody is writing (then one of them writes the next batch).
@@ -139,6 +146,8 @@ class GroupCommitter:
     def _count(self, commands: int) -> None:
         self.transactions += 1
         self.commands += commands
+        if self._on_batch is not None:
+            self._on_batch(commands)
 
 
 def _completions(completions: list[Any]) -> dict[str, Any]:

@@ -51,6 +51,7 @@ from agentledger.infrastructure.locks import (
     advisory_lock_held,
     file_lock_held,
 )
+from agentledger.infrastructure.metrics import count_conflict_retry, observe_batch_size
 from agentledger.infrastructure.readmodels.approvals import ApprovalsReadModel
 from agentledger.infrastructure.readmodels.base import ReadModel
 from agentledger.infrastructure.readmodels.entries import EntriesReadModel
@@ -64,6 +65,7 @@ from agentledger.infrastructure.runners.log_tail import LogTail
 from agentledger.infrastructure.runners.policy_worker import PolicyWorker
 from agentledger.infrastructure.runners.projection_runner import ProjectionRunner
 from agentledger.infrastructure.runners.projection_worker import ProjectionWorker
+from agentledger.infrastructure.runners.registry import RunnerRegistry
 from agentledger.infrastructure.runners.runner import Runner
 from agentledger.infrastructure.runners.runner_set import RunnerSet
 from agentledger.infrastructure.runners.seal_worker import SealWorker
@@ -162,8 +164,15 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
         work_items = stores.open(WorkItemsTable)
         approvals = stores.open(ApprovalsReadModel)
         seal_tables = stores.open(SealTables)
+        registry = stores.open(RunnerRegistry)
         cursors = Cursors(cursor_key(settings))
-    commands = CommandRunner(ledger, clock, settings.group_commit_max)
+    commands = CommandRunner(
+        ledger,
+        clock,
+        settings.group_commit_max,
+        on_retry=count_conflict_retry,
+        on_batch=observe_batch_size,
+    )
     key_store = cast(IdempotencyStore, ledger.recorder)  # see infrastructure/idempotency.py
     commands.idempotency_store = key_store
     idempotency = IdempotencyService(
@@ -192,6 +201,8 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
             ProjectionWorker(tail, read_model, projection),
             runner_lock(settings, read_model.name),
             settings.projection_poll_seconds,
+            registry,
+            rebuild_lock=runner_lock(settings, f"{read_model.name}.rebuild"),
         )
         for read_model, projection in projections
     ]
@@ -207,6 +218,7 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
             PolicyWorker(ledger, tail, commands, policy),
             runner_lock(settings, policy.name),
             settings.projection_poll_seconds,
+            registry,
         )
         for policy in policies
     ]
@@ -216,8 +228,9 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
         SealWorker(tail, seal_tables, clock, settings.seal_checkpoint_events),
         runner_lock(settings, seal_tables.name),
         settings.projection_poll_seconds,
+        registry,
     )
-    runners = RunnerSet(projection_runners, policy_runners, seal_runner)
+    runners = RunnerSet(projection_runners, policy_runners, seal_runner, registry)
     commands.on_commit(runners.nudge)
     work_item_service = WorkItemService(commands, work_items, clock, consistency, cursors)
     session_service = SessionService(commands, sessions, clock, consistency, cursors)

@@ -18,11 +18,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, ClassVar, get_args, get_origin, get_type_hints
+from typing import TYPE_CHECKING, Any, ClassVar, Self, get_args, get_origin, get_type_hints
 from uuid import UUID
 
 from agentledger.application.projections import Projection
 from agentledger.infrastructure.readmodels.row_writer import RowWriter
+from agentledger.infrastructure.readmodels.stores import PositionMoved
 
 if TYPE_CHECKING:  # for annotations: stores.py reads the tables declared here
     from agentledger.infrastructure.readmodels.stores import ReadModelStore
@@ -153,6 +154,18 @@ class Table:
         return tuple((c, _DECODERS.get(kind)) for c, kind in self.columns.items())
 
 
+class ProjectionFault(Exception):
+    """A projection's handler failed on the event at `position`: its batch rolled back, and
+    the read model stays before that event until the handler stops failing."""
+
+    def __init__(self, name: str, position: int, event: Any, cause: Exception) -> None:
+        super().__init__(
+            f"{name} failed on event {position} ({type(event).__qualname__}): "
+            f"{type(cause).__name__}: {cause}"
+        )
+        self.position = position
+
+
 def column_kind(hint: Any) -> str:
     """The kind a field of this type is stored as: `UUID | None` is a nullable "uuid"."""
     if get_origin(hint) in (types.UnionType, typing.Union):
@@ -197,16 +210,45 @@ class ReadModel:
         projection follows up to there is written, and the others need nothing."""
         self._passed = position if self._passed is None else max(self._passed, position)
 
+    def building(self) -> Self:
+        """This read model's rebuild, beside it in the same store (`ReadModelStore.building`)."""
+        return type(self)(self._store.building())
+
+    @property
+    def store(self) -> ReadModelStore:
+        return self._store
+
     def process(
-        self, batch: Sequence[tuple[Any, int]], last_position: int, projection: Projection
+        self,
+        batch: Sequence[tuple[Any, int]],
+        last_position: int,
+        projection: Projection,
+        after: int | None = None,
     ) -> None:
-        """Apply events and advance tracking in one transaction: exactly once, or not at all."""
+        """Apply events and advance tracking in one transaction: exactly once, or not at all.
+        Given `after` (where the batch starts), the stored position is taken first and must
+        not be past it (`PositionMoved` otherwise: a switch-over or another runner moved it)."""
         with self._store.transaction(commit=True) as cursor:
-            writer = RowWriter(self._store, cursor)
-            for event, position in batch:
-                projection.handle(event, position, writer)
-            writer.flush()
+            if after is not None:
+                stored = self._store.lock_position(cursor)
+                if stored > after:
+                    raise PositionMoved(self.name, stored)
+                if not batch and stored >= last_position:
+                    return
+            self.apply_in(cursor, batch, projection)
             self._store.record_position(cursor, last_position)
+
+    def apply_in(
+        self, cursor: Any, batch: Sequence[tuple[Any, int]], projection: Projection
+    ) -> None:
+        """Apply events in the caller's transaction; a handler's failure names its event."""
+        writer = RowWriter(self._store, cursor)
+        for event, position in batch:
+            try:
+                projection.handle(event, position, writer)
+            except Exception as exc:  # any handler bug: say which event, roll back the batch
+                raise ProjectionFault(self.name, position, event, exc) from exc
+        writer.flush()
 
     def reset(self) -> None:
         """Forget every row and the tracking position together, so a rebuild starts clean."""

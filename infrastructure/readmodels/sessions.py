@@ -68,6 +68,13 @@ class SessionsReadModel(ReadModel):
         rows = self.select("sessions", statement, {"now": to_micros(now), "limit": limit})
         return [r["id"] for r in rows]
 
+    def count(self, status: SessionStatus, now: datetime) -> int:
+        """Sessions whose effective status (as `list` filters it) is `status` at `now`."""
+        statement = f"SELECT COUNT(*) AS n FROM {{sessions}} WHERE {_status_clause(status)}"
+        with self.reading() as cursor:
+            cursor.execute(self.sql(statement), {"status": status.value, "now": to_micros(now)})
+            return int(cursor.fetchone()["n"])
+
 
 def _status_clause(status: SessionStatus) -> str:
     """The effective status, computed on read: a lapsed live lease counts as expired."""

@@ -13,7 +13,8 @@ from functools import cached_property
 from typing import Any
 
 from agentledger.application.projections import Projection, followed_topics
-from agentledger.infrastructure.readmodels.base import ReadModel
+from agentledger.infrastructure.readmodels.base import ProjectionFault, ReadModel
+from agentledger.infrastructure.readmodels.stores import PositionMoved
 from agentledger.infrastructure.runners.log_tail import BATCH_SIZE, LogTail
 
 # Tracking past events a projection does not follow is written at most this often: a write
@@ -47,8 +48,11 @@ class ProjectionWorker:
             self._record_if_due(after)
             return after
         last = positions[-1]
-        if not self._apply(zip(events, positions, strict=True), last):
-            self._record_if_due(last)
+        try:
+            if not self._apply(zip(events, positions, strict=True), last, after):
+                self._record_if_due(last)
+        except PositionMoved as moved:
+            return self._resume_at(moved.position)
         self.read_model.passed(last)
         return last
 
@@ -58,12 +62,13 @@ class ProjectionWorker:
         projection then rebuilds from a 30,000-event log in milliseconds). Returns the position
         reached (at least `head` once nothing it follows is left) and how many it applied."""
         ledger = self.tail.ledger
-        notifications = ledger.read_log(after, BATCH_SIZE, self._topics)
+        notifications = ledger.read_log(after, BATCH_SIZE, self.topics)
         if len(notifications) == BATCH_SIZE:
             position = notifications[-1].id
         else:  # nothing more it follows had been written when this read was sent
             position = max(head, notifications[-1].id if notifications else after)
-        applied = self._apply(((ledger.to_event(n), n.id) for n in notifications), position)
+        events = ((ledger.to_event(n), n.id) for n in notifications)
+        applied = self._apply(events, position, after)
         if not applied:
             self.settle(position)
         return position, applied
@@ -71,25 +76,45 @@ class ProjectionWorker:
     def settle(self, position: int) -> None:
         """Record the position reached past events this projection does not follow."""
         if position > self._recorded:
-            self.read_model.process([], position, self.projection)
+            try:
+                self.read_model.process([], position, self.projection, after=position)
+            except PositionMoved as moved:  # the store is further on: nothing to record
+                position = moved.position
             self._mark_recorded(position)
 
     def reset(self) -> None:
         self.read_model.reset()
         self._recorded = 0
 
-    def _apply(self, events: Iterable[tuple[Any, int]], position: int) -> int:
+    def _apply(self, events: Iterable[tuple[Any, int]], position: int, after: int) -> int:
         """Apply the events the projection follows, recording `position` with them; returns
-        how many (0: nothing written, the caller decides when to record the position)."""
+        how many (0: nothing written, the caller decides when to record the position).
+
+        A handler failing on one event rolls the batch back; the events before it are then
+        applied alone, so the read model stops right before the failing event (and the
+        fault, raised on, says which)."""
         follows = self.projection.follows
         batch = [(event, at) for event, at in events if isinstance(event, follows)]
         if batch:
-            self.read_model.process(batch, position, self.projection)
+            try:
+                self.read_model.process(batch, position, self.projection, after)
+            except ProjectionFault as fault:
+                before = [(event, at) for event, at in batch if at < fault.position]
+                self.read_model.process(before, fault.position - 1, self.projection, after)
+                self._mark_recorded(max(self._recorded, fault.position - 1))
+                raise
             self._mark_recorded(position)
         return len(batch)
 
+    def _resume_at(self, position: int) -> int:
+        """The store moved on without this runner (a rebuild switched the read model over):
+        the batch rolled back, go on from the store's position."""
+        self._mark_recorded(position)
+        self.read_model.passed(position)
+        return position
+
     @cached_property
-    def _topics(self) -> list[str]:
+    def topics(self) -> list[str]:
         return followed_topics(self.projection)
 
     def _record_if_due(self, position: int) -> None:

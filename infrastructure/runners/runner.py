@@ -2,17 +2,29 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
+from datetime import UTC, datetime
 from typing import Generic, TypeVar
 
 from agentledger.application.consistency import Consistency
 from agentledger.application.ledger import Ledger
 from agentledger.infrastructure.locks import RunnerLock
+from agentledger.infrastructure.readmodels.base import ProjectionFault
 from agentledger.infrastructure.runners.log_tail import LogTail
+from agentledger.infrastructure.runners.registry import (
+    HEARTBEAT_SECONDS,
+    RUNNER,
+    RunnerRecord,
+    RunnerRegistry,
+    this_process,
+)
 from agentledger.infrastructure.runners.status import RunnerStatus
 from agentledger.infrastructure.runners.supervised import Supervised
 from agentledger.infrastructure.runners.worker import Worker
+
+log = logging.getLogger("agentledger.runners")
 
 # How often a running worker confirms it still holds its lock (two runners at once stay
 # correct through tracking, but fail and restart each other).
@@ -30,7 +42,12 @@ class LockLost(RuntimeError):
 class Runner(Supervised, Generic[W]):
     """Holds the worker's lock (one runner per worker across processes) and feeds it the log
     in batches, sleeping until a commit wakes it (`nudge`) or its poll interval passes. Where
-    another process holds the lock it stands by, trying again every few seconds."""
+    another process holds the lock it stands by, trying again every few seconds.
+
+    States: `catching-up` from the start until the first batch that leaves nothing to do,
+    then `running`; `faulted` after a failure (`faulted_at`: the event a projection's handler
+    failed on), kept through the retries until a batch succeeds; `standby`; `stopped`. The
+    process holding the runner writes them to the registry for the other processes."""
 
     def __init__(
         self,
@@ -39,6 +56,7 @@ class Runner(Supervised, Generic[W]):
         worker: W,
         lock: RunnerLock,
         poll_seconds: float,
+        registry: RunnerRegistry | None = None,
     ) -> None:
         super().__init__(worker.name, f"runner-{worker.name}")
         self.ledger = ledger
@@ -46,9 +64,12 @@ class Runner(Supervised, Generic[W]):
         self.worker = worker
         self._lock = lock
         self._poll_seconds = poll_seconds
+        self._registry = registry
         self._wake = threading.Event()
         self._idle = threading.Event()
         self._progress: int | None = None
+        self.faulted_at: int | None = None
+        self._noted_at = 0.0
 
     def catch_up(self, consistency: Consistency) -> int:
         """Bring the worker to the head of the log now: here if no other process runs it,
@@ -75,7 +96,12 @@ class Runner(Supervised, Generic[W]):
 
     def progress(self) -> int | None:
         """The position this process has processed up to, while it runs the worker here."""
-        return self._progress if self.state == "running" else None
+        return self._progress if self.state in ("running", "catching-up") else None
+
+    @property
+    def holds(self) -> bool:
+        """This process runs the worker (or is retrying it after a fault)."""
+        return self.state in ("running", "catching-up", "faulted") and self.started
 
     def status(self, head: int | None = None) -> RunnerStatus:
         position = self.progress()
@@ -87,21 +113,81 @@ class Runner(Supervised, Generic[W]):
             head if head is not None else self.ledger.head_position(),
             self.last_error,
             self.restarts,
+            faulted_at=self.faulted_at,
+            holder=this_process() if self.holds else None,
         )
 
     def _run(self) -> None:
         if not self._lock.try_acquire():
             self.state = "standby"
+            self._standing_by()
             self._stop.wait(STANDBY_RETRY_SECONDS)
             return
-        self.state = "running"
+        if self.state != "faulted":  # a fault stays shown until a batch succeeds
+            self._set_state("catching-up")
+        self._prepare()
         self._loop()
+
+    def _prepare(self) -> None:
+        """Holding the lock, before following the log: nothing to do for most workers."""
+
+    def _standing_by(self) -> None:
+        """Another process holds the lock: nothing to do for most workers."""
 
     def _interrupt(self) -> None:
         self._wake.set()
 
     def _let_go(self) -> None:
         self._lock.release()
+
+    def _faulted(self, exc: Exception) -> None:
+        super()._faulted(exc)
+        self.faulted_at = exc.position if isinstance(exc, ProjectionFault) else None
+        self._note(force=True)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        held = self.started and self.state != "standby"
+        super().stop(timeout)
+        if held:
+            self._note(force=True)
+
+    def _set_state(self, state: str) -> None:
+        changed = state != self.state
+        self.state = state
+        self._note(force=changed)
+
+    def _note(self, force: bool = False) -> None:
+        """Tell the other processes (the registry) what this runner does: on a change of
+        state, and every HEARTBEAT_SECONDS while it runs. Never fails the runner."""
+        if self._registry is None:
+            return
+        if not force and time.monotonic() - self._noted_at < HEARTBEAT_SECONDS:
+            return
+        self._noted_at = time.monotonic()
+        position = self._progress if self._progress is not None else 0
+        record = RunnerRecord(
+            self.name,
+            RUNNER,
+            this_process(),
+            self.state,
+            position,
+            datetime.now(UTC),
+            faulted_at=self.faulted_at if self.state == "faulted" else None,
+            error=self.last_error if self.state == "faulted" else None,
+        )
+        try:
+            self._registry.put(record)
+        except Exception:  # the store is failing: the runner's own work shows it
+            log.debug("could not note %s in the registry", self.name, exc_info=True)
+
+    def _succeeded(self, idle: bool) -> None:
+        if self.state == "faulted":
+            self.faulted_at = None
+            self._recovered()
+            self._set_state("catching-up")
+        if idle and self.state == "catching-up":
+            self._set_state("running")
+        self._note()
 
     def _loop(self) -> None:
         position = self.worker.position()
@@ -115,6 +201,7 @@ class Runner(Supervised, Generic[W]):
                     raise LockLost(f"{self.name} lost its runner lock; standing down")
                 verified = time.monotonic()
             new_position = self.worker.step(position, fresh_since)
+            self._succeeded(idle=new_position == position)
             if new_position == position:
                 self._idle.set()
                 self._wake.wait(self._poll_seconds)
@@ -124,7 +211,6 @@ class Runner(Supervised, Generic[W]):
                 self._wake.clear()
                 fresh_since = self._tail.mark()
             position = self._progress = new_position
-            self.last_error = None
         # Stopping: record the position reached past ignored events, so readers waiting on
         # this read model after the runner stops are not left short of it.
         self.worker.settle(position)

@@ -13,9 +13,10 @@ MAX_BACKOFF_SECONDS = 30.0
 
 
 class Supervised(ABC):
-    """Runs `_run` on a daemon thread until stopped; when it raises, records the error, counts
-    a restart, and runs it again after a back-off (0.5 s, doubling up to 30 s). `state`,
-    `restarts` and `last_error` are what /readyz shows."""
+    """Runs `_run` on a daemon thread until stopped; when it raises, it is `faulted`: records
+    the error, counts a restart, and runs it again after a back-off (0.5 s, doubling up to
+    30 s, and back to 0.5 s once the work succeeds again: `_recovered`). `state`, `restarts`
+    and `last_error` are what /readyz shows."""
 
     def __init__(self, name: str, thread_name: str) -> None:
         self.name = name
@@ -25,6 +26,7 @@ class Supervised(ABC):
         self.restarts = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._backoff = FIRST_BACKOFF_SECONDS
 
     @property
     def started(self) -> bool:
@@ -58,16 +60,24 @@ class Supervised(ABC):
     def _let_go(self) -> None:
         """Release what the work held, after a failure and on stopping."""
 
+    def _recovered(self) -> None:
+        """The work succeeded: a later failure starts the back-off afresh (one long outage
+        must not leave every later restart 30 s away)."""
+        self._backoff = FIRST_BACKOFF_SECONDS
+        self.last_error = None
+
+    def _faulted(self, exc: Exception) -> None:
+        self.state = "faulted"
+        self.last_error = f"{type(exc).__name__}: {exc}"
+
     def _supervise(self) -> None:
-        backoff = FIRST_BACKOFF_SECONDS
         while not self._stop.is_set():
             try:
                 self._run()
             except Exception as exc:  # supervised: any failure restarts the work
-                self.state = "failed"
-                self.last_error = f"{type(exc).__name__}: {exc}"
                 self.restarts += 1
-                log.exception("%s failed; restarting in %.1fs", self.name, backoff)
+                self._faulted(exc)
+                log.exception("%s faulted; restarting in %.1fs", self.name, self._backoff)
                 self._let_go()
-                self._stop.wait(backoff)
-                backoff = min(MAX_BACKOFF_SECONDS, backoff * 2)
+                self._stop.wait(self._backoff)
+                self._backoff = min(MAX_BACKOFF_SECONDS, self._backoff * 2)

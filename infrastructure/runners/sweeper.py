@@ -39,7 +39,7 @@ class Sweeper(Supervised):
                 # the expiry index) only keeps the table small.
                 self._idempotency.remove_expired()
             self.passes += 1
-            self.last_error = None
+            self._recovered()
             if expired:
                 log.info("sweeper recorded %d expired session(s)", expired)
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 import time
 from dataclasses import asdict
 from datetime import timedelta
@@ -22,15 +21,11 @@ from agentledger.application.errors import NotFound
 from agentledger.application.readmodels import EntryFilter
 from agentledger.application.status import render_markdown
 from agentledger.infrastructure.bootstrap import Runtime
-from agentledger.infrastructure.readmodels.verify import check
 from agentledger.interfaces.cli.approvals import approvals
 from agentledger.interfaces.cli.audit import audit
 from agentledger.interfaces.cli.output import emit
+from agentledger.interfaces.cli.projections import projections
 from agentledger.interfaces.cli.store import open_runtime, operator, runtime
-
-EXIT_REFUSED = 1
-EXIT_BUSY = 3
-
 
 # `-h` as well as `--help`, on every command: subcommands inherit the group's context settings.
 HELP_OPTIONS = {"help_option_names": ["-h", "--help"]}
@@ -329,6 +324,7 @@ def parse_duration(text: str) -> timedelta:
 
 cli.add_command(approvals)
 cli.add_command(audit)
+cli.add_command(projections)
 
 
 @cli.group("work-items")
@@ -385,100 +381,4 @@ def status(project: str, markdown: bool, as_json: bool) -> None:
     else:
         click.echo(
             json.dumps({**asdict(read.value), "position": read.position}, default=str, indent=2)
-        )
-
-
-# --- projections ---------------------------------------------------------------------------
-
-
-@cli.group()
-def projections() -> None:
-    """Read-model projections: run, inspect, rebuild."""
-
-
-@projections.command("run")
-def projections_run() -> None:
-    """Run every projection in this process until interrupted (one runner per projection
-    across processes: others stand by)."""
-    with runtime() as rt:
-        rt.start_runners()
-        click.echo("projections running; Ctrl-C to stop")
-        try:
-            while True:
-                time.sleep(5)
-                for s in rt.runners.statuses():
-                    if s.state == "failed":
-                        click.echo(f"{s.name}: failed ({s.last_error}); restarting", err=True)
-        except KeyboardInterrupt:
-            click.echo("stopping")
-
-
-@projections.command("status")
-@click.option("--json", "as_json", is_flag=True)
-def projections_status(as_json: bool) -> None:
-    """Position and lag of each read model and policy (as recorded in the store)."""
-    with runtime() as rt:
-        head = rt.ledger.head_position()
-        rows = []
-        for r in rt.runners.all():
-            position = r.worker.position()
-            rows.append(
-                {
-                    "name": r.name,
-                    "kind": r.worker.kind,
-                    "position": position,
-                    "head": head,
-                    "lag": head - position,
-                }
-            )
-    emit(rows, ["name", "kind", "position", "head", "lag"], as_json)
-
-
-@projections.command("verify")
-@click.argument("name", required=False)
-@click.option("--all", "every", is_flag=True, help="Every read model.")
-@click.option("--json", "as_json", is_flag=True)
-def projections_verify(name: str | None, every: bool, as_json: bool) -> None:
-    """Replay a read model's projection from the log into scratch tables, up to the position
-    the live model reflects, and compare the two row by row. Exit 0 only if identical."""
-    if (name is None) == (not every):
-        raise click.UsageError("name one read model, or give --all")
-    with runtime() as rt:
-        runners = rt.runners.projections
-        if name is not None and name not in runners:
-            raise click.ClickException(f"unknown projection {name}; known: {', '.join(runners)}")
-        chosen = [runners[name]] if name else list(runners.values())
-        checks = [check(rt.ledger, r.worker.read_model, r.worker.projection) for r in chosen]
-    if as_json:
-        click.echo(json.dumps([asdict(c) for c in checks], default=str, indent=2))
-    for c in checks if not as_json else ():
-        verdict = "identical" if c.identical else f"{c.differences} rows differ"
-        click.echo(f"{c.name}: {verdict} at position {c.position} ({c.rows} rows replayed)")
-        for d in c.shown:
-            click.echo(f"  {d.table} {d.key}:\n    live:     {d.live}\n    replayed: {d.replayed}")
-    if not all(c.identical for c in checks):
-        sys.exit(EXIT_REFUSED)
-
-
-@projections.command("rebuild")
-@click.argument("name")
-def projections_rebuild(name: str) -> None:
-    """Empty a read model and rebuild it from the whole log."""
-    with runtime() as rt:
-        runner = rt.runners.projections.get(name)
-        if runner is None:
-            known = ", ".join(rt.runners.projections)
-            raise click.ClickException(f"unknown projection {name}; known: {known}")
-        report = runner.rebuild(
-            progress=lambda done, total: click.echo(
-                f"\r{name}: {done}/{total} events", nl=False, err=True
-            )
-        )
-        click.echo("", err=True)
-        if report is None:
-            click.echo(f"{name} is being run by another process; stop it first", err=True)
-            sys.exit(EXIT_BUSY)
-        click.echo(
-            f"rebuilt {name}: {report.events} events in {report.seconds:.2f}s "
-            f"({report.events_per_second:,.0f} events/s; {report.applied} of them applied)"
         )

@@ -8,6 +8,10 @@ from typing import Any
 
 import click
 
+# Exit codes (docs/cli.md lists them all).
+EXIT_REFUSED = 1
+EXIT_BUSY = 3
+
 
 def emit(rows: Sequence[dict[str, Any]], columns: Sequence[str], as_json: bool) -> None:
     if as_json:

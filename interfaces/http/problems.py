@@ -34,6 +34,7 @@ from agentledger.application.errors import (
     PreconditionFailed,
     PreconditionRequired,
     ProjectExists,
+    ReadModelBuilding,
     StoreUnavailable,
     Unauthenticated,
     UnsupportedMediaType,
@@ -258,6 +259,13 @@ PROBLEM_TYPES: dict[type[Exception], ProblemType] = {
     ),
     StoreUnavailable: ProblemType(
         503, "store-unavailable", "Event store unavailable", headers=RETRY_SOON
+    ),
+    ReadModelBuilding: ProblemType(
+        503,
+        "read-model-building",
+        "Read model being built",
+        lambda e: {"read_models": e.names},
+        headers=RETRY_SOON,
     ),
 }
 INTERNAL = ProblemType(500, "internal-error", "Internal server error")

@@ -18,6 +18,7 @@ from agentledger.application.errors import (
     IdempotencyInProgress,
     IdempotencyKeyReused,
     InvalidRequest,
+    ReadModelBuilding,
     Unauthenticated,
 )
 from agentledger.application.refusals import AUDITED_STATUSES, Refusal
@@ -25,9 +26,11 @@ from agentledger.infrastructure.metrics import (
     REFUSALS_NOT_RECORDED,
     REFUSED_COMMANDS,
     UNAUTHENTICATED,
+    count_command,
 )
 from agentledger.interfaces.http.call import IDEMPOTENCY_KEY_HEADER, HttpCall
 from agentledger.interfaces.http.idempotency import (
+    REPLAYED_HEADER,
     WRITE_METHODS,
     idempotency_key,
     run_idempotently,
@@ -101,11 +104,15 @@ def _route(path: str, by_method: dict[str, Operation], max_body_bytes: int) -> R
             body = await _read_body(request, max_body_bytes)
             call = HttpCall(request, body, runtime, frozenset(operation.headers))
             if not operation.blocking:
-                return _checked(operation, call)
-            # Handlers are synchronous (the event store is); run them off the event loop.
-            return await run_in_threadpool(_checked, operation, call)
+                response = _checked(operation, call)
+            else:
+                # Handlers are synchronous (the event store is); run them off the event loop.
+                response = await run_in_threadpool(_checked, operation, call)
         except Exception as exc:
+            _count_refused(operation, exc)
             return to_problem(request, exc)
+        _count_accepted(operation, response)
+        return response
 
     return ResourceRoute(path, endpoint, methods=sorted(by_method), name=path)
 
@@ -113,8 +120,12 @@ def _route(path: str, by_method: dict[str, Operation], max_body_bytes: int) -> R
 def _checked(operation: Operation, call: HttpCall) -> Response:
     """Who is asking is settled before anything about the request is judged: an anonymous
     caller learns 401, never which of its fields were wrong. A command refused is recorded
-    for the audit (`refusals.py`) before the refusal is answered."""
+    for the audit (`refusals.py`) before the refusal is answered. While a new version of a
+    read model is first built (tokens among them, perhaps), nothing authenticated answers."""
     if operation.authenticated:
+        building = call.runtime.runners.first_builds()
+        if building:
+            raise ReadModelBuilding(building)
         try:
             call.principal  # noqa: B018 - authenticates, raising Unauthenticated
         except Unauthenticated:
@@ -127,6 +138,25 @@ def _checked(operation: Operation, call: HttpCall) -> Response:
     except Exception as exc:
         _record_refusal(operation, call, exc)
         raise
+
+
+def _is_command(operation: Operation) -> bool:
+    return operation.method in WRITE_METHODS and operation.authenticated
+
+
+def _count_accepted(operation: Operation, response: Response) -> None:
+    # A replay did nothing (the command was counted when it ran), whatever it answers.
+    replayed = REPLAYED_HEADER in response.headers
+    if _is_command(operation) and response.status_code < 400 and not replayed:
+        count_command(operation.handler.__name__, None)
+
+
+def _count_refused(operation: Operation, exc: Exception) -> None:
+    """A 4xx by its problem type (a fixed set of slugs); a 5xx is the server's failure, not
+    the command's outcome (the request histogram counts it)."""
+    kind = problem_type_of(exc)
+    if _is_command(operation) and kind is not None and 400 <= kind.status < 500:
+        count_command(operation.handler.__name__, kind.slug)
 
 
 def _answered(operation: Operation, call: HttpCall) -> Response:

@@ -80,7 +80,7 @@ def test_sweep_and_projection_commands(run) -> None:  # type: ignore[no-untyped-
     # the sweep caught the read models up
     assert all(s["lag"] == 0 for s in status if s["kind"] == "projection")
     rebuilt = run("projections", "rebuild", "tokens_v1")
-    assert rebuilt.exit_code == 0 and "rebuilt tokens_v1: 1 events" in rebuilt.output
+    assert rebuilt.exit_code == 0 and "rebuilt tokens_v1 blue/green: 1 events" in rebuilt.output
     unknown = CliRunner().invoke(cli, ["projections", "rebuild", "nope"])
     assert unknown.exit_code == 1 and "unknown projection" in unknown.output
     # The seal is never rebuilt: that would seal whatever the log holds now.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -104,7 +105,7 @@ def readyz_while_failing(client: TestClient, seen: list[Any]) -> bool:
     """Keeps the /readyz answer given while the sweeper is failing (it is running in between,
     during each new attempt)."""
     response = client.get("/readyz")
-    if response.json()["sweeper"]["state"] != "failed":
+    if response.json()["sweeper"]["state"] != "faulted":
         return False
     seen.append(response)
     return True
@@ -131,10 +132,14 @@ def test_projections_run_as_their_own_process(settings: Settings) -> None:
         wait_until(lambda: all(held_elsewhere(settings, r.name) for r in rt.runners.all()))
         rt.start_runners()
         try:
-            wait_until(lambda: all(s.state == "standby" for s in rt.runners.statuses()))
+            wait_until(lambda: all(r.state == "standby" for r in rt.runners.all()))
         except AssertionError:
-            states = {s.name: s.state for s in rt.runners.statuses()}
+            states = {r.name: r.state for r in rt.runners.all()}
             raise AssertionError(f"{states}\nworker log:\n{log_path.read_text()}") from None
+        # The status this process gives is the holder's: running, in the worker process.
+        holder = f"{socket.gethostname()}:{worker.pid}"
+        shown = rt.runners.statuses
+        wait_until(lambda: {(s.state, s.holder) for s in shown()} == {("running", holder)})
     finally:
         worker.terminate()
         worker.wait(10)

@@ -83,7 +83,8 @@ def test_a_failing_projection_is_restarted_and_applies_each_event_once(
     beat = runtime.sessions.heartbeat(alice, sid)
     # The failure is visible (what /readyz reports) while the runner backs off, every time
     # it tries again, until the cause is mended...
-    wait_until(lambda: not runtime.runners.healthy())
+    wait_until(lambda: runner.state == "faulted")
+    assert not runtime.runners.healthy()
     assert runner.restarts >= 1
     assert "simulated crash" in (runner.status().last_error or "")
     restarts = runner.restarts
@@ -94,7 +95,7 @@ def test_a_failing_projection_is_restarted_and_applies_each_event_once(
     read = runtime.sessions.get(sid, consistent_with=beat.position)  # recovered after back-off
     assert read.value.version == 2
     assert read.value.lease_expires_at == beat.value.session.lease_expires_at
-    assert runner.state == "running"
+    wait_until(lambda: runner.state == "running")  # caught up: nothing left to do
     assert runner.restarts in (restarts, restarts + 1)  # one more if it failed as we mended
     assert runner.status().last_error is None
 
@@ -103,15 +104,15 @@ def test_one_runner_per_projection_across_runtimes(settings: Settings, runtime: 
     second = build_runtime(settings, clock=runtime.clock)
     second.start_runners()
     try:
-        wait_until(lambda: all(s.state == "standby" for s in second.runners.statuses()))
-        assert all(s.state == "running" for s in runtime.runners.statuses())
+        wait_until(lambda: all(r.state == "standby" for r in second.runners.all()))
+        wait_until(lambda: all(r.state == "running" for r in runtime.runners.all()))
         assert second.runners.healthy()
         # Writes through the standby runtime are projected by the running one.
         outcome = second.sessions.start(agent_context(second, "carol"))
         assert second.sessions.get(outcome.value.id, consistent_with=outcome.position).value
         # When the running one goes away, the standby takes over.
         runtime.runners.stop()
-        wait_until(lambda: all(s.state == "running" for s in second.runners.statuses()))
+        wait_until(lambda: all(r.state == "running" for r in second.runners.all()))
         later = second.sessions.start(agent_context(second, "dave"))
         assert second.sessions.get(later.value.id, consistent_with=later.position).value
     finally:

@@ -220,7 +220,7 @@ def test_session_end_releases_exactly_once_across_a_policy_restart(runtime: Runt
     policy = runner.worker.policy
     runner.worker.policy = dying = DiesAfterReleases(policy, limit=10)
     runner.start()
-    wait_until(lambda: runner.state == "failed")
+    wait_until(lambda: runner.state == "faulted")
     runner.stop()
     # Mid-way for certain: some claims released (with the position of their cause), not all.
     released = [i for i in items if team.releases(i)]

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from starlette.responses import JSONResponse, Response
 
-from agentledger.infrastructure.metrics import CONTENT_TYPE, exposition, observe_runners
+from agentledger.infrastructure.metrics import (
+    CONTENT_TYPE,
+    exposition,
+    observe_runners,
+    observe_sessions,
+    observe_store_pool,
+)
+from agentledger.infrastructure.readmodels.sessions import SessionsReadModel
 from agentledger.interfaces.http.call import HttpCall
 from agentledger.interfaces.http.routing import TEXT, Operation
 
@@ -16,22 +23,12 @@ def healthz(call: HttpCall) -> Response:
 def readyz(call: HttpCall) -> Response:
     runtime = call.runtime
     store = runtime.is_store_reachable()
-    runners = [
-        {
-            "name": s.name,
-            "kind": s.kind,
-            "state": s.state,
-            "position": s.position,
-            "lag": s.lag,
-            "restarts": s.restarts,
-            "last_error": s.last_error,
-        }
-        for s in (runtime.runners.statuses() if store else [])
-    ]
+    statuses = runtime.runners.statuses() if store else []
+    runners = [s.as_json() for s in statuses]
     sweeper = runtime.sweeper.status()
     # A process that does not sweep (`projections run`, tests) shows it stopped; failing is
     # what makes it not ready.
-    ready = store and runtime.runners.healthy() and sweeper.state != "failed"
+    ready = store and runtime.runners.healthy(statuses) and sweeper.state != "faulted"
     body = {
         "status": "ready" if ready else "not-ready",
         "store": "reachable" if store else "unreachable",
@@ -51,10 +48,15 @@ def openapi(call: HttpCall) -> Response:
 
 
 def metrics(call: HttpCall) -> Response:
-    # Counters answer even when the store does not; the runners' gauges then keep their
+    # Counters answer even when the store does not; the gauges read from it then keep their
     # last values (`/readyz` says what is wrong).
-    if call.runtime.is_store_reachable():
-        observe_runners(call.runtime.runners.statuses())
+    runtime = call.runtime
+    observe_store_pool(runtime.ledger.recorder)  # the pool's own counts: no store access
+    if runtime.is_store_reachable():
+        observe_runners(runtime.runners.statuses())
+        sessions = runtime.read_models[SessionsReadModel.name]
+        if isinstance(sessions, SessionsReadModel):
+            observe_sessions(sessions, runtime.clock.now())
     return Response(exposition(), media_type=CONTENT_TYPE)
 
 

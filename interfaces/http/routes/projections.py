@@ -17,23 +17,7 @@ from agentledger.interfaces.http.routing import Operation
 def list_projections(call: HttpCall) -> Response:
     call.principal.require_any_role(Role.AUDITOR)  # admins too
     statuses = call.runtime.runners.statuses()
-    body = {
-        "projections": [
-            {
-                "name": s.name,
-                "version": s.version,
-                "kind": s.kind,
-                "state": s.state,
-                "position": s.position,
-                "head": s.head,
-                "lag": s.lag,
-                "restarts": s.restarts,
-                "last_error": s.last_error,
-            }
-            for s in statuses
-        ]
-    }
-    return JSONResponse(body)
+    return JSONResponse({"projections": [s.as_json() for s in statuses]})
 
 
 def verify_projection(call: HttpCall) -> Response:
