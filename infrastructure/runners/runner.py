@@ -14,7 +14,6 @@ from agentledger.infrastructure.locks import RunnerLock
 from agentledger.infrastructure.readmodels.base import ProjectionFault
 from agentledger.infrastructure.runners.log_tail import LogTail
 from agentledger.infrastructure.runners.registry import (
-    HEARTBEAT_SECONDS,
     RUNNER,
     RunnerRecord,
     RunnerRegistry,
@@ -69,7 +68,6 @@ class Runner(Supervised, Generic[W]):
         self._idle = threading.Event()
         self._progress: int | None = None
         self.faulted_at: int | None = None
-        self._noted_at = 0.0
 
     def catch_up(self, consistency: Consistency) -> int:
         """Bring the worker to the head of the log now: here if no other process runs it,
@@ -120,6 +118,8 @@ class Runner(Supervised, Generic[W]):
     def _run(self) -> None:
         if not self._lock.try_acquire():
             self.state = "standby"
+            if self._registry is not None:
+                self._registry.forget(self.name, RUNNER)
             self._standing_by()
             self._stop.wait(STANDBY_RETRY_SECONDS)
             return
@@ -143,28 +143,26 @@ class Runner(Supervised, Generic[W]):
     def _faulted(self, exc: Exception) -> None:
         super()._faulted(exc)
         self.faulted_at = exc.position if isinstance(exc, ProjectionFault) else None
-        self._note(force=True)
+        self._note()
 
     def stop(self, timeout: float = 30.0) -> None:
         held = self.started and self.state != "standby"
         super().stop(timeout)
         if held:
-            self._note(force=True)
+            self._note()
 
     def _set_state(self, state: str) -> None:
         changed = state != self.state
         self.state = state
-        self._note(force=changed)
+        if changed:
+            self._note()
 
-    def _note(self, force: bool = False) -> None:
-        """Tell the other processes (the registry) what this runner does: on a change of
-        state, and every HEARTBEAT_SECONDS while it runs. Never fails the runner."""
+    def _note(self) -> None:
+        """Tell the other processes (the registry) what this runner does now."""
         if self._registry is None:
             return
-        if not force and time.monotonic() - self._noted_at < HEARTBEAT_SECONDS:
-            return
-        self._noted_at = time.monotonic()
         position = self._progress if self._progress is not None else 0
+        faulted = self.state == "faulted"
         record = RunnerRecord(
             self.name,
             RUNNER,
@@ -172,13 +170,10 @@ class Runner(Supervised, Generic[W]):
             self.state,
             position,
             datetime.now(UTC),
-            faulted_at=self.faulted_at if self.state == "faulted" else None,
-            error=self.last_error if self.state == "faulted" else None,
+            faulted_at=self.faulted_at if faulted else None,
+            error=self.last_error if faulted else None,
         )
-        try:
-            self._registry.put(record)
-        except Exception:  # the store is failing: the runner's own work shows it
-            log.debug("could not note %s in the registry", self.name, exc_info=True)
+        self._registry.note(record)
 
     def _succeeded(self, idle: bool) -> None:
         if self.state == "faulted":
@@ -187,7 +182,6 @@ class Runner(Supervised, Generic[W]):
             self._set_state("catching-up")
         if idle and self.state == "catching-up":
             self._set_state("running")
-        self._note()
 
     def _loop(self) -> None:
         position = self.worker.position()

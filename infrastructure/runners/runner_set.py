@@ -48,6 +48,8 @@ class RunnerSet:
     def stop(self) -> None:
         for runner in self.all():
             runner.stop()
+        if self.registry is not None:
+            self.registry.close()  # their last states stored before the store is closed
 
     def nudge(self, position: int | None = None) -> None:
         for runner in self.all():

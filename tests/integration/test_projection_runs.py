@@ -29,7 +29,7 @@ from tests.support.processes import all_identical, entry_rows, seed_entries, sta
 
 WRITERS = 16
 ENTRIES_EACH = 20
-SEEDED = 20_000
+SEEDED = 12_000
 
 
 def _admin(rt: Runtime) -> RequestContext:

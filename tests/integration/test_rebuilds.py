@@ -35,7 +35,8 @@ from tests.support.processes import (
     start_cli,
 )
 
-SEEDED = 20_000
+SEEDED = 8_000  # enough for a rebuild that queries and commands overlap
+MID_WAY = 12_000  # enough for a rebuild that the test can kill part-way
 
 
 def _admin(rt: Runtime) -> RequestContext:
@@ -151,7 +152,7 @@ def test_a_rebuild_killed_midway_leaves_the_live_model_and_resumes(
     rt = build_runtime(settings)
     try:
         rt.projects.create(_admin(rt), "apollo")
-        seed_entries(rt, "apollo", SEEDED)
+        seed_entries(rt, "apollo", MID_WAY)
         rt.catch_up()
         entries = rt.read_models["entries_v2"]
         live_before = entries.snapshot()
@@ -181,6 +182,11 @@ def test_a_rebuild_killed_midway_leaves_the_live_model_and_resumes(
         )
         assert again.returncode == 0, again.stderr.decode()[-2000:]
         (report,) = json.loads(again.stdout)
+        # --json: progress as JSON lines on stderr, ending at the head.
+        lines = again.stderr.decode().splitlines()
+        progress = [json.loads(line) for line in lines if line.startswith("{")]
+        assert progress and progress[-1]["done"] == progress[-1]["total"] == head
+        assert {"events_per_second", "eta_seconds"} <= set(progress[-1])
         assert report["resumed_from"] == reached
         assert report["events"] == head
         assert entries.snapshot() == live_before  # rebuilt equal, now the live one
