@@ -13,13 +13,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import resource
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from datetime import UTC, datetime
@@ -27,16 +25,13 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-import psycopg
-
 from agentledger.application.context import RequestContext, local_operator
 from agentledger.application.refusals import Refusal
 from agentledger.application.work_items import NewWorkItem
 from agentledger.domain.events import EventContext
 from agentledger.domain.refusals import CommandRefusal
 from agentledger.infrastructure.bootstrap import Runtime, build_runtime
-from agentledger.infrastructure.settings import Settings
-from bench.harness import DEFAULT_DATABASE_URL
+from bench.harness import DEFAULT_DATABASE_URL, one_store
 
 CLI = str(Path(sys.executable).with_name("agentledger"))
 BATCH = 1000
@@ -197,50 +192,37 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=2000)
     args = parser.parse_args()
     results: dict[str, Any] = {"store": args.store, "events": args.events}
-    with tempfile.TemporaryDirectory() as tmp:
-        env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-        env["AGENTLEDGER_DATA_DIR"] = str(Path(tmp) / "data")
-        schema = f"bench_audit_{random.getrandbits(32):08x}"
-        if args.store == "postgres":
-            env |= {"DATABASE_URL": args.database_url, "AGENTLEDGER_POSTGRES_SCHEMA": schema}
-            settings = Settings(database_url=args.database_url, postgres_schema=schema)
-        else:
-            settings = Settings(data_dir=Path(tmp) / "data", database_url=None)
-        try:
-            rt = build_runtime(settings)
-            results["fill_s"] = fill(rt, args.events)
-            report(results)
-            started = time.perf_counter()
-            rt.catch_up()  # the projections, and the seal over every event
-            results["catch_up_and_seal_s"] = time.perf_counter() - started
-            rt.close()
-            for fmt in ("jsonl", "csv"):
-                seconds, code, rss = child(env, "audit", "replay", "--format", fmt)
-                assert code == 0
-                results[f"export_{fmt}"] = {
-                    "seconds": seconds,
-                    "events_per_s": args.events / seconds,
-                    "peak_rss_mib": rss / 1024,
-                }
-                report(results)
-            seconds, code, rss = child(env, "audit", "verify")
+    with one_store(args.store, args.database_url) as (settings, env):
+        rt = build_runtime(settings)
+        results["fill_s"] = fill(rt, args.events)
+        report(results)
+        started = time.perf_counter()
+        rt.catch_up()  # the projections, and the seal over every event
+        results["catch_up_and_seal_s"] = time.perf_counter() - started
+        rt.close()
+        for fmt in ("jsonl", "csv"):
+            seconds, code, rss = child(env, "audit", "replay", "--format", fmt)
             assert code == 0
-            results["verify"] = {
+            results[f"export_{fmt}"] = {
                 "seconds": seconds,
                 "events_per_s": args.events / seconds,
                 "peak_rss_mib": rss / 1024,
             }
-            rt = build_runtime(settings)
-            rt.start_runners()  # commands consult the read models the runners keep
-            results["status_as_of_1200_items"] = as_of_on_1200_items(rt)
-            # 4 x 25 refusals/s beside one caller, then refusals as fast as 4 threads go.
-            results["refusal_cost_100_per_s"] = refusal_cost(rt, args.calls, 0.04)
-            results["refusal_cost_saturated"] = refusal_cost(rt, args.calls, 0.0)
-            rt.close()
-        finally:
-            if args.store == "postgres":
-                with psycopg.connect(args.database_url, autocommit=True) as conn:
-                    conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+            report(results)
+        seconds, code, rss = child(env, "audit", "verify")
+        assert code == 0
+        results["verify"] = {
+            "seconds": seconds,
+            "events_per_s": args.events / seconds,
+            "peak_rss_mib": rss / 1024,
+        }
+        rt = build_runtime(settings)
+        rt.start_runners()  # commands consult the read models the runners keep
+        results["status_as_of_1200_items"] = as_of_on_1200_items(rt)
+        # 4 x 25 refusals/s beside one caller, then refusals as fast as 4 threads go.
+        results["refusal_cost_100_per_s"] = refusal_cost(rt, args.calls, 0.04)
+        results["refusal_cost_saturated"] = refusal_cost(rt, args.calls, 0.0)
+        rt.close()
     results["bench_peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps(results, indent=2))
 

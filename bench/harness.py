@@ -7,6 +7,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -15,6 +16,8 @@ from pathlib import Path
 
 import httpx2 as httpx
 import psycopg
+
+from agentledger.infrastructure.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = str(Path(sys.executable).with_name("agentledger"))
@@ -44,6 +47,26 @@ def summarise(timings: dict[str, list[float]]) -> dict[str, dict[str, float]]:
         for name, values in timings.items()
         if values
     }
+
+
+@contextmanager
+def one_store(store: str, database_url: str) -> Iterator[tuple[Settings, dict[str, str]]]:
+    """Settings for this process and the environment for CLI children, on one store: SQLite in
+    a temporary directory, or a throwaway schema on PostgreSQL (dropped after)."""
+    base = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    with tempfile.TemporaryDirectory() as tmp:
+        data_dir = Path(tmp) / "data"
+        if store != "postgres":
+            env = {**base, "AGENTLEDGER_DATA_DIR": str(data_dir)}
+            yield Settings(data_dir=data_dir, database_url=None), env
+            return
+        schema = f"bench_{uuid.uuid4().hex[:8]}"
+        env = {**base, "DATABASE_URL": database_url, "AGENTLEDGER_POSTGRES_SCHEMA": schema}
+        try:
+            yield Settings(database_url=database_url, postgres_schema=schema), env
+        finally:
+            with psycopg.connect(database_url, autocommit=True) as conn:
+                conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
 @contextmanager

@@ -15,12 +15,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import random
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from datetime import UTC, datetime
@@ -28,15 +25,12 @@ from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
-import psycopg
-
 from agentledger.application.context import RequestContext, local_operator
 from agentledger.application.entries import NewEntry
 from agentledger.domain.entries import LogEntry
 from agentledger.domain.events import EventContext
 from agentledger.infrastructure.bootstrap import Runtime, build_runtime
-from agentledger.infrastructure.settings import Settings
-from bench.harness import DEFAULT_DATABASE_URL
+from bench.harness import DEFAULT_DATABASE_URL, one_store
 
 CLI = str(Path(sys.executable).with_name("agentledger"))
 BATCH = 1000
@@ -151,37 +145,24 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=200.0, help="writes/s during the lag run")
     args = parser.parse_args()
     results: dict[str, Any] = {"store": args.store, "events": args.events}
-    with tempfile.TemporaryDirectory() as tmp:
-        env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-        env["AGENTLEDGER_DATA_DIR"] = str(Path(tmp) / "data")
-        schema = f"bench_proj_{random.getrandbits(32):08x}"
-        if args.store == "postgres":
-            env |= {"DATABASE_URL": args.database_url, "AGENTLEDGER_POSTGRES_SCHEMA": schema}
-            settings = Settings(database_url=args.database_url, postgres_schema=schema)
-        else:
-            settings = Settings(data_dir=Path(tmp) / "data", database_url=None)
-        try:
-            rt = build_runtime(settings)
-            rt.projects.create(RequestContext(local_operator("bench"), "setup"), PROJECT)
-            results["fill_s"] = round(fill(rt, args.events), 1)
-            started = time.perf_counter()
-            rt.catch_up()
-            results["catch_up_s"] = round(time.perf_counter() - started, 1)
-            rt.close()
-            print(results, file=sys.stderr)
-            results["rebuild"] = rebuilds(env, args.events)
-            wall, checks = cli(env, "projections", "verify", "entries_v2")
-            results["verify_entries"] = {"seconds": round(wall, 2), "rows": checks[0]["rows"]}
-            print(results["verify_entries"], file=sys.stderr)
-            rt = build_runtime(settings)
-            rt.start_runners()
-            rt.catch_up()
-            results["lag_under_writes"] = lag(rt, args.lag_seconds, args.rate)
-            rt.close()
-        finally:
-            if args.store == "postgres":
-                with psycopg.connect(args.database_url, autocommit=True) as conn:
-                    conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    with one_store(args.store, args.database_url) as (settings, env):
+        rt = build_runtime(settings)
+        rt.projects.create(RequestContext(local_operator("bench"), "setup"), PROJECT)
+        results["fill_s"] = round(fill(rt, args.events), 1)
+        started = time.perf_counter()
+        rt.catch_up()
+        results["catch_up_s"] = round(time.perf_counter() - started, 1)
+        rt.close()
+        print(results, file=sys.stderr)
+        results["rebuild"] = rebuilds(env, args.events)
+        wall, checks = cli(env, "projections", "verify", "entries_v2")
+        results["verify_entries"] = {"seconds": round(wall, 2), "rows": checks[0]["rows"]}
+        print(results["verify_entries"], file=sys.stderr)
+        rt = build_runtime(settings)
+        rt.start_runners()
+        rt.catch_up()
+        results["lag_under_writes"] = lag(rt, args.lag_seconds, args.rate)
+        rt.close()
     print(json.dumps(results, indent=2))
 
 
