@@ -261,14 +261,19 @@ class ReadModel:
     def snapshot(self) -> tuple[int, dict[str, dict[tuple[Any, ...], dict[str, Any]]]]:
         """The tracking position and every row of each table by primary key, all read in one
         snapshot of the store (for comparing a read model with a replay)."""
-        tables: dict[str, dict[tuple[Any, ...], dict[str, Any]]] = {}
+        fetched: list[tuple[Table, list[Any]]] = []
         with self._store.transaction(commit=False) as cursor:
             self._store.begin_snapshot(cursor)
             position = self._store.position_in(cursor)
             for table in self.tables:
                 cursor.execute(self.sql(f"SELECT * FROM {{{table.name}}}"))
-                rows = [table.decode_row(r) for r in cursor.fetchall()]
-                tables[table.name] = {tuple(r[k] for k in table.key): r for r in rows}
+                fetched.append((table, cursor.fetchall()))
+        # Decoded after the transaction: a million rows take longer than PostgreSQL lets a
+        # session sit idle inside one (idle_in_transaction_session_timeout, 5 s).
+        tables: dict[str, dict[tuple[Any, ...], dict[str, Any]]] = {}
+        for table, raw in fetched:
+            rows = [table.decode_row(r) for r in raw]
+            tables[table.name] = {tuple(r[k] for k in table.key): r for r in rows}
         return position, tables
 
     def table(self, name: str) -> Table:
