@@ -86,8 +86,7 @@ class ProjectionRunner(Runner[ProjectionWorker]):
             return self._build_beside(progress, fresh)
         finally:
             lock.release()
-            if self._registry is not None:
-                self._registry.remove(self.name, REBUILD, this_process())
+            self._forget_rebuild()
 
     def start(self) -> None:
         # Decided before the thread starts, so that no request slips in before it would be
@@ -134,8 +133,7 @@ class ProjectionRunner(Runner[ProjectionWorker]):
             )
         finally:
             lock.release()
-            if self._registry is not None:
-                self._registry.remove(self.name, REBUILD, this_process())
+            self._forget_rebuild()
         self._unbuilt = False
         self._set_state("catching-up")
 
@@ -210,6 +208,10 @@ class ProjectionRunner(Runner[ProjectionWorker]):
                 built_at = notifications[-1].id if len(notifications) == BATCH_SIZE else live_at
             live.store.promote(building.store, cursor, built_at)
         return built_at, applied
+
+    def _forget_rebuild(self) -> None:
+        if self._registry is not None:
+            self._registry.remove(self.name, REBUILD, this_process())
 
     def _note_rebuild(self, done: int, total: int) -> None:
         if self._registry is None:

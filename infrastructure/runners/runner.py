@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from datetime import UTC, datetime
@@ -22,8 +21,6 @@ from agentledger.infrastructure.runners.registry import (
 from agentledger.infrastructure.runners.status import RunnerStatus
 from agentledger.infrastructure.runners.supervised import Supervised
 from agentledger.infrastructure.runners.worker import Worker
-
-log = logging.getLogger("agentledger.runners")
 
 # How often a running worker confirms it still holds its lock (two runners at once stay
 # correct through tracking, but fail and restart each other).
