@@ -27,7 +27,7 @@ from agentledger.application.readmodels import (
     Read,
 )
 from agentledger.application.shapes import by_name
-from agentledger.application.work_items.facts import holder_of, writer
+from agentledger.application.work_items.facts import holder_of, park_stands, writer
 from agentledger.domain.approvals import Approval, approver_role_of, effective_status
 from agentledger.domain.claims import check_write
 from agentledger.domain.events import EventContext
@@ -109,7 +109,9 @@ class ApprovalService:
 
         def decide(uow: UnitOfWork, ctx: EventContext) -> RequestedApproval:
             item = uow.get(WorkItem, item_id, "work item")
-            check_write(item, caller, fence, holder_of(uow, item), ctx.occurred_at)
+            now = ctx.occurred_at
+            parked = park_stands(uow, item, now)
+            check_write(item, caller, fence, holder_of(uow, item), now, parked=parked)
             check(precondition, item.version)
             load_project(uow, item.project).ensure_open()
             approval = Approval.request(

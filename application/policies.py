@@ -113,7 +113,7 @@ def _release(
     uow: UnitOfWork, ctx: EventContext, session_id: Any, items: list[Any], why: str
 ) -> int:
     return sum(
-        uow.get(WorkItem, item_id, "work item").release(ctx, why, session_id=session_id)
+        uow.get(WorkItem, item_id, "work item").release_ended(ctx, why, session_id)
         for item_id in items
     )
 
@@ -126,4 +126,4 @@ def _release_if_ended(uow: UnitOfWork, ctx: EventContext, claimed: Any) -> int:
     if not session.status.is_terminal:
         return 0
     item = uow.get(WorkItem, claimed.originator_id, "work item")
-    return int(item.release(ctx, why, session_id=claimed.session_id))
+    return int(item.release_ended(ctx, why, claimed.session_id))

@@ -16,6 +16,7 @@ from agentledger.application.entries import EntryView
 from agentledger.application.ledger import stored_topics
 from agentledger.application.readmodels import (
     ApprovalRow,
+    HandoverRow,
     ProjectRow,
     Rows,
     SelectionRow,
@@ -27,6 +28,7 @@ from agentledger.application.shapes import values_by_name
 from agentledger.domain.access import AccessToken
 from agentledger.domain.approvals import Approval
 from agentledger.domain.entries import LogEntry
+from agentledger.domain.handovers import Handover
 from agentledger.domain.plans import ProjectPlan
 from agentledger.domain.projects import Project
 from agentledger.domain.selections import ProjectSelection
@@ -240,6 +242,38 @@ class ApprovalsProjection:
             rows.update("approvals", {"id": event.originator_id}, changes)
 
 
+class HandoversProjection:
+    follows = (Handover.Event,)
+
+    def handle(self, event: Any, position: int, rows: Rows) -> None:
+        if not isinstance(event, Handover.HandoverWritten | Handover.HandoverRevised):
+            return
+        document = {
+            "project": event.project,
+            "summary": event.summary,
+            "next_steps": list(event.next_steps),
+            "files_to_read": list(event.files_to_read),
+            "open_questions": list(event.open_questions),
+            "notes": event.notes,
+            "work_item_ids": [str(i) for i in event.work_item_ids],
+            "failures": [dict(f) for f in event.failures],
+            "passed": not event.failures,
+            **touched(event, position),
+        }
+        if isinstance(event, Handover.HandoverRevised):
+            rows.update("handovers", {"id": event.originator_id}, document)
+            return
+        row = values_by_name(
+            HandoverRow,
+            event,
+            id=event.originator_id,
+            created_at=event.timestamp,
+            created_position=position,
+            **document,
+        )
+        rows.insert("handovers", row)
+
+
 class WorkItemsProjection:
     """Work items with a materialised path (ids from the root down), their dependencies, and
     each claim's expiry, which follows the holder's session lease: a heartbeat keeps every
@@ -319,6 +353,9 @@ class WorkItemsProjection:
             created_by=event.actor,
             updated_at=event.timestamp,
             finished_at=None,
+            offered_to=None,
+            offer_expires_at=None,
+            parked_on=None,
             created_position=position,
             position=position,
         )
@@ -339,6 +376,8 @@ class WorkItemsProjection:
                 "fence": event.fence,
                 "claimed_at": event.timestamp,
                 "claim_expires_at": event.lease_expires_at,
+                **NO_OFFER,
+                "parked_on": None,
             }
         if isinstance(event, WorkItem.ClaimReleased):
             return {
@@ -346,7 +385,16 @@ class WorkItemsProjection:
                 "holder_agent": None,
                 "claimed_at": None,
                 "claim_expires_at": None,
+                **NO_OFFER,
+                "parked_on": None,
             }
+        if isinstance(event, WorkItem.HandoffOffered):
+            return {"offered_to": event.to_agent, "offer_expires_at": event.expires_at}
+        if isinstance(event, OFFER_ENDS):
+            return dict(NO_OFFER)
+        if isinstance(event, WorkItem.ClaimParked | WorkItem.ClaimResumed):
+            parked = isinstance(event, WorkItem.ClaimParked)
+            return {"parked_on": event.approval_id if parked else None}
         if isinstance(event, WorkItem.WorkItemArchived | WorkItem.WorkItemUnarchived):
             return {"archived": isinstance(event, WorkItem.WorkItemArchived)}
         if isinstance(event, WorkItem.ParentChanged):
@@ -387,6 +435,10 @@ class WorkItemsProjection:
         rows.update_all(
             "work_items", {"holder_session": event.originator_id}, {"claim_expires_at": expires}
         )
+
+
+NO_OFFER = {"offered_to": None, "offer_expires_at": None}
+OFFER_ENDS = WorkItem.HandoffAccepted | WorkItem.HandoffDeclined | WorkItem.HandoffExpired
 
 
 def metadata_text(value: Any) -> str:

@@ -218,6 +218,9 @@ class WorkItemRow:
     updated_at: datetime
     finished_at: datetime | None  # when it became done or cancelled
     trace_id: str  # the trace of the request that created it
+    offered_to: str | None  # an open handoff offer (until offer_expires_at)
+    offer_expires_at: datetime | None
+    parked_on: UUID | None  # the approval a parked claim waits on
     created_position: int
     position: int
 
@@ -287,6 +290,12 @@ class WorkItemsReader(Protocol):
     def dependents(self, item_id: UUID) -> builtins.list[UUID]: ...
     def statuses(self, item_ids: Sequence[UUID]) -> dict[UUID, str]: ...
     def held_by(self, session_id: UUID) -> builtins.list[UUID]: ...
+    def offers_expired(self, now: datetime, limit: int) -> builtins.list[UUID]:
+        """Items whose handoff offer's time has passed, not yet recorded as expired."""
+
+    def parked(self, limit: int) -> builtins.list[UUID]:
+        """Items whose claim is parked (the sweeper checks whether each has lapsed)."""
+
     def finished_before(self, moment: datetime, limit: int) -> builtins.list[UUID]: ...
 
 
@@ -325,6 +334,39 @@ class ApprovalsReader(Protocol):
     def list(
         self, where: ApprovalFilter, *, limit: int, after_position: int | None, now: datetime
     ) -> builtins.list[ApprovalRow]: ...
+
+
+@dataclass(frozen=True)
+class HandoverRow:
+    id: UUID
+    session_id: UUID
+    agent_id: str
+    project: str | None
+    summary: str
+    next_steps: list[str]
+    files_to_read: list[str]
+    open_questions: list[str]
+    notes: str
+    work_item_ids: list[str]
+    failures: list[dict[str, str]]
+    passed: bool
+    version: int
+    created_at: datetime
+    updated_at: datetime
+    created_position: int
+    position: int
+
+
+class HandoversReader(Protocol):
+    def position(self) -> int: ...
+    def get(self, handover_id: UUID) -> HandoverRow | None: ...
+    def latest(self, agent_id: str) -> HandoverRow | None:
+        """The agent's handover document written or revised last."""
+
+    def for_project(
+        self, project: str, *, limit: int, before_position: int | None
+    ) -> builtins.list[HandoverRow]:
+        """Newest first (by when each was first written)."""
 
 
 MAX_CURSOR_LENGTH = 2048  # far beyond any cursor issued (its filters are bounded too)

@@ -52,7 +52,7 @@ READ_MODEL_OF = {
     "heartbeat": "sessions_v2",
     "session_start": "sessions_v2",
     "append": "entries_v2",
-    "claim_next": "work_items_v3",
+    "claim_next": "work_items_v4",
     "switch": "selections_v1",
 }
 

@@ -11,12 +11,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from uuid import UUID
 
+from agentledger.domain.approvals import Approval, ApprovalStatus
 from agentledger.domain.errors import (
     AlreadyClaimed,
+    ApprovalPending,
+    ClaimParked,
     FenceRequired,
+    NoPendingApproval,
     NotReady,
     ProjectArchived,
     RoleRequired,
@@ -43,21 +47,79 @@ class Caller:
 def live_lease(item: WorkItem, holder: AgentSession | None, now: datetime) -> datetime | None:
     """The lease end of the item's holder while its session is active and unexpired (None
     when the item is unclaimed, or its holder is gone). `holder` is the session the item
-    names, as loaded (None if it could not be found)."""
+    names, as loaded (None if it could not be found). A parked claim is no session's: it
+    lives by its approval (`parked_until`), and no fence writes it until it is resumed."""
     if holder is None or item.holder_session is None or holder.id != item.holder_session:
+        return None
+    if item.parked_on is not None:
         return None
     if holder.effective_status(now) is not SessionStatus.ACTIVE:
         return None
     return holder.lease_expires_at
 
 
+def parked_until(approval: Approval, grace_seconds: int) -> datetime | None:
+    """When a claim parked on `approval` lapses: `grace_seconds` after the approval is decided
+    or expires; None while it is pending with no expiry (parked until someone decides)."""
+    if approval.decided_at is not None:
+        return approval.decided_at + timedelta(seconds=grace_seconds)
+    if approval.expires_at is not None:
+        return approval.expires_at + timedelta(seconds=grace_seconds)
+    return None
+
+
+def parked_live(item: WorkItem, approval: Approval | None, now: datetime) -> bool:
+    """Whether the item's parked claim still stands at `now` (False if it is not parked)."""
+    if item.parked_on is None or approval is None or item.holder_session is None:
+        return False
+    until = parked_until(approval, item.parked_grace_seconds)
+    return until is None or now < until
+
+
+def check_parkable(item: WorkItem, approval: Approval, now: datetime) -> None:
+    """A claim is parked only on a pending approval of the item, the one it waits for."""
+    if approval.work_item_id != item.id or str(approval.id) not in item.approvals.values():
+        raise NoPendingApproval(item.id, f"approval {approval.id} is not one it waits for")
+    status = approval.status_at(now)
+    if status is not ApprovalStatus.PENDING:
+        raise NoPendingApproval(item.id, f"approval {approval.id} is {status.value}")
+
+
+def check_resumable(
+    item: WorkItem, session: AgentSession, caller: Caller, approval: Approval | None, now: datetime
+) -> None:
+    """A parked claim resumes in an active session of its agent or of the named successor,
+    once the approval is no longer pending, and before the park lapses."""
+    check_claimant(session, caller, now)
+    if item.parked_on is None or approval is None:
+        raise NoPendingApproval(item.id, "its claim is not parked")
+    if not item.may_resume(session.agent_id):
+        raise ClaimParked(item.id, item.holder_agent or "?", item.parked_successor)
+    if approval.status_at(now) is ApprovalStatus.PENDING:
+        raise ApprovalPending(approval.id)
+    if not parked_live(item, approval, now):
+        raise NoPendingApproval(item.id, "its parked claim lapsed (nobody resumed it in time)")
+
+
 def check_write(
-    item: WorkItem, caller: Caller, fence: int | None, holder: AgentSession | None, now: datetime
+    item: WorkItem,
+    caller: Caller,
+    fence: int | None,
+    holder: AgentSession | None,
+    now: datetime,
+    *,
+    parked: bool = False,
 ) -> datetime | None:
     """May `caller` write `item` now? A presented fence must be the live claim's, and only its
     holder (or a coordinator) may present it. The holder must present it, even once its lease
     has lapsed (then to learn the claim is lost); another agent is told who holds the item; a
-    coordinator may override without one. Returns the live claim's lease end (None if none)."""
+    coordinator may override without one. While the claim is offered to another agent, or
+    parked (`parked`: the park still stands), only a coordinator writes. Returns the live
+    claim's lease end (None if none)."""
+    if not caller.may_act_for_others:
+        item.ensure_not_offered(now)
+        if parked:
+            raise ClaimParked(item.id, item.holder_agent or "?", item.parked_successor)
     lease = live_lease(item, holder, now)
     if fence is not None:
         item.check_fence(fence, holder_alive=lease is not None)
@@ -95,12 +157,18 @@ def claim(
     holder: AgentSession | None,
     *,
     project_archived: bool,
+    parked: bool = False,
 ) -> int:
     """Claim the item named by the caller for `session`, in an open project; returns the
     fence. A live holder keeps the item (claiming again with its own session changes nothing);
     a lapsed one loses it. Undone dependencies do not stop a claim made by name; an item
-    routed to a role is claimed only by a session acting in it."""
+    routed to a role is claimed only by a session acting in it. An offered item goes only to
+    the agent named (by accepting), a parked one (`parked`: it still stands) only back to its
+    agent (by resuming)."""
     check_claimant(session, caller, ctx.occurred_at)
+    item.ensure_not_offered(ctx.occurred_at)
+    if parked:
+        raise ClaimParked(item.id, item.holder_agent or "?", item.parked_successor)
     if not routed_to(item.to_role, session.role):
         assert item.to_role is not None
         raise RoleRequired(str(item.id), item.to_role, session.role)
@@ -124,15 +192,17 @@ def claim_ready(
     *,
     project_archived: bool,
     dependencies: Mapping[UUID, str],
+    parked: bool = False,
 ) -> int:
     """claim-next's claim: the item only if it is ready now (`readiness`, over these facts),
     else `NotReady` and nothing is written; then as `claim`. `dependencies` maps each of the
     item's dependencies to its status."""
     lease = live_lease(item, holder, ctx.occurred_at)
+    taken = lease is not None or parked or item.offer_live(ctx.occurred_at)
     verdict = readiness(
         status=item.state,
         archived=item.archived,
-        claimed_by=item.holder_agent if lease is not None else None,
+        claimed_by=item.holder_agent if taken else None,
         dependencies=dependencies,
         project_archived=project_archived,
     )

@@ -200,3 +200,79 @@ class RoleRequired(DomainError):
             f"work item {item_id} is routed to role '{to_role}'; the session {acting}: "
             f'start a session with "role": "{to_role}" (the token needs worker:{to_role})'
         )
+
+
+class HandoffPending(DomainError):
+    """The item is offered to another agent: until the offer is accepted, declined or expires
+    nobody writes or claims it (the offering holder included)."""
+
+    def __init__(self, item_id: UUID, to_agent: str, expires_at: datetime) -> None:
+        self.item_id = item_id
+        self.to_agent = to_agent
+        self.expires_at = expires_at
+        super().__init__(
+            f"work item {item_id} is offered to agent '{to_agent}' until "
+            f"{expires_at.isoformat()}: it accepts or declines, or the offer expires"
+        )
+
+
+class NoHandoffOffered(DomainError):
+    """Accepting or declining an offer that is not there (never made, taken, or expired)."""
+
+    def __init__(self, item_id: UUID, why: str) -> None:
+        self.item_id = item_id
+        super().__init__(f"work item {item_id} has no open handoff offer: {why}")
+
+
+class HandoffForAnother(DomainError):
+    """Only the agent an offer names may accept or decline it."""
+
+    def __init__(self, item_id: UUID, to_agent: str, agent_id: str | None) -> None:
+        self.to_agent = to_agent
+        super().__init__(
+            f"work item {item_id} is offered to agent '{to_agent}', not to "
+            f"{repr(agent_id) if agent_id else 'you'}"
+        )
+
+
+class ClaimParked(DomainError):
+    """The claim is parked while the item waits on a person: only a session of its agent (or
+    the named successor) resumes it, once the approval is decided or has expired."""
+
+    def __init__(self, item_id: UUID, agent_id: str, successor: str | None) -> None:
+        self.item_id = item_id
+        self.agent_id = agent_id
+        self.successor = successor
+        also = f" or its successor '{successor}'" if successor else ""
+        super().__init__(
+            f"work item {item_id} is parked by agent '{agent_id}': only a session of it{also} "
+            "resumes the claim"
+        )
+
+
+class ApprovalPending(DomainError):
+    """A parked claim resumes once its approval is decided or has expired, not before."""
+
+    def __init__(self, approval_id: UUID) -> None:
+        self.approval_id = approval_id
+        super().__init__(f"approval {approval_id} is still pending: the claim stays parked")
+
+
+class NoPendingApproval(DomainError):
+    """Only an item waiting on a pending approval may have its claim parked."""
+
+    def __init__(self, item_id: UUID, why: str) -> None:
+        self.item_id = item_id
+        super().__init__(f"work item {item_id} cannot be parked: {why}")
+
+
+class HandoverIncomplete(DomainError):
+    """A handoff names a handover document that failed its validation."""
+
+    def __init__(self, handover_id: UUID, failed: list[str]) -> None:
+        self.handover_id = handover_id
+        self.failed = failed
+        super().__init__(
+            f"handover {handover_id} failed validation ({', '.join(failed)}): "
+            "revise it before handing work over with it"
+        )

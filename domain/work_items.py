@@ -18,9 +18,13 @@ from uuid import UUID, uuid4
 from agentledger.domain.errors import (
     AlreadyClaimed,
     ClaimLost,
+    ClaimParked,
+    HandoffForAnother,
+    HandoffPending,
     InvalidTransition,
     InvalidValue,
     ItemArchived,
+    NoHandoffOffered,
 )
 from agentledger.domain.events import EventContext, LedgerAggregate
 from agentledger.domain.text import clean_optional_text, clean_text
@@ -64,6 +68,7 @@ EDITABLE = ("title", "description", "priority", "to_role", "metadata")
 # Items created before approvals existed have none: the default of every item until one is
 # requested (replaced, never mutated, by `ApprovalAttached`).
 NO_APPROVALS: Mapping[str, str] = MappingProxyType({})
+MAX_HANDOFF_REASON = 1000
 
 
 class WorkItem(LedgerAggregate):
@@ -84,9 +89,21 @@ class WorkItem(LedgerAggregate):
         fence: int  # the last fence handed out (0: never claimed)
         finished_at: datetime | None  # when it became done or cancelled
         trace_id: str  # the trace of the request that created it: how a caller finds it
+        offered_to: str | None  # an open handoff offer: to whom, until when, with what
+        offer_expires_at: datetime | None
+        offer_handover: UUID | None
+        parked_on: UUID | None  # the approval a parked claim waits on
+        parked_successor: str | None
 
     # The approval the item waits for, per approver role: the one requested last.
     approvals = NO_APPROVALS
+    # An open handoff offer of the claim (items stored before handoffs existed have none).
+    # (Plain class attributes: annotated ones would become the aggregate's constructor's.)
+    offered_to = offer_expires_at = offer_handover = None
+    # A parked claim: the approval it waits on, who else may resume it, and for how long
+    # after the approval is decided (or expires) it stays parked.
+    parked_on = parked_successor = None
+    parked_grace_seconds = 0
 
     class WorkItemCreated(LedgerAggregate.Created):
         project: str
@@ -145,6 +162,8 @@ class WorkItem(LedgerAggregate):
             aggregate.holder_session = self.session_id
             aggregate.holder_agent = self.agent_id
             aggregate.fence = self.fence
+            _end_offer(aggregate)
+            _unpark(aggregate)
 
     class ClaimReleased(LedgerAggregate.Event):
         session_id: UUID
@@ -154,6 +173,82 @@ class WorkItem(LedgerAggregate):
         def apply(self, aggregate: Any) -> None:
             aggregate.holder_session = None
             aggregate.holder_agent = None
+            _end_offer(aggregate)
+            _unpark(aggregate)
+
+    class HandoffOffered(LedgerAggregate.Event):
+        """The holder offers its claim to another agent (with a handover document, perhaps)."""
+
+        session_id: UUID
+        from_agent: str
+        to_agent: str
+        fence: int
+        expires_at: datetime
+        handover_id: UUID | None
+        reason: str | None
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.offered_to = self.to_agent
+            aggregate.offer_expires_at = self.expires_at
+            aggregate.offer_handover = self.handover_id
+
+    class HandoffAccepted(LedgerAggregate.Event):
+        """The named agent took the offer: the claim moves to its session (a new claim with
+        a new fence follows)."""
+
+        session_id: UUID
+        agent_id: str
+        from_session: UUID
+        from_agent: str
+        handover_id: UUID | None
+
+        def apply(self, aggregate: Any) -> None:
+            _end_offer(aggregate)
+
+    class HandoffDeclined(LedgerAggregate.Event):
+        """The named agent declined (or the offerer withdrew): the claim stays the offerer's."""
+
+        to_agent: str
+        declined_by: str
+        reason: str | None
+
+        def apply(self, aggregate: Any) -> None:
+            _end_offer(aggregate)
+
+    class HandoffExpired(LedgerAggregate.Event):
+        to_agent: str
+        expired_at: datetime
+
+        def apply(self, aggregate: Any) -> None:
+            _end_offer(aggregate)
+
+    class ClaimParked(LedgerAggregate.Event):
+        """The holder parked its claim while the item waits on an approval: the claim
+        outlives its session until the approval is decided or expires (and a grace after)."""
+
+        session_id: UUID
+        agent_id: str
+        fence: int
+        approval_id: UUID
+        successor: str | None
+        grace_seconds: int
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.parked_on = self.approval_id
+            aggregate.parked_successor = self.successor
+            aggregate.parked_grace_seconds = self.grace_seconds
+
+    class ClaimResumed(LedgerAggregate.Event):
+        """A session of the parking agent (or its successor) resumed the claim (a new claim
+        with a new fence follows)."""
+
+        session_id: UUID
+        agent_id: str
+        from_session: UUID
+        approval_id: UUID
+
+        def apply(self, aggregate: Any) -> None:
+            _unpark(aggregate)
 
     class ApprovalAttached(LedgerAggregate.Event):
         approval_id: UUID
@@ -307,6 +402,187 @@ class WorkItem(LedgerAggregate):
             self._change_status(ctx, WorkStatus.OPEN, f"claim released: {reason}")
         return True
 
+    def release_ended(self, ctx: EventContext, reason: str, session_id: UUID) -> bool:
+        """What a session's end does to its claim: released, unless the claim is parked (it
+        outlives the session) or offered (the offer decides: accepted, it moves; declined or
+        expired, it is released then)."""
+        if self.parked_on is not None or self.offer_live(ctx.occurred_at):
+            return False
+        if self.holder_session != session_id:
+            return False
+        self.expire_offer(ctx, offerer_alive=True)  # one past its time, not yet recorded
+        return self.release(ctx, reason, session_id=session_id)
+
+    # --- handing the claim over -------------------------------------------------------------
+
+    def offer_live(self, now: datetime) -> bool:
+        """Whether an offer is open at `now` (one past its time is expired, recorded or not)."""
+        return self.offer_expires_at is not None and now < self.offer_expires_at
+
+    def ensure_not_offered(self, now: datetime) -> None:
+        if (
+            self.offered_to is not None
+            and self.offer_expires_at is not None
+            and self.offer_live(now)
+        ):
+            raise HandoffPending(self.id, self.offered_to, self.offer_expires_at)
+
+    def offer(
+        self,
+        ctx: EventContext,
+        to_agent: str,
+        expires_at: datetime,
+        handover_id: UUID | None,
+        reason: str | None,
+    ) -> None:
+        """Offer the (live, checked by the caller) claim to `to_agent` until `expires_at`."""
+        self._ensure_claimed_for("hand off")
+        self.ensure_not_offered(ctx.occurred_at)
+        if self.parked_on is not None:
+            raise ClaimParked(self.id, self.holder_agent or "?", self.parked_successor)
+        if to_agent == self.holder_agent:
+            raise InvalidValue("a handoff goes to another agent than the holder", "to_agent")
+        assert self.holder_session is not None and self.holder_agent is not None
+        self._record(
+            self.HandoffOffered,
+            ctx,
+            session_id=self.holder_session,
+            from_agent=self.holder_agent,
+            to_agent=to_agent,
+            fence=self.fence,
+            expires_at=expires_at,
+            handover_id=handover_id,
+            reason=clean_optional_text(reason, "reason", MAX_HANDOFF_REASON),
+        )
+
+    def accept_offer(
+        self, ctx: EventContext, session_id: UUID, agent_id: str, lease_expires_at: datetime
+    ) -> int:
+        """The named agent's session takes the claim: a new claim, with a new fence, so the
+        offerer's fence no longer writes. Returns the new fence."""
+        self._ensure_offer_for(agent_id, ctx.occurred_at)
+        assert self.holder_session is not None and self.holder_agent is not None
+        self._record(
+            self.HandoffAccepted,
+            ctx,
+            session_id=session_id,
+            agent_id=agent_id,
+            from_session=self.holder_session,
+            from_agent=self.holder_agent,
+            handover_id=self.offer_handover,
+        )
+        return self._move_claim(ctx, session_id, agent_id, lease_expires_at)
+
+    def decline_offer(
+        self, ctx: EventContext, declined_by: str, reason: str | None, offerer_alive: bool
+    ) -> None:
+        """The named agent declines (the caller checked who may): the claim stays with the
+        offerer, or is released if the offerer's lease has lapsed."""
+        if self.offered_to is None or not self.offer_live(ctx.occurred_at):
+            raise NoHandoffOffered(self.id, "it was taken, declined or has expired")
+        self._record(
+            self.HandoffDeclined,
+            ctx,
+            to_agent=self.offered_to,
+            declined_by=declined_by,
+            reason=clean_optional_text(reason, "reason", MAX_HANDOFF_REASON),
+        )
+        if not offerer_alive:
+            self.release(ctx, "handoff declined; the offerer's lease had lapsed")
+
+    def expire_offer(self, ctx: EventContext, offerer_alive: bool) -> bool:
+        """Record an offer past its time (False, writing nothing, if there is none such)."""
+        if self.offered_to is None or self.offer_expires_at is None:
+            return False
+        if self.offer_live(ctx.occurred_at):
+            return False
+        self._record(
+            self.HandoffExpired, ctx, to_agent=self.offered_to, expired_at=self.offer_expires_at
+        )
+        if not offerer_alive:
+            self.release(ctx, "handoff expired; the offerer's lease had lapsed")
+        return True
+
+    # --- parking the claim while a person decides ---------------------------------------------
+
+    def park(
+        self, ctx: EventContext, approval_id: UUID, successor: str | None, grace_seconds: int
+    ) -> None:
+        """Park the (live, checked by the caller) claim on a pending approval of this item
+        (checked by the caller too)."""
+        self._ensure_claimed_for("park")
+        self.ensure_not_offered(ctx.occurred_at)
+        if self.parked_on is not None:
+            raise ClaimParked(self.id, self.holder_agent or "?", self.parked_successor)
+        if str(approval_id) not in self.approvals.values():
+            raise InvalidValue(f"approval {approval_id} is not one of this item's", "approval_id")
+        if successor == self.holder_agent:
+            successor = None  # the agent itself may resume anyway
+        assert self.holder_session is not None and self.holder_agent is not None
+        self._record(
+            self.ClaimParked,
+            ctx,
+            session_id=self.holder_session,
+            agent_id=self.holder_agent,
+            fence=self.fence,
+            approval_id=approval_id,
+            successor=successor,
+            grace_seconds=grace_seconds,
+        )
+
+    def may_resume(self, agent_id: str) -> bool:
+        return agent_id in (self.holder_agent, self.parked_successor)
+
+    def resume(
+        self, ctx: EventContext, session_id: UUID, agent_id: str, lease_expires_at: datetime
+    ) -> int:
+        """A session of the parking agent (or its successor) takes the parked claim back: a
+        new claim with a new fence (the caller checked the approval is no longer pending and
+        the park has not lapsed). Returns the new fence."""
+        if self.parked_on is None or self.holder_session is None:
+            raise InvalidTransition(self.state, "resume a parked claim", ())
+        if not self.may_resume(agent_id):
+            raise ClaimParked(self.id, self.holder_agent or "?", self.parked_successor)
+        self._record(
+            self.ClaimResumed,
+            ctx,
+            session_id=session_id,
+            agent_id=agent_id,
+            from_session=self.holder_session,
+            approval_id=self.parked_on,
+        )
+        return self._move_claim(ctx, session_id, agent_id, lease_expires_at)
+
+    def _move_claim(
+        self, ctx: EventContext, session_id: UUID, agent_id: str, lease_expires_at: datetime
+    ) -> int:
+        fence = self.fence + 1
+        self._record(
+            self.WorkItemClaimed,
+            ctx,
+            session_id=session_id,
+            agent_id=agent_id,
+            fence=fence,
+            lease_expires_at=lease_expires_at,
+            previous_session=self.holder_session,
+        )
+        return fence
+
+    def _ensure_claimed_for(self, attempted: str) -> None:
+        self._ensure_not_archived()
+        if self.is_final:
+            raise InvalidTransition(self.state, attempted, ())
+        if self.holder_session is None:
+            raise ClaimLost(None, None)
+
+    def _ensure_offer_for(self, agent_id: str | None, now: datetime) -> None:
+        if self.offered_to is None or self.offer_expires_at is None:
+            raise NoHandoffOffered(self.id, "none was made, or it was taken or declined")
+        if not self.offer_live(now):
+            raise NoHandoffOffered(self.id, f"it expired at {self.offer_expires_at.isoformat()}")
+        if agent_id != self.offered_to:
+            raise HandoffForAnother(self.id, self.offered_to, agent_id)
+
     def attach_approval(self, ctx: EventContext, approval_id: UUID, approver_role: str) -> None:
         """From now on the item waits for this approval (for its role) before it is done."""
         self._ensure_not_archived()
@@ -353,6 +629,18 @@ class WorkItem(LedgerAggregate):
             to_status=target.value,
             reason=clean_optional_text(reason, "reason", 1000),
         )
+
+
+def _end_offer(aggregate: Any) -> None:
+    aggregate.offered_to = None
+    aggregate.offer_expires_at = None
+    aggregate.offer_handover = None
+
+
+def _unpark(aggregate: Any) -> None:
+    aggregate.parked_on = None
+    aggregate.parked_successor = None
+    aggregate.parked_grace_seconds = 0
 
 
 def _editable(kind: str, **fields: Any) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from agentledger.application.clock import Clock, SystemClock
 from agentledger.application.commands import CommandRunner
 from agentledger.application.consistency import Consistency
 from agentledger.application.entries import EntryService
+from agentledger.application.handovers import HandoverService
 from agentledger.application.idempotency import IdempotencyService, IdempotencyStore
 from agentledger.application.item_status import ItemStatusQuery
 from agentledger.application.ledger import Ledger
@@ -29,6 +30,7 @@ from agentledger.application.policies import (
 from agentledger.application.projections import (
     ApprovalsProjection,
     EntriesProjection,
+    HandoversProjection,
     Projection,
     ProjectsProjection,
     SelectionsProjection,
@@ -55,6 +57,7 @@ from agentledger.infrastructure.metrics import count_conflict_retry, observe_bat
 from agentledger.infrastructure.readmodels.approvals import ApprovalsReadModel
 from agentledger.infrastructure.readmodels.base import ReadModel
 from agentledger.infrastructure.readmodels.entries import EntriesReadModel
+from agentledger.infrastructure.readmodels.handovers import HandoversReadModel
 from agentledger.infrastructure.readmodels.projects import ProjectsReadModel
 from agentledger.infrastructure.readmodels.seal import SealTables
 from agentledger.infrastructure.readmodels.selections import SelectionsReadModel
@@ -103,6 +106,7 @@ class Runtime:
     entries: EntryService
     work_items: WorkItemService
     approvals: ApprovalService
+    handovers: HandoverService
     item_status: ItemStatusQuery
     status: StatusService
     past_status: PastStatus
@@ -163,6 +167,7 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
         entries = stores.open(EntriesReadModel)
         work_items = stores.open(WorkItemsTable)
         approvals = stores.open(ApprovalsReadModel)
+        handovers = stores.open(HandoversReadModel)
         seal_tables = stores.open(SealTables)
         registry = stores.open(RunnerRegistry)
         cursors = Cursors(cursor_key(settings))
@@ -192,6 +197,7 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
         (entries, EntriesProjection()),
         (work_items, WorkItemsProjection()),
         (approvals, ApprovalsProjection()),
+        (handovers, HandoversProjection()),
     ]
     tail = LogTail(ledger)
     projection_runners = [
@@ -255,6 +261,7 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
         entries=EntryService(commands, entries, projects, consistency, cursors),
         work_items=work_item_service,
         approvals=ApprovalService(commands, approvals, clock, consistency, cursors),
+        handovers=HandoverService(commands, handovers, consistency, cursors),
         item_status=ItemStatusQuery(work_item_service, approvals, entries, clock, consistency),
         status=StatusService(
             work_item_service, work_items, projects, sessions, selections, clock, consistency
@@ -264,7 +271,12 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
         refusals=RefusalLog(commands, clock),
         idempotency=idempotency,
         runners=runners,
-        sweeper=Sweeper(session_service, settings.sweep_interval_seconds, idempotency),
+        sweeper=Sweeper(
+            session_service,
+            settings.sweep_interval_seconds,
+            idempotency,
+            work_item_service.sweep_claims,
+        ),
         read_models={read_model.name: read_model for read_model, _ in projections},
         read_model_stores=stores,
         listener=listener,

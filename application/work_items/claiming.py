@@ -17,6 +17,7 @@ from agentledger.application.work_items.claim_board import ClaimBoard
 from agentledger.application.work_items.facts import (
     dependency_statuses,
     holder_of,
+    park_stands,
     writer,
 )
 from agentledger.application.work_items.shapes import WorkItemView
@@ -56,7 +57,15 @@ class WorkItemClaims:
             check(precondition, item.version)
             project = load_project(uow, item.project)
             holder = holder_of(uow, item)
-            claim(ctx, item, session, caller, holder, project_archived=project.archived)
+            claim(
+                ctx,
+                item,
+                session,
+                caller,
+                holder,
+                project_archived=project.archived,
+                parked=park_stands(uow, item, ctx.occurred_at),
+            )
             return WorkItemView.of_aggregate(item, session.lease_expires_at)
 
         return self._commands.run(request, "work_items.claim", decide, session=session_id)
@@ -167,6 +176,7 @@ def _claim_if_ready(
             holder_of(uow, item),
             project_archived=project.archived,
             dependencies=dependency_statuses(uow, item),
+            parked=park_stands(uow, item, ctx.occurred_at),
         )
         return WorkItemView.of_aggregate(item, session.lease_expires_at)
 

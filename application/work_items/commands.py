@@ -25,6 +25,7 @@ from agentledger.application.projects import load_project
 from agentledger.application.readmodels import WorkItemsReader
 from agentledger.application.work_items.facts import (
     holder_of,
+    park_stands,
     plan_for,
     writer,
 )
@@ -227,7 +228,14 @@ class WorkItemCommands:
 
         def decide(uow: UnitOfWork, ctx: EventContext) -> WorkItemView:
             item = uow.get(WorkItem, item_id, "work item")
-            lease = check_write(item, caller, fence, holder_of(uow, item), ctx.occurred_at)
+            lease = check_write(
+                item,
+                caller,
+                fence,
+                holder_of(uow, item),
+                ctx.occurred_at,
+                parked=park_stands(uow, item, ctx.occurred_at),
+            )
             check(precondition, item.version)
             act(uow, ctx, item)
             # A write keeps the claim or ends it (finishing, archiving, releasing).
@@ -250,7 +258,14 @@ class WorkItemCommands:
 
         def decide(uow: UnitOfWork, ctx: EventContext) -> Dependencies:
             item = uow.get(WorkItem, item_id, "work item")
-            check_write(item, caller, fence, holder_of(uow, item), ctx.occurred_at)
+            check_write(
+                item,
+                caller,
+                fence,
+                holder_of(uow, item),
+                ctx.occurred_at,
+                parked=park_stands(uow, item, ctx.occurred_at),
+            )
             check(precondition, item.version)
             other = uow.get(WorkItem, depends_on, "work item")
             check_dependency(item, other)

@@ -3,12 +3,14 @@ of one unit of work (who asks, the holder's session, the plan, the dependencies'
 
 from __future__ import annotations
 
+from datetime import datetime
 from uuid import UUID
 
 from agentledger.application.commands import UnitOfWork
 from agentledger.application.context import Principal
 from agentledger.domain.access import Role
-from agentledger.domain.claims import Caller
+from agentledger.domain.approvals import Approval
+from agentledger.domain.claims import Caller, parked_live
 from agentledger.domain.events import EventContext
 from agentledger.domain.plans import ProjectPlan, plan_id
 from agentledger.domain.sessions import AgentSession
@@ -45,3 +47,15 @@ def dependency_statuses(uow: UnitOfWork, item: WorkItem) -> dict[UUID, str]:
         UUID(d): uow.get(WorkItem, UUID(d), "work item").state
         for d in plan.dependencies.get(str(item.id), [])
     }
+
+
+def parked_approval(uow: UnitOfWork, item: WorkItem) -> Approval | None:
+    """The approval the item's parked claim waits on (None when it is not parked)."""
+    if item.parked_on is None:
+        return None
+    return uow.get(Approval, item.parked_on, "approval")
+
+
+def park_stands(uow: UnitOfWork, item: WorkItem, now: datetime) -> bool:
+    """Whether the item's claim is parked, and the park has not lapsed, at `now`."""
+    return parked_live(item, parked_approval(uow, item), now)

@@ -8,10 +8,11 @@ from agentledger.application.consistency import Consistency
 from agentledger.application.readmodels import Cursors, WorkItemsReader
 from agentledger.application.work_items.claiming import WorkItemClaims
 from agentledger.application.work_items.commands import WorkItemCommands
+from agentledger.application.work_items.handoffs import WorkItemHandoffs
 from agentledger.application.work_items.queries import WorkItemQueries
 
 
-class WorkItemService(WorkItemCommands, WorkItemClaims, WorkItemQueries):
+class WorkItemService(WorkItemCommands, WorkItemClaims, WorkItemHandoffs, WorkItemQueries):
     def __init__(
         self,
         commands: CommandRunner,
@@ -22,4 +23,5 @@ class WorkItemService(WorkItemCommands, WorkItemClaims, WorkItemQueries):
     ) -> None:
         WorkItemCommands.__init__(self, commands, reader, clock)
         WorkItemClaims.__init__(self, commands, reader, clock)
+        WorkItemHandoffs.__init__(self, commands, reader, clock)
         WorkItemQueries.__init__(self, reader, clock, consistency, cursors)

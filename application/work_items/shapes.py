@@ -51,6 +51,9 @@ class WorkItemView:
     depth: int | None = None  # known on reads (from the read model's materialised path)
     finished_at: datetime | None = None
     claim: Claim | None = None
+    offered_to: str | None = None  # an open handoff offer: the agent it goes to, and until
+    offer_expires_at: datetime | None = None
+    parked_on: UUID | None = None  # a parked claim: the approval it waits on
 
     @classmethod
     def of_row(cls, row: WorkItemRow, now: datetime) -> WorkItemView:

@@ -28,6 +28,8 @@ WORK_ITEMS = Table.of(
         ("path",),
         ("finished_at",),
         ("trace_id",),
+        ("offer_expires_at",),
+        ("parked_on",),
     ),
     not_null=("project", "kind", "title", "status", "path", "waiting_on", "created_position"),
 )
@@ -39,19 +41,21 @@ DEPENDENCIES = Table(
 )
 # The ready queue's rule (`domain.readiness`) as a condition on a work item row `w`; a claim
 # is live while its holder's lease, as the row follows it, ends after `now` (`live_holder`);
-# `waiting_on` counts the dependencies not done, kept by the projection.
+# `waiting_on` counts the dependencies not done, kept by the projection; an item offered to an
+# agent goes to it alone, a parked one back to its agent (by resuming) or, lapsed, by name.
 _READY = (
     "w.status = 'open' AND w.archived = 0 AND w.project_archived = 0 "
     "AND (w.holder_agent IS NULL OR w.claim_expires_at IS NULL "
     "OR w.claim_expires_at <= %(now)s) "
-    "AND w.waiting_on = 0"
+    "AND w.waiting_on = 0 AND w.parked_on IS NULL "
+    "AND (w.offered_to IS NULL OR w.offer_expires_at <= %(now)s)"
 )
 _FILTER_COLUMNS = ("project", "kind", "status", "parent_id", "to_role", "archived", "trace_id")
 _CHUNK = 500  # ids per IN (...) list
 
 
 class WorkItemsTable(ReadModel):
-    name = "work_items_v3"
+    name = "work_items_v4"
     tables = (WORK_ITEMS, DEPENDENCIES)
 
     def get(self, item_id: UUID) -> WorkItemRow | None:
@@ -221,6 +225,21 @@ class WorkItemsTable(ReadModel):
         rows = self._items(
             "WHERE holder_session = %(session)s ORDER BY created_position",
             {"session": str(session_id)},
+        )
+        return [r.id for r in rows]
+
+    def offers_expired(self, now: datetime, limit: int) -> list[UUID]:
+        rows = self._items(
+            "WHERE offered_to IS NOT NULL AND offer_expires_at <= %(now)s "
+            "ORDER BY offer_expires_at LIMIT %(limit)s",
+            {"now": to_micros(now), "limit": limit},
+        )
+        return [r.id for r in rows]
+
+    def parked(self, limit: int) -> list[UUID]:
+        rows = self._items(
+            "WHERE parked_on IS NOT NULL ORDER BY created_position LIMIT %(limit)s",
+            {"limit": limit},
         )
         return [r.id for r in rows]
 

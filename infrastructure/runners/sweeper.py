@@ -1,10 +1,12 @@
-"""The session sweeper: records lapsed sessions as expired every few seconds, supervised like
-the runners. Every `serve` process runs one, without a lock: expiry is decided against the
-session's version, so of two sweepers expiring one session only one write succeeds."""
+"""The session sweeper: records lapsed sessions as expired every few seconds (and handoff
+offers past their time, and parked claims nobody resumed), supervised like the runners. Every
+`serve` process runs one, without a lock: expiry is decided against the session's version, so
+of two sweepers expiring one session only one write succeeds."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from agentledger.application.idempotency import IdempotencyService
 from agentledger.application.sessions import SessionService
@@ -20,10 +22,14 @@ class Sweeper(Supervised):
         sessions: SessionService,
         interval_seconds: float,
         idempotency: IdempotencyService | None = None,
+        claims: Callable[[], int] | None = None,
     ) -> None:
+        """`claims`: what records handoff offers past their time and releases parked claims
+        nobody resumed (`WorkItemHandoffs.sweep_claims`)."""
         super().__init__("sweeper", "sweeper")
         self._sessions = sessions
         self._idempotency = idempotency
+        self._claims = claims
         self._interval = interval_seconds
         self.passes = 0
 
@@ -34,6 +40,8 @@ class Sweeper(Supervised):
         self.state = "running"
         while not self._stop.wait(self._interval):
             expired = self._sessions.sweep()
+            if self._claims is not None:
+                self._claims()
             if self._idempotency is not None:
                 # Expired keys already behave as new; removing them (a batch per pass, by
                 # the expiry index) only keeps the table small.

@@ -166,14 +166,14 @@ CursorToken = Annotated[
 
 # The rule of each text path parameter (ids are UUIDs, see `HttpCall.path_uuid`).
 ProjectionName = Annotated[
-    str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$", description="e.g. work_items_v3")
+    str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$", description="e.g. work_items_v4")
 ]
 PATH_RULES: dict[str, TypeAdapter[str]] = {
     "projection": TypeAdapter(ProjectionName),
     "name": TypeAdapter(ProjectRef),
     "agent_id": TypeAdapter(AgentId),
 }
-UUID_PATH_PARAMETERS = ("session_id", "id", "other_id")
+UUID_PATH_PARAMETERS = ("session_id", "id", "other_id", "handover_id")
 
 # ISO 8601 / RFC 3339 with a zone; pydantic alone would also take a number of seconds.
 _ZONED_TIME = re.compile(

@@ -18,7 +18,7 @@ def test_projections_are_listed_with_version_and_position(
     response = client.get("/v1/projections", headers=auditor)
     assert response.status_code == 200, response.text
     found = {p["name"]: p for p in response.json()["projections"]}
-    assert found["work_items_v3"]["version"] == 3
+    assert found["work_items_v4"]["version"] == 4
     assert found["seal_v1"]["kind"] == "projection"
     assert found["policy_session_end_releases_claims"]["kind"] == "policy"
     assert all(p["head"] >= p["position"] >= 0 for p in found.values())

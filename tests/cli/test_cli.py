@@ -69,8 +69,9 @@ def test_sweep_and_projection_commands(run) -> None:  # type: ignore[no-untyped-
         "projects_v1",
         "selections_v1",
         "entries_v2",
-        "work_items_v3",
+        "work_items_v4",
         "approvals_v1",
+        "handovers_v1",
         "seal_v1",
     }
     assert {s["name"] for s in status if s["kind"] == "policy"} == {

@@ -20,7 +20,7 @@ from agentledger.infrastructure.settings import Settings
 from tests.integration.work_items_support import Team
 from tests.support.helpers import run_threads
 
-PROJECTION = "work_items_v3"
+PROJECTION = "work_items_v4"
 
 
 @pytest.fixture

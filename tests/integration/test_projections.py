@@ -244,7 +244,7 @@ def test_entries_rebuilt_in_bulk_equal_the_live_read_model(runtime: Runtime) -> 
 
 
 def work_item_rows(rt: Runtime) -> list[dict[str, Any]]:
-    view = rt.read_models["work_items_v3"]
+    view = rt.read_models["work_items_v4"]
     return view.select("work_items", "SELECT * FROM {work_items} ORDER BY id", {})  # type: ignore[no-any-return]
 
 
@@ -287,13 +287,13 @@ def test_work_items_rebuilt_in_batches_equal_the_live_read_model(
     last = runtime.sessions.complete(agents[0], sessions[0]).position
     # the policy then releases the ended session's claim, in events of its own
     wait_until(lambda: runtime.ledger.head_position() > last)
-    runtime.consistency.wait(runtime.read_models["work_items_v3"], runtime.ledger.head_position())
+    runtime.consistency.wait(runtime.read_models["work_items_v4"], runtime.ledger.head_position())
     live = work_item_rows(runtime)
     assert [r["holder_agent"] for r in live if r["kind"] == "story"].count(None) == 1
     assert len(live) == 13
     assert {r["depth"] for r in live} == {0, 1, 2, 3}  # the moved story went one level down
     runtime.runners.stop()
-    report = runtime.runners.projections["work_items_v3"].rebuild()
+    report = runtime.runners.projections["work_items_v4"].rebuild()
     assert report is not None and report.events == runtime.ledger.head_position()
     assert work_item_rows(runtime) == live
 

@@ -1,7 +1,7 @@
 """Read-model tables are derived from their row types (`Table.of`), so a field added to a row
 adds a column. Stores create a table only if it is absent: an existing store would keep the
 old table under the same read-model name. So each name stands for one set of columns, checked
-here on both stores; a changed table needs a new name (`work_items_v3`, rebuilt from the log)
+here on both stores; a changed table needs a new name (`work_items_v4`, rebuilt from the log)
 and its fingerprint recorded below."""
 
 from __future__ import annotations
@@ -22,8 +22,9 @@ FINGERPRINTS = {
     "projects_v1": {"projects": "d7d229d05ec1c9d6"},
     "selections_v1": {"selections": "4d8fef4899e91bd0"},
     "entries_v2": {"entries": "b67d0524ce2fb4ff", "entry_metadata": "5d64d3abcaf7410c"},
-    "work_items_v3": {"work_items": "0fd788474f0b233e", "dependencies": "33a5f3aee9025b10"},
+    "work_items_v4": {"work_items": "a0bcfe7567fd2ff7", "dependencies": "33a5f3aee9025b10"},
     "approvals_v1": {"approvals": "9eee58df9afb7d4c"},
+    "handovers_v1": {"handovers": "c42992fa4007c013"},
 }
 
 
@@ -50,7 +51,7 @@ def test_a_table_has_a_column_for_each_field_of_its_row(runtime: Runtime) -> Non
     assert sessions.columns["lease_expires_at"] == "time"
     assert sessions.columns["ended_at"] == "time"  # `datetime | None`: nullable, same kind
     assert sessions.columns["metadata"] == "json"
-    items = runtime.read_models["work_items_v3"].table("work_items")
+    items = runtime.read_models["work_items_v4"].table("work_items")
     assert items.columns["archived"] == "bool"
     assert items.columns["fence"] == "int"
     entries = runtime.read_models["entries_v2"].table("entries")

@@ -221,7 +221,7 @@ def test_the_sql_ready_queue_is_the_domain_rule_on_a_varied_plan(
     assert held_open == {"amy", "bob", "cat", "dan"}  # open but held: live, lapsed, ended
     assert 10 < sum(ready.values()) < len(built.order) - 50  # some ready, most not
 
-    view = runtime.read_models["work_items_v3"]
+    view = runtime.read_models["work_items_v4"]
     filters: list[dict[str, Any]] = [{}]
     filters += [{"project": p} for p in PROJECTS]
     filters += [{"kind": k} for k in KINDS]
@@ -307,7 +307,7 @@ def waiting_backlog(team: Team, waiting: int) -> list[UUID]:
 def test_a_ready_page_and_claim_next_read_no_waiting_item(runtime: Runtime, waiting: int) -> None:
     team = Team(runtime)
     ready = waiting_backlog(team, waiting)
-    reader = CountingReader(runtime.read_models["work_items_v3"])
+    reader = CountingReader(runtime.read_models["work_items_v4"])
 
     queries = WorkItemQueries(reader, runtime.clock, runtime.consistency, Cursors(b"k" * 16))
     assert [v.id for v in queries.ready(limit=1).value] == ready[:1]

@@ -203,8 +203,9 @@ def _projection_names() -> list[str]:
         "projects_v1",
         "selections_v1",
         "entries_v2",
-        "work_items_v3",
+        "work_items_v4",
         "approvals_v1",
+        "handovers_v1",
     ]
 
 

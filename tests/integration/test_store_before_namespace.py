@@ -74,7 +74,7 @@ def test_read_models_replay_the_old_log_and_equal_a_rebuild(settings: Settings) 
     rt, fixture = old_store(settings)
     try:
         rt.catch_up()
-        assert rt.runners.projections["work_items_v3"].worker.position() == len(fixture["events"])
+        assert rt.runners.projections["work_items_v4"].worker.position() == len(fixture["events"])
         projects = {p.name: p.archived for p in rt.projects.list(limit=10).items}
         assert projects == {"compiler": False, "old-project": True}
         items = rt.work_items.list(WorkItemFilter(project="compiler")).items

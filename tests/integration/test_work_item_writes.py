@@ -190,7 +190,7 @@ def test_a_rebuilt_read_model_matches_the_live_one(runtime: Runtime, clock: Manu
     runtime.catch_up()
 
     def snapshot() -> dict[str, Any]:
-        view = runtime.read_models["work_items_v3"]
+        view = runtime.read_models["work_items_v4"]
         rows = sorted(view.in_project("apollo"), key=lambda r: r.created_position)
         return {
             "rows": [asdict(r) for r in rows],
@@ -202,7 +202,7 @@ def test_a_rebuilt_read_model_matches_the_live_one(runtime: Runtime, clock: Manu
     assert (by_title["c"]["depth"], by_title["c"]["path"]) == (3, f"{other}/{a}/{b}/{c}")
     lease = runtime.sessions.get(session).value.lease_expires_at
     assert by_title["b"]["claim_expires_at"] == lease
-    runtime.runners.projections["work_items_v3"].rebuild()
+    runtime.runners.projections["work_items_v4"].rebuild()
     assert snapshot() == live
 
 

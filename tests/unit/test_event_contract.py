@@ -116,6 +116,15 @@ TOPICS_ADDED_SINCE = {
     "agentledger.domain.approvals:Approval.ApprovalDecided",
     "agentledger.domain.work_items:WorkItem.ApprovalAttached",
     "agentledger.domain.refusals:CommandRefusal.CommandRefused",
+    # Handing claims over, parking them, handover documents (issue 14).
+    "agentledger.domain.work_items:WorkItem.HandoffOffered",
+    "agentledger.domain.work_items:WorkItem.HandoffAccepted",
+    "agentledger.domain.work_items:WorkItem.HandoffDeclined",
+    "agentledger.domain.work_items:WorkItem.HandoffExpired",
+    "agentledger.domain.work_items:WorkItem.ClaimParked",
+    "agentledger.domain.work_items:WorkItem.ClaimResumed",
+    "agentledger.domain.handovers:Handover.HandoverWritten",
+    "agentledger.domain.handovers:Handover.HandoverRevised",
 }
 
 

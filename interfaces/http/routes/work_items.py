@@ -36,7 +36,7 @@ from agentledger.interfaces.http.work_item_schemas import (
 _ITEM = "/v1/work-items/{id}"
 
 
-def _item_written(call: HttpCall, outcome: Outcome[WorkItemView], status: int = 200) -> Response:
+def item_written(call: HttpCall, outcome: Outcome[WorkItemView], status: int = 200) -> Response:
     item = outcome.value
     body = with_position(WorkItemWritten, WorkItemOut.of(item), outcome.position)
     location = f"/v1/work-items/{item.id}" if status == 201 else None
@@ -46,7 +46,7 @@ def _item_written(call: HttpCall, outcome: Outcome[WorkItemView], status: int = 
 def create_item(call: HttpCall) -> Response:
     body = call.body(CreateWorkItem)
     new = NewWorkItem(**body.model_dump())
-    return _item_written(call, call.runtime.work_items.create(call.context(), new), 201)
+    return item_written(call, call.runtime.work_items.create(call.context(), new), 201)
 
 
 def list_items(call: HttpCall) -> Response:
@@ -83,7 +83,7 @@ def patch_item(call: HttpCall) -> Response:
         precondition=call.if_match(),
         fence=call.fence(),
     )
-    return _item_written(call, outcome)
+    return item_written(call, outcome)
 
 
 def transition_item(call: HttpCall) -> Response:
@@ -96,7 +96,7 @@ def transition_item(call: HttpCall) -> Response:
         fence=call.fence(),
         precondition=call.if_match(),
     )
-    return _item_written(call, outcome)
+    return item_written(call, outcome)
 
 
 def claim_item(call: HttpCall) -> Response:
@@ -107,7 +107,7 @@ def claim_item(call: HttpCall) -> Response:
         body.session_id,
         precondition=call.if_match(),
     )
-    return _item_written(call, outcome)
+    return item_written(call, outcome)
 
 
 def claim_next(call: HttpCall) -> Response:
@@ -117,7 +117,7 @@ def claim_next(call: HttpCall) -> Response:
     )
     if outcome is None:
         return Response(status_code=204)
-    return _item_written(call, outcome, 201)
+    return item_written(call, outcome, 201)
 
 
 def _fenced(action: str) -> Handler:
@@ -132,7 +132,7 @@ def _fenced(action: str) -> Handler:
             fence=call.fence(),
             precondition=call.if_match(),
         )
-        return _item_written(call, outcome)
+        return item_written(call, outcome)
 
     handler.__name__ = f"{action}_item"
     return handler
