@@ -9,7 +9,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from agentledger.infrastructure.bootstrap import Runtime
-from tests.api.helpers import agent, refused, start
+from tests.api.helpers import CONSISTENT_WITH, agent, refused, start
 from tests.conftest import bearer, issue_token
 
 Headers = dict[str, str]
@@ -67,7 +67,8 @@ def test_handoff_and_park_refusals_are_problems_that_write_nothing(
         409,
         "handoff-pending",
     )
-    shown = client.get(path, headers=eve).json()
+    after = {**eve, CONSISTENT_WITH: str(offered.json()["position"])}
+    shown = client.get(path, headers=after).json()
     assert shown["offered_to"] == "bob" and shown["assignee"] == "lead"
     withdrawn = post("/handoff/decline", {"reason": "changed my mind"}, lead)
     assert withdrawn.status_code == 200 and withdrawn.json()["offered_to"] is None

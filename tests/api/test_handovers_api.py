@@ -12,7 +12,7 @@ from starlette.testclient import TestClient
 
 from agentledger.domain.handovers import Handover
 from agentledger.infrastructure.bootstrap import Runtime
-from tests.api.helpers import agent, assert_problem, refused, start
+from tests.api.helpers import CONSISTENT_WITH, agent, assert_problem, refused, start
 from tests.conftest import bearer, issue_token
 from tests.support.helpers import run_threads
 from tests.support.overlap import DecidedTogether
@@ -99,11 +99,12 @@ def test_each_check_refuses_what_it_should_and_a_complete_document_passes(
     assert passed.status_code == 200 and passed.json()["passed"] is True
     assert passed.json()["failures"] == []
     # Stored with its results: the next session of the agent reads it first.
-    latest = client.get("/v1/agents/lead/handovers/latest", headers=lead)
+    seen = {**lead, CONSISTENT_WITH: str(passed.json()["position"])}
+    latest = client.get("/v1/agents/lead/handovers/latest", headers=seen)
     assert latest.status_code == 200 and latest.json()["id"] == passed.json()["id"]
     assert latest.json()["passed"] is True and latest.json()["work_item_ids"] == [item]
     assert latest.headers["ETag"] == f'"{passed.json()["version"]}"'
-    listed = client.get("/v1/projects/apollo/handovers", headers=lead).json()["items"]
+    listed = client.get("/v1/projects/apollo/handovers", headers=seen).json()["items"]
     assert [h["id"] for h in listed] == [passed.json()["id"]]
     stored = list(runtime.ledger.events.get(UUID(passed.json()["id"])))
     assert [type(e).__name__ for e in stored][:2] == ["HandoverWritten", "HandoverRevised"]
