@@ -143,6 +143,10 @@ class CommandRunner:
             raise NotFound(label, str(aggregate_id))
         return found
 
+    def head_position(self) -> int:
+        """The newest position in the log: what a read model must reach to see every write."""
+        return self._ledger.head_position()
+
     def on_commit(self, callback: CommitCallback) -> None:
         """Be told the position after each commit (lets in-process projections wake at once)."""
         self._commit_callbacks.append(callback)

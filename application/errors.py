@@ -160,3 +160,18 @@ class IdempotencyInProgress(ApplicationError):
 
 class InvalidIdempotencyKey(ApplicationError):
     pass
+
+
+class NoRecipients(ApplicationError):
+    """A message to a role nobody acts in now: it would reach nobody."""
+
+    def __init__(self, to: str) -> None:
+        self.to = to
+        super().__init__(f"no agent has a live session acting in {to}: the message reaches nobody")
+
+
+class TooManyWaiters(ApplicationError):
+    """Every long-poll slot of this process is taken (each holds a worker thread)."""
+
+    def __init__(self) -> None:
+        super().__init__("too many requests are waiting for messages here; retry shortly")

@@ -17,6 +17,7 @@ from agentledger.application.ledger import stored_topics
 from agentledger.application.readmodels import (
     ApprovalRow,
     HandoverRow,
+    MessageRow,
     ProjectRow,
     Rows,
     SelectionRow,
@@ -29,6 +30,7 @@ from agentledger.domain.access import AccessToken
 from agentledger.domain.approvals import Approval
 from agentledger.domain.entries import LogEntry
 from agentledger.domain.handovers import Handover
+from agentledger.domain.messages import Message
 from agentledger.domain.plans import ProjectPlan
 from agentledger.domain.projects import Project
 from agentledger.domain.selections import ProjectSelection
@@ -272,6 +274,68 @@ class HandoversProjection:
             **document,
         )
         rows.insert("handovers", row)
+
+
+class MessagesProjection:
+    """Each message once, an inbox row per recipient; the first reply from a recipient of a
+    request marks the request answered (and its inbox rows, which "waiting for a reply"
+    reads)."""
+
+    follows = (Message.Event,)
+
+    def handle(self, event: Any, position: int, rows: Rows) -> None:
+        if isinstance(event, Message.MessageSent):
+            self._sent(event, position, rows)
+        elif isinstance(event, Message.MessageRead | Message.MessageAcked):
+            column = "read_at" if isinstance(event, Message.MessageRead) else "acked_at"
+            rows.update(
+                "inbox",
+                {"message_id": event.originator_id, "recipient": event.agent_id},
+                {column: event.timestamp},
+            )
+
+    def _sent(self, event: Any, position: int, rows: Rows) -> None:
+        row = values_by_name(
+            MessageRow,
+            event,
+            id=event.originator_id,
+            addressed_to=event.to,
+            recipients=list(event.recipients),
+            context=dict(event.context),
+            created_at=event.timestamp,
+            answered_at=None,
+            answered_by=None,
+            read_at=None,
+            acked_at=None,
+            created_position=position,
+        )
+        rows.insert("messages", row)
+        for recipient in event.recipients:
+            rows.insert(
+                "inbox",
+                {
+                    "message_id": event.originator_id,
+                    "recipient": recipient,
+                    "sender_agent": event.sender_agent,
+                    "type": event.type,
+                    "thread_id": event.thread_id,
+                    "ack_required": event.ack_required,
+                    "answered": False,
+                    "read_at": None,
+                    "acked_at": None,
+                    "created_position": position,
+                },
+            )
+        if event.reply_to is not None and event.type in ("response", "error"):
+            original = rows.get("messages", {"id": event.reply_to})
+            answers = original is not None and original["answered_at"] is None
+            if original is not None and answers and event.sender_agent in original["recipients"]:
+                rows.update(
+                    "messages",
+                    {"id": event.reply_to},
+                    {"answered_at": event.timestamp, "answered_by": event.sender_agent},
+                )
+                rows.update_all("inbox", {"message_id": event.reply_to}, {"answered": True})
 
 
 class WorkItemsProjection:

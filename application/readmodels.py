@@ -369,6 +369,59 @@ class HandoversReader(Protocol):
         """Newest first (by when each was first written)."""
 
 
+@dataclass(frozen=True)
+class MessageRow:
+    """A message as lists show it; `read_at`/`acked_at` are its recipient's, in an inbox
+    (null elsewhere)."""
+
+    id: UUID
+    sender: str
+    sender_agent: str | None
+    addressed_to: str  # `to` as sent (a reserved word in SQL)
+    recipients: list[str]
+    type: str
+    subject: str | None
+    body: str
+    context: dict[str, Any]
+    thread_id: UUID
+    reply_to: UUID | None
+    importance: str
+    ack_required: bool
+    created_at: datetime
+    answered_at: datetime | None
+    answered_by: str | None
+    read_at: datetime | None
+    acked_at: datetime | None
+    created_position: int
+
+
+@dataclass(frozen=True)
+class MessageFilter:
+    agent_id: str  # whose inbox
+    unread: bool | None = None
+    type: str | None = None
+    thread_id: UUID | None = None
+
+
+class MessagesReader(Protocol):
+    def position(self) -> int: ...
+    def get(self, message_id: UUID) -> MessageRow | None: ...
+    def inbox(
+        self, where: MessageFilter, *, limit: int, after_position: int | None
+    ) -> builtins.list[MessageRow]:
+        """Oldest first, after `after_position`."""
+
+    def thread(self, thread_id: UUID, limit: int) -> builtins.list[MessageRow]: ...
+    def conversation(
+        self, agent_id: str, other: str, *, limit: int, before_position: int | None
+    ) -> builtins.list[MessageRow]:
+        """Messages either sent the other, newest first."""
+
+    def waiting(self, agent_id: str, what: str, side: str, limit: int) -> builtins.list[MessageRow]:
+        """Requests not answered (`what="reply"`) or messages not acknowledged (`"ack"`)
+        that the agent received (`side="received"`) or sent (`"sent"`), oldest first."""
+
+
 MAX_CURSOR_LENGTH = 2048  # far beyond any cursor issued (its filters are bounded too)
 _SIGNATURE_BYTES = 16  # of an HMAC-SHA256: 128 bits cannot be guessed
 

@@ -21,6 +21,7 @@ from agentledger.application.handovers import HandoverService
 from agentledger.application.idempotency import IdempotencyService, IdempotencyStore
 from agentledger.application.item_status import ItemStatusQuery
 from agentledger.application.ledger import Ledger
+from agentledger.application.messages import MessageService
 from agentledger.application.past_status import PastStatus
 from agentledger.application.policies import (
     ArchivedProjectClearsSelections,
@@ -31,6 +32,7 @@ from agentledger.application.projections import (
     ApprovalsProjection,
     EntriesProjection,
     HandoversProjection,
+    MessagesProjection,
     Projection,
     ProjectsProjection,
     SelectionsProjection,
@@ -58,6 +60,7 @@ from agentledger.infrastructure.readmodels.approvals import ApprovalsReadModel
 from agentledger.infrastructure.readmodels.base import ReadModel
 from agentledger.infrastructure.readmodels.entries import EntriesReadModel
 from agentledger.infrastructure.readmodels.handovers import HandoversReadModel
+from agentledger.infrastructure.readmodels.messages import MessagesReadModel
 from agentledger.infrastructure.readmodels.projects import ProjectsReadModel
 from agentledger.infrastructure.readmodels.seal import SealTables
 from agentledger.infrastructure.readmodels.selections import SelectionsReadModel
@@ -107,6 +110,7 @@ class Runtime:
     work_items: WorkItemService
     approvals: ApprovalService
     handovers: HandoverService
+    messages: MessageService
     item_status: ItemStatusQuery
     status: StatusService
     past_status: PastStatus
@@ -168,6 +172,7 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
         work_items = stores.open(WorkItemsTable)
         approvals = stores.open(ApprovalsReadModel)
         handovers = stores.open(HandoversReadModel)
+        messages = stores.open(MessagesReadModel)
         seal_tables = stores.open(SealTables)
         registry = stores.open(RunnerRegistry)
         cursors = Cursors(cursor_key(settings))
@@ -198,6 +203,7 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
         (work_items, WorkItemsProjection()),
         (approvals, ApprovalsProjection()),
         (handovers, HandoversProjection()),
+        (messages, MessagesProjection()),
     ]
     tail = LogTail(ledger)
     projection_runners = [
@@ -262,6 +268,15 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
         work_items=work_item_service,
         approvals=ApprovalService(commands, approvals, clock, consistency, cursors),
         handovers=HandoverService(commands, handovers, consistency, cursors),
+        messages=MessageService(
+            commands,
+            messages,
+            sessions,
+            clock,
+            consistency,
+            cursors,
+            settings.max_long_polls,
+        ),
         item_status=ItemStatusQuery(work_item_service, approvals, entries, clock, consistency),
         status=StatusService(
             work_item_service, work_items, projects, sessions, selections, clock, consistency

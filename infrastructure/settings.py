@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     # The seal writes a checkpoint (position and link, to publish) every this many events.
     seal_checkpoint_events: int = Field(default=1000, ge=1, le=1_000_000)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    # Inbox reads waiting for a message (`wait=`) at once per process: each holds a worker
+    # thread, so beyond this many the next is answered 503 at once rather than queued.
+    max_long_polls: int = Field(default=16, ge=1, le=1000)
     # Signs pagination cursors; unset, a key is made once and kept with the data.
     cursor_secret: SecretStr | None = Field(default=None, min_length=16)
 

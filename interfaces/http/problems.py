@@ -29,6 +29,7 @@ from agentledger.application.errors import (
     InvalidRequest,
     MalformedJson,
     NoProjectSelected,
+    NoRecipients,
     NotCaughtUp,
     NotFound,
     PreconditionFailed,
@@ -36,6 +37,7 @@ from agentledger.application.errors import (
     ProjectExists,
     ReadModelBuilding,
     StoreUnavailable,
+    TooManyWaiters,
     Unauthenticated,
     UnsupportedMediaType,
 )
@@ -69,6 +71,7 @@ from agentledger.domain.errors import (
     SessionTerminated,
     TokenRevoked,
 )
+from agentledger.domain.messages import AckNotRequired, AlreadyMarked, NotARecipient
 from agentledger.infrastructure.store_errors import is_store_outage
 
 PROBLEM_BASE = "https://agentledger.dev/problems/"
@@ -253,6 +256,15 @@ PROBLEM_TYPES: dict[type[Exception], ProblemType] = {
                 for i, role, status in e.approvals
             ]
         },
+    ),
+    NoRecipients: ProblemType(409, "no-recipients", "Nobody to send to", lambda e: {"to": e.to}),
+    AlreadyMarked: ProblemType(
+        409, "already-marked", "Already read or acknowledged", lambda e: {"marked": e.what}
+    ),
+    AckNotRequired: ProblemType(409, "ack-not-required", "No acknowledgement asked for"),
+    NotARecipient: ProblemType(403, "not-a-recipient", "Not a recipient"),
+    TooManyWaiters: ProblemType(
+        503, "too-many-waiters", "Too many long-polls waiting", headers=RETRY_SOON
     ),
     HandoffPending: ProblemType(
         409,

@@ -172,8 +172,9 @@ PATH_RULES: dict[str, TypeAdapter[str]] = {
     "projection": TypeAdapter(ProjectionName),
     "name": TypeAdapter(ProjectRef),
     "agent_id": TypeAdapter(AgentId),
+    "other_agent_id": TypeAdapter(AgentId),
 }
-UUID_PATH_PARAMETERS = ("session_id", "id", "other_id", "handover_id")
+UUID_PATH_PARAMETERS = ("session_id", "id", "other_id", "handover_id", "message_id", "thread_id")
 
 # ISO 8601 / RFC 3339 with a zone; pydantic alone would also take a number of seconds.
 _ZONED_TIME = re.compile(

@@ -72,6 +72,7 @@ def test_sweep_and_projection_commands(run) -> None:  # type: ignore[no-untyped-
         "work_items_v4",
         "approvals_v1",
         "handovers_v1",
+        "messages_v1",
         "seal_v1",
     }
     assert {s["name"] for s in status if s["kind"] == "policy"} == {

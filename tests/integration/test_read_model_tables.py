@@ -25,6 +25,7 @@ FINGERPRINTS = {
     "work_items_v4": {"work_items": "a0bcfe7567fd2ff7", "dependencies": "33a5f3aee9025b10"},
     "approvals_v1": {"approvals": "9eee58df9afb7d4c"},
     "handovers_v1": {"handovers": "c42992fa4007c013"},
+    "messages_v1": {"messages": "77894a9916f38750", "inbox": "42f4d29b5ad684db"},
 }
 
 

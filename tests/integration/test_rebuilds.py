@@ -206,6 +206,7 @@ def _projection_names() -> list[str]:
         "work_items_v4",
         "approvals_v1",
         "handovers_v1",
+        "messages_v1",
     ]
 
 

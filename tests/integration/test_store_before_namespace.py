@@ -24,7 +24,7 @@ from agentledger.infrastructure.bootstrap import Runtime, build_runtime
 from agentledger.infrastructure.settings import Settings
 from tests.support.helpers import agent_context
 
-READ_MODELS_ADDED_SINCE = {"approvals_v1", "handovers_v1"}
+READ_MODELS_ADDED_SINCE = {"approvals_v1", "handovers_v1", "messages_v1"}
 FIXTURE = Path(__file__).parent.parent / "fixtures" / "store-0b5a137.json"
 
 

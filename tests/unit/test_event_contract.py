@@ -125,6 +125,11 @@ TOPICS_ADDED_SINCE = {
     "agentledger.domain.work_items:WorkItem.ClaimResumed",
     "agentledger.domain.handovers:Handover.HandoverWritten",
     "agentledger.domain.handovers:Handover.HandoverRevised",
+    "agentledger.domain.messages:Message.MessageSent",
+    "agentledger.domain.messages:Message.MessageRead",
+    "agentledger.domain.messages:Message.MessageAcked",
+    "agentledger.domain.agents:AgentProfile.AgentRegistered",
+    "agentledger.domain.agents:AgentProfile.AgentProfileUpdated",
 }
 
 
