@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 from typing import Any, Protocol
 
+from eventsourcing.utils import TopicError
+
 from agentledger.application.entries import EntryView
 from agentledger.application.ledger import stored_topics
 from agentledger.application.readmodels import (
@@ -65,8 +67,13 @@ def followed_topics(projection: Projection) -> list[str]:
     pending = list(projection.follows)
     while pending:
         cls = pending.pop()
-        found.update(stored_topics(cls))
         pending.extend(cls.__subclasses__())
+        try:
+            found.update(stored_topics(cls))
+        except TopicError:
+            # A class the library's aggregate machinery replaced by the one it stores under
+            # that name (an event declared in an aggregate's body): never in the log itself.
+            continue
     return sorted(found)
 
 

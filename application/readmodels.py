@@ -422,6 +422,70 @@ class MessagesReader(Protocol):
         that the agent received (`side="received"`) or sent (`"sent"`), oldest first."""
 
 
+@dataclass(frozen=True)
+class AgentRow:
+    """An agent in the directory: its profile (once registered) and what its status is
+    derived from (computed on read, against the clock, by the reader)."""
+
+    agent_id: str
+    registered: bool
+    display_name: str | None
+    kind: str | None
+    capabilities: list[str]
+    workspace: str | None
+    endpoints: dict[str, str]
+    config: dict[str, Any]
+    version: int  # the profile's (0: never registered)
+    last_seen_at: datetime | None  # its latest recorded session event but an expiry
+    last_session_id: UUID | None
+    last_session_status: str | None
+    sessions_total: int
+    sessions_failed: int
+    sessions_expired: int
+    items_completed: int
+    messages_answered: int
+    created_position: int
+
+
+@dataclass(frozen=True)
+class AgentFilter:
+    capability: str | None = None
+    status: str | None = None  # busy, active, error or inactive, at the moment of reading
+    kind: str | None = None
+
+
+class AgentsReader(Protocol):
+    def position(self) -> int: ...
+    def get(self, agent_id: str, now: datetime) -> tuple[AgentRow, str] | None:
+        """The agent and its status at `now`."""
+
+    def list(
+        self, where: AgentFilter, *, now: datetime, limit: int, after: str | None
+    ) -> builtins.list[tuple[AgentRow, str]]:
+        """By agent id, after `after`."""
+
+    def median(self, agent_id: str, kind: str) -> float | None:
+        """The median of the agent's samples of `kind` (seconds), None without any."""
+
+
+@dataclass(frozen=True)
+class TimelineRow:
+    position: int
+    session_id: UUID
+    occurred_at: datetime
+    event: str  # e.g. WorkItem.StatusChanged
+    aggregate_id: UUID
+    actor: str
+    summary: dict[str, Any]  # the event's own small fields
+
+
+class TimelineReader(Protocol):
+    def position(self) -> int: ...
+    def of_session(
+        self, session_id: UUID, *, limit: int, after_position: int | None
+    ) -> builtins.list[TimelineRow]: ...
+
+
 MAX_CURSOR_LENGTH = 2048  # far beyond any cursor issued (its filters are bounded too)
 _SIGNATURE_BYTES = 16  # of an HMAC-SHA256: 128 bits cannot be guessed
 

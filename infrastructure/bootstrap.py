@@ -11,6 +11,8 @@ from eventsourcing.postgres import PostgresApplicationRecorder
 from psycopg import sql
 
 from agentledger.application.access import AccessService
+from agentledger.application.agent_projections import AgentsProjection, TimelineProjection
+from agentledger.application.agents import AgentService
 from agentledger.application.approvals import ApprovalService
 from agentledger.application.audit import AuditService
 from agentledger.application.clock import Clock, SystemClock
@@ -56,6 +58,7 @@ from agentledger.infrastructure.locks import (
     file_lock_held,
 )
 from agentledger.infrastructure.metrics import count_conflict_retry, observe_batch_size
+from agentledger.infrastructure.readmodels.agents import AgentsReadModel
 from agentledger.infrastructure.readmodels.approvals import ApprovalsReadModel
 from agentledger.infrastructure.readmodels.base import ReadModel
 from agentledger.infrastructure.readmodels.entries import EntriesReadModel
@@ -65,6 +68,7 @@ from agentledger.infrastructure.readmodels.projects import ProjectsReadModel
 from agentledger.infrastructure.readmodels.seal import SealTables
 from agentledger.infrastructure.readmodels.selections import SelectionsReadModel
 from agentledger.infrastructure.readmodels.sessions import SessionsReadModel
+from agentledger.infrastructure.readmodels.timeline import TimelineReadModel
 from agentledger.infrastructure.readmodels.tokens import TokensReadModel
 from agentledger.infrastructure.readmodels.work_items import WorkItemsTable
 from agentledger.infrastructure.runners.log_tail import LogTail
@@ -111,6 +115,7 @@ class Runtime:
     approvals: ApprovalService
     handovers: HandoverService
     messages: MessageService
+    agents: AgentService
     item_status: ItemStatusQuery
     status: StatusService
     past_status: PastStatus
@@ -173,6 +178,8 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
         approvals = stores.open(ApprovalsReadModel)
         handovers = stores.open(HandoversReadModel)
         messages = stores.open(MessagesReadModel)
+        agents = stores.open(AgentsReadModel)
+        timeline = stores.open(TimelineReadModel)
         seal_tables = stores.open(SealTables)
         registry = stores.open(RunnerRegistry)
         cursors = Cursors(cursor_key(settings))
@@ -204,6 +211,8 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
         (approvals, ApprovalsProjection()),
         (handovers, HandoversProjection()),
         (messages, MessagesProjection()),
+        (agents, AgentsProjection()),
+        (timeline, TimelineProjection()),
     ]
     tail = LogTail(ledger)
     projection_runners = [
@@ -268,10 +277,11 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
         work_items=work_item_service,
         approvals=ApprovalService(commands, approvals, clock, consistency, cursors),
         handovers=HandoverService(commands, handovers, consistency, cursors),
+        agents=AgentService(commands, agents, timeline, sessions, clock, consistency, cursors),
         messages=MessageService(
             commands,
             messages,
-            sessions,
+            agents,
             clock,
             consistency,
             cursors,

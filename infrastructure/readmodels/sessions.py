@@ -68,23 +68,6 @@ class SessionsReadModel(ReadModel):
         rows = self.select("sessions", statement, {"now": to_micros(now), "limit": limit})
         return [r["id"] for r in rows]
 
-    def known(self, agent_id: str) -> bool:
-        """Whether the agent has ever had a session (what a message to it needs)."""
-        statement = "SELECT id FROM {sessions} WHERE agent_id = %(agent)s LIMIT 1"
-        with self.reading() as cursor:
-            cursor.execute(self.sql(statement), {"agent": agent_id})
-            return cursor.fetchone() is not None
-
-    def acting_in(self, role: str, now: datetime) -> list[str]:
-        """Agents with a live (active, unexpired) session acting in `role` at `now`."""
-        statement = (
-            "SELECT DISTINCT agent_id FROM {sessions} WHERE role = %(role)s "
-            "AND status = 'active' AND lease_expires_at > %(now)s ORDER BY agent_id"
-        )
-        with self.reading() as cursor:
-            cursor.execute(self.sql(statement), {"role": role, "now": to_micros(now)})
-            return [row["agent_id"] for row in cursor.fetchall()]
-
     def count(self, status: SessionStatus, now: datetime) -> int:
         """Sessions whose effective status (as `list` filters it) is `status` at `now`."""
         statement = f"SELECT COUNT(*) AS n FROM {{sessions}} WHERE {_status_clause(status)}"

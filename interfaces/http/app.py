@@ -19,6 +19,7 @@ from agentledger.interfaces.http.call import TRACE_HEADER, trace_id_of
 from agentledger.interfaces.http.openapi import build_openapi
 from agentledger.interfaces.http.problems import problem_response, to_problem
 from agentledger.interfaces.http.routes import (
+    agents,
     approvals,
     audit,
     entries,
@@ -46,6 +47,7 @@ OPERATIONS: list[Operation] = [
     *handoffs.OPERATIONS,
     *handovers.OPERATIONS,
     *messages.OPERATIONS,
+    *agents.OPERATIONS,
     *status.OPERATIONS,
     *audit.OPERATIONS,
     *projections.OPERATIONS,

@@ -49,6 +49,8 @@ def test_readyz_lists_running_projections(runtime: Runtime, client: TestClient) 
         "approvals_v1",
         "handovers_v1",
         "messages_v1",
+        "agents_v1",
+        "timeline_v1",
         "seal_v1",
         "policy_archived_project_clears_selections",
         "policy_session_end_releases_claims",

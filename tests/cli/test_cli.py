@@ -73,6 +73,8 @@ def test_sweep_and_projection_commands(run) -> None:  # type: ignore[no-untyped-
         "approvals_v1",
         "handovers_v1",
         "messages_v1",
+        "agents_v1",
+        "timeline_v1",
         "seal_v1",
     }
     assert {s["name"] for s in status if s["kind"] == "policy"} == {

@@ -26,6 +26,16 @@ FINGERPRINTS = {
     "approvals_v1": {"approvals": "9eee58df9afb7d4c"},
     "handovers_v1": {"handovers": "c42992fa4007c013"},
     "messages_v1": {"messages": "77894a9916f38750", "inbox": "42f4d29b5ad684db"},
+    "agents_v1": {
+        "agents": "29d56f2f398d13a0",
+        "capabilities": "e46e3ed8443b9021",
+        "sessions": "ae465685d7a7a015",
+        "claims": "e088eca2d1fd2cc3",
+        "last_claims": "dc37f710303027f4",
+        "requests": "9f08bef6588793bd",
+        "samples": "2cfb7137d973fb1a",
+    },
+    "timeline_v1": {"timeline": "cd414852417abe7b", "holders": "e088eca2d1fd2cc3"},
 }
 
 

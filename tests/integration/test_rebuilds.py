@@ -207,6 +207,8 @@ def _projection_names() -> list[str]:
         "approvals_v1",
         "handovers_v1",
         "messages_v1",
+        "agents_v1",
+        "timeline_v1",
     ]
 
 
