@@ -81,11 +81,13 @@ class MessageView:
     answered_by: str | None = None
     read_at: datetime | None = None  # in an inbox: when its recipient read it
     acked_at: datetime | None = None
+    position: int | None = None  # where in the log it was sent (on reads)
 
     @classmethod
     def of_row(cls, row: MessageRow) -> MessageView:
-        fields = {n: getattr(row, n) for n in cls.__dataclass_fields__ if n != "to"}
-        return cls(to=row.addressed_to, **fields)
+        names = [n for n in cls.__dataclass_fields__ if n not in ("to", "position")]
+        fields = {n: getattr(row, n) for n in names}
+        return cls(to=row.addressed_to, position=row.created_position, **fields)
 
     @classmethod
     def of_aggregate(cls, message: Message, sent: Message.MessageSent) -> MessageView:
@@ -228,6 +230,17 @@ class MessageService:
         return self._cursors.page(
             rows, limit, filters, position, lambda r: r.created_position, MessageView.of_row
         )
+
+    def since(
+        self, principal: Principal, where: MessageFilter, position: int, wait: float = 0
+    ) -> list[MessageView]:
+        """What arrived in the inbox after log `position`, oldest first (at most a page);
+        with `wait`, waits for the next message when none has (what a follower reads)."""
+        _may_read(principal, [where.agent_id])
+        rows = self._reader.inbox(where, limit=MAX_PAGE, after_position=position)
+        if not rows and wait > 0:
+            _, rows = self._wait_for(where, MAX_PAGE - 1, position, self._reader.position(), wait)
+        return [MessageView.of_row(r) for r in rows]
 
     def _wait_for(
         self, where: MessageFilter, limit: int, after: int | None, position: int, wait: float

@@ -93,6 +93,7 @@ class SessionsProjection:
                 updated_at=event.timestamp,
                 ended_at=None,
                 end_reason=None,
+                archived=False,
                 created_position=position,
                 position=position,
             )
@@ -112,6 +113,8 @@ class SessionsProjection:
             changes.update(
                 status="expired", ended_at=event.lease_expired_at, end_reason="lease_expired"
             )
+        elif isinstance(event, AgentSession.SessionArchived):
+            changes.update(archived=True)
         rows.update("sessions", {"id": event.originator_id}, changes)
 
 

@@ -43,6 +43,7 @@ class SessionRow:
     ended_at: datetime | None
     end_reason: str | None
     role: str | None
+    archived: bool  # put out of the default lists (`sessions archive`)
     created_position: int
     position: int
 
@@ -115,8 +116,11 @@ class SessionsReader(Protocol):
         now: datetime,
         limit: int,
         before_position: int | None,
+        include_archived: bool = False,
     ) -> list[SessionRow]: ...
     def lapsed(self, now: datetime, limit: int) -> builtins.list[UUID]: ...
+    def ended_before(self, moment: datetime, limit: int) -> builtins.list[UUID]:
+        """Sessions ended before `moment`, not archived yet."""
 
 
 @dataclass(frozen=True)

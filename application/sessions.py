@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -28,6 +28,9 @@ from agentledger.domain.events import EventContext
 from agentledger.domain.metadata import Metadata
 from agentledger.domain.sessions import AgentSession, heartbeat_interval
 
+ARCHIVE_BATCH = 100  # sessions archived per transaction
+ARCHIVE_SCAN = 100_000  # sessions one archive run considers
+
 
 @dataclass(frozen=True)
 class SessionView:
@@ -46,6 +49,7 @@ class SessionView:
     ended_at: datetime | None
     end_reason: str | None
     role: str | None = None  # the role it acts in (routed tasks)
+    archived: bool = False  # out of the default lists (`agentledger sessions archive`)
 
     @classmethod
     def of_aggregate(cls, session: AgentSession, now: datetime) -> SessionView:
@@ -218,6 +222,23 @@ class SessionService:
                 expired += 1
         return expired
 
+    def archive(self, request: RequestContext, older_than: timedelta) -> int:
+        """Put sessions ended more than `older_than` ago (as the read model knows them) out
+        of the default lists, a batch per transaction; they stay in the log and the audit.
+        Returns how many it archived (run it again for more than ARCHIVE_SCAN)."""
+        request.principal.require_any_role(Role.COORDINATOR)
+        cutoff = self._clock.now() - older_than
+        ended = self._reader.ended_before(cutoff, ARCHIVE_SCAN)
+        archived = 0
+        for start in range(0, len(ended), ARCHIVE_BATCH):
+
+            def decide(uow: UnitOfWork, ctx: EventContext, at: int = start) -> int:
+                batch = ended[at : at + ARCHIVE_BATCH]
+                return sum(uow.get(AgentSession, i, "session").archive(ctx, cutoff) for i in batch)
+
+            archived += self._commands.run(request, "sessions.archive", decide).value
+        return archived
+
     # --- queries --------------------------------------------------------------------------
 
     def get(self, session_id: UUID, consistent_with: int | None = None) -> Read[SessionView]:
@@ -235,14 +256,21 @@ class SessionService:
         limit: int = 50,
         cursor: str | None = None,
         consistent_with: int | None = None,
+        include_archived: bool = False,
     ) -> Page[SessionView]:
-        filters = {"agent_id": agent_id, "status": status}
+        """Newest first; archived sessions only with `include_archived`."""
+        filters = {"agent_id": agent_id, "status": status, "archived": include_archived}
         before = self._cursors.decode(cursor, filters).position() if cursor else None
         limit = max(1, min(MAX_PAGE, limit))
         position = self._consistency.wait(self._reader, consistent_with)
         now = self._clock.now()
         rows = self._reader.list(
-            agent_id=agent_id, status=status, now=now, limit=limit + 1, before_position=before
+            agent_id=agent_id,
+            status=status,
+            now=now,
+            limit=limit + 1,
+            before_position=before,
+            include_archived=include_archived,
         )
         return self._cursors.page(
             rows,

@@ -49,8 +49,8 @@ CONSISTENT_WITH = "AgentLedger-Consistent-With"
 POSITION = "AgentLedger-Position"
 # Which read model shows each command's effect (for the lag measurement).
 READ_MODEL_OF = {
-    "heartbeat": "sessions_v2",
-    "session_start": "sessions_v2",
+    "heartbeat": "sessions_v3",
+    "session_start": "sessions_v3",
     "append": "entries_v2",
     "claim_next": "work_items_v4",
     "switch": "selections_v1",

@@ -89,6 +89,10 @@ class AgentSession(LedgerAggregate):
         ended_at: datetime | None
         end_reason: str | None
 
+    # Archived: an ended session put out of the default lists (still in the log and audit).
+    # A class default, so sessions (and snapshots) from before archiving read as not archived.
+    archived = False
+
     class SessionStarted(LedgerAggregate.Created):
         agent_id: str
         status: str
@@ -157,6 +161,10 @@ class AgentSession(LedgerAggregate):
             aggregate.state = SessionStatus.EXPIRED.value
             aggregate.ended_at = self.lease_expired_at
             aggregate.end_reason = "lease_expired"
+
+    class SessionArchived(LedgerAggregate.Event):
+        def apply(self, aggregate: Any) -> None:
+            aggregate.archived = True
 
     @staticmethod
     def upcast_v1_v2(state: dict[str, Any]) -> None:
@@ -246,6 +254,16 @@ class AgentSession(LedgerAggregate):
         if self.status.is_terminal or not self.has_lapsed(ctx.occurred_at):
             return False
         self._record(self.SessionExpired, ctx, lease_expired_at=self.lease_expires_at)
+        return True
+
+    def archive(self, ctx: EventContext, ended_before: datetime) -> bool:
+        """Put an ended session out of the default lists. Only a session that ended before
+        `ended_before`; a live one, one ended since, or one archived already writes nothing."""
+        if self.archived or not self.status.is_terminal:
+            return False
+        if self.ended_at is None or self.ended_at >= ended_before:
+            return False
+        self._record(self.SessionArchived, ctx)
         return True
 
     # --- queries on state -----------------------------------------------------------------

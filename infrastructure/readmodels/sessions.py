@@ -18,6 +18,7 @@ SESSIONS = Table.of(
         ("created_position",),
         ("agent_id", "created_position"),
         ("status", "lease_expires_at"),
+        ("archived", "ended_at"),
     ),
     not_null=("agent_id", "status", "lease_expires_at", "created_position"),
 )
@@ -25,7 +26,7 @@ _LIVE = "('pending', 'active')"
 
 
 class SessionsReadModel(ReadModel):
-    name = "sessions_v2"
+    name = "sessions_v3"
     tables = (SESSIONS,)
 
     def get(self, session_id: UUID) -> SessionRow | None:
@@ -42,8 +43,9 @@ class SessionsReadModel(ReadModel):
         now: datetime,
         limit: int,
         before_position: int | None,
+        include_archived: bool = False,
     ) -> list[SessionRow]:
-        clauses: list[str] = []
+        clauses: list[str] = [] if include_archived else ["archived = 0"]
         params: dict[str, Any] = {"limit": limit, "now": to_micros(now)}
         if agent_id is not None:
             clauses.append("agent_id = %(agent_id)s")
@@ -59,6 +61,14 @@ class SessionsReadModel(ReadModel):
             f"SELECT * FROM {{sessions}} {where} ORDER BY created_position DESC LIMIT %(limit)s"
         )
         return [SessionRow(**r) for r in self.select("sessions", statement, params)]
+
+    def ended_before(self, moment: datetime, limit: int) -> list[UUID]:
+        statement = (
+            f"SELECT * FROM {{sessions}} WHERE archived = 0 AND status NOT IN {_LIVE} "
+            "AND ended_at < %(moment)s ORDER BY ended_at LIMIT %(limit)s"
+        )
+        rows = self.select("sessions", statement, {"moment": to_micros(moment), "limit": limit})
+        return [r["id"] for r in rows]
 
     def lapsed(self, now: datetime, limit: int) -> list[UUID]:
         statement = (

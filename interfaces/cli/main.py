@@ -21,6 +21,7 @@ from agentledger.application.errors import NotFound
 from agentledger.application.readmodels import EntryFilter
 from agentledger.application.status import render_markdown
 from agentledger.infrastructure.bootstrap import Runtime
+from agentledger.interfaces.cli.agents import agents, messages
 from agentledger.interfaces.cli.approvals import approvals
 from agentledger.interfaces.cli.audit import audit
 from agentledger.interfaces.cli.output import emit
@@ -192,6 +193,18 @@ def sessions_sweep(as_json: bool) -> None:
     click.echo(json.dumps({"expired": expired}) if as_json else f"expired {expired} session(s)")
 
 
+@sessions.command("archive")
+@click.option("--older-than", "older_than", required=True, help="e.g. 30d, 12h, 2w")
+def sessions_archive(older_than: str) -> None:
+    """Put sessions that ended longer ago than --older-than out of the default session lists
+    (they stay in the log and the audit)."""
+    age = parse_duration(older_than)
+    with runtime() as rt:
+        rt.catch_up()
+        archived = rt.sessions.archive(operator("sessions-archive"), age)
+    click.echo(f"archived {archived} session(s) ended more than {older_than} ago")
+
+
 # --- projects and the progress log ---------------------------------------------------------
 
 
@@ -322,6 +335,8 @@ def parse_duration(text: str) -> timedelta:
     return timedelta(seconds=int(number) * _DURATION[unit])
 
 
+cli.add_command(agents)
+cli.add_command(messages)
 cli.add_command(approvals)
 cli.add_command(audit)
 cli.add_command(projections)

@@ -82,12 +82,13 @@ MessageOut = response_model(
         "answered_at": "A request's first answer from one of its recipients.",
         "read_at": "In an inbox: when its agent read it.",
         "acked_at": "In an inbox: when its agent acknowledged it.",
+        "position": "Where in the log it was sent.",
     },
 )
 
 
 class MessageWritten(MessageOut):
-    position: int
+    position: int  # the send's position in the log
 
 
 class MessagePage(Strict):

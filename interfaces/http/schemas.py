@@ -285,6 +285,9 @@ class EmptyBody(Strict):
 class ListSessionsQuery(Query):
     agent_id: AgentId | None = None
     status: Literal["pending", "active", "completed", "failed", "expired"] | None = None
+    include_archived: bool = Field(
+        default=False, description="Also sessions put away by `agentledger sessions archive`."
+    )
     limit: int = Field(default=50, ge=1, le=500)
     cursor: CursorToken | None = None
 

@@ -52,7 +52,7 @@ def test_metrics_parse_and_move_as_requests_are_served(
     assert not any("/v1/no/such" in str(labels) for _, labels in after)
     position = ("agentledger_projection_position", (("kind", "projection"), ("name", "seal_v1")))
     assert after[position] == runtime.ledger.head_position()
-    running = ("agentledger_projection_state", (("name", "sessions_v2"), ("state", "running")))
+    running = ("agentledger_projection_state", (("name", "sessions_v3"), ("state", "running")))
     assert after[running] == 1.0
 
 

@@ -40,7 +40,7 @@ def test_readyz_lists_running_projections(runtime: Runtime, client: TestClient) 
     assert (body["status"], body["store"]) == ("ready", "reachable")
     projections = {p["name"]: p for p in body["runners"]}
     assert set(projections) == {
-        "sessions_v2",
+        "sessions_v3",
         "tokens_v1",
         "projects_v1",
         "selections_v1",

@@ -64,7 +64,7 @@ def test_sweep_and_projection_commands(run) -> None:  # type: ignore[no-untyped-
     assert json.loads(run("sessions", "sweep", "--json").output) == {"expired": 0}
     status = json.loads(run("projections", "status", "--json").output)
     assert {s["name"] for s in status if s["kind"] == "projection"} == {
-        "sessions_v2",
+        "sessions_v3",
         "tokens_v1",
         "projects_v1",
         "selections_v1",

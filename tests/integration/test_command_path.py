@@ -79,7 +79,7 @@ def test_a_consistent_read_waits_for_the_read_model(
     outcome = runtime.sessions.start(alice)
     runtime.consistency.timeout = 10
     result: dict[str, Any] = {}
-    view = runtime.read_models["sessions_v2"]
+    view = runtime.read_models["sessions_v3"]
     real_position = view.position
     looks_behind = threading.Semaphore(0)  # one release per look the reader took, found short
 

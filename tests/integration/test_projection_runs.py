@@ -163,7 +163,7 @@ def test_sixteen_writers_while_projections_run_in_another_process(
         # Nothing skipped, nothing twice: every entry and session is there once, and each read
         # model equals a replay of the log.
         assert entry_rows(rt) == WRITERS * ENTRIES_EACH
-        sessions = rt.read_models["sessions_v2"]
+        sessions = rt.read_models["sessions_v3"]
         with sessions.reading() as cursor:
             cursor.execute(sessions.sql("SELECT count(*) AS n FROM {sessions}"))
             assert cursor.fetchone()["n"] == WRITERS

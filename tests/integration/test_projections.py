@@ -25,7 +25,7 @@ from tests.support.helpers import agent_context, wait_until
 
 
 def session_rows(rt: Runtime) -> list[Any]:
-    view = rt.read_models["sessions_v2"]
+    view = rt.read_models["sessions_v3"]
     return view.list(
         agent_id=None, status=None, now=rt.clock.now(), limit=1000, before_position=None
     )
@@ -52,11 +52,11 @@ def busy_log(rt: Runtime, clock: ManualClock) -> int:
 
 def test_rebuild_reproduces_the_live_read_model(runtime: Runtime, clock: ManualClock) -> None:
     head = busy_log(runtime, clock)
-    runtime.consistency.wait(runtime.read_models["sessions_v2"], head)
+    runtime.consistency.wait(runtime.read_models["sessions_v3"], head)
     live = session_rows(runtime)
     assert len(live) == 10
     runtime.runners.stop()
-    report = runtime.runners.projections["sessions_v2"].rebuild()
+    report = runtime.runners.projections["sessions_v3"].rebuild()
     assert report is not None and report.events == head
     assert session_rows(runtime) == live
 
@@ -64,7 +64,7 @@ def test_rebuild_reproduces_the_live_read_model(runtime: Runtime, clock: ManualC
 def test_a_failing_projection_is_restarted_and_applies_each_event_once(
     runtime: Runtime, clock: ManualClock
 ) -> None:
-    runner = runtime.runners.projections["sessions_v2"]
+    runner = runtime.runners.projections["sessions_v3"]
     original = runner.worker.projection
     mended = threading.Event()
 
@@ -139,7 +139,7 @@ def test_tracking_advances_over_events_the_projection_ignores(runtime: Runtime) 
     issue_token(runtime, "agent:zed", "agent")
     after = runtime.ledger.head_position()
     assert after > token_position
-    view = runtime.read_models["sessions_v2"]
+    view = runtime.read_models["sessions_v3"]
     assert runtime.consistency.wait(view, after) >= after
 
 
@@ -303,7 +303,7 @@ def test_an_update_of_a_row_the_view_never_saw_fails_the_whole_batch(runtime: Ru
     no row rolls back the batch (the rows before it included) and the tracking position."""
     alice = agent_context(runtime, "alice")
     ids = [runtime.sessions.start(alice, ttl_seconds=600).value.id for _ in range(3)]
-    view = runtime.read_models["sessions_v2"]
+    view = runtime.read_models["sessions_v3"]
     runtime.consistency.wait(view, runtime.ledger.head_position())
     runtime.runners.stop()
     before, position = session_rows(runtime), view.position()

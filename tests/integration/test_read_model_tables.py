@@ -17,7 +17,7 @@ from agentledger.infrastructure.settings import Settings
 
 # sha256 of each table's columns ("name TYPE[ NOT NULL]" a line, in order), first 16 digits.
 FINGERPRINTS = {
-    "sessions_v2": {"sessions": "24bd652ed54dbb1c"},
+    "sessions_v3": {"sessions": "5866ff5b647f3f42"},
     "tokens_v1": {"tokens": "811cbdf4bf9a233c"},
     "projects_v1": {"projects": "d7d229d05ec1c9d6"},
     "selections_v1": {"selections": "4d8fef4899e91bd0"},
@@ -57,7 +57,7 @@ def test_each_read_model_name_keeps_its_columns_on_both_stores(
 
 
 def test_a_table_has_a_column_for_each_field_of_its_row(runtime: Runtime) -> None:
-    sessions = runtime.read_models["sessions_v2"].table("sessions")
+    sessions = runtime.read_models["sessions_v3"].table("sessions")
     assert sessions.columns["id"] == "uuid"
     assert sessions.columns["lease_expires_at"] == "time"
     assert sessions.columns["ended_at"] == "time"  # `datetime | None`: nullable, same kind

@@ -198,7 +198,7 @@ def test_a_rebuild_killed_midway_leaves_the_live_model_and_resumes(
 
 def _projection_names() -> list[str]:
     return [
-        "sessions_v2",
+        "sessions_v3",
         "tokens_v1",
         "projects_v1",
         "selections_v1",

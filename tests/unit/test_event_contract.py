@@ -130,6 +130,7 @@ TOPICS_ADDED_SINCE = {
     "agentledger.domain.messages:Message.MessageAcked",
     "agentledger.domain.agents:AgentProfile.AgentRegistered",
     "agentledger.domain.agents:AgentProfile.AgentProfileUpdated",
+    "agentledger.domain.sessions:AgentSession.SessionArchived",
 }
 
 

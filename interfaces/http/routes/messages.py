@@ -30,7 +30,7 @@ def send_message(call: HttpCall) -> Response:
     body = call.body(SendMessage)
     outcome = call.runtime.messages.send(call.context(), NewMessage(**body.model_dump()))
     sent = outcome.value
-    written = MessageWritten(**_out(sent).model_dump(), position=outcome.position)
+    written = MessageWritten(**{**_out(sent).model_dump(), "position": outcome.position})
     return call.written(outcome, written, None, status=201, location=f"/v1/messages/{sent.id}")
 
 

@@ -48,6 +48,7 @@ def list_sessions(call: HttpCall) -> Response:
         limit=query.limit,
         cursor=query.cursor,
         consistent_with=call.consistent_with(),
+        include_archived=query.include_archived,
     )
     body = SessionPage(
         items=[SessionOut.of(s) for s in page.items],
