@@ -23,6 +23,26 @@ class Walkthrough:
 
 WALKTHROUGHS = [
     Walkthrough(
+        "handoffs.md",
+        8223,
+        "/tmp/agentledger-handoffs",
+        shows=(
+            '{"agent_id":"rev","status":"active","kind":"reviewer"}',
+            "Review the token refresh claimed by rev fence 1",
+            "the reply is in the request's thread\n"
+            '{"sender":"agent:lead","type":"request","answered_by":"rev"}',
+            '{"status":"completed"}\n{"status":409,"title":"Claim parked"}',
+            "resumed with fence 2 parked_on None",
+            '"passed":false,"failures":[{"rule":"no-placeholders"',
+            '{"offered_to":"lead","assignee":"rev"}\n'
+            '{"status":409,"title":"Offered to another agent"}',
+            "lead holds it with fence 3\n",
+            '{"status":"done"}',
+            '{"event":"WorkItem.HandoffOffered","actor":"agent:rev"}',
+            '{"items_completed":1,"messages_answered":0}',
+        ),
+    ),
+    Walkthrough(
         "audit.md",
         8215,
         "/tmp/agentledger-audit",
