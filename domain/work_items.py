@@ -374,16 +374,7 @@ class WorkItem(LedgerAggregate):
             if self.holder_session == session_id:
                 return self.fence
             raise AlreadyClaimed(self.holder_session, self.holder_agent or "?", holder_lease)
-        fence = self.fence + 1
-        self._record(
-            self.WorkItemClaimed,
-            ctx,
-            session_id=session_id,
-            agent_id=agent_id,
-            fence=fence,
-            lease_expires_at=lease_expires_at,
-            previous_session=self.holder_session,
-        )
+        fence = self._move_claim(ctx, session_id, agent_id, lease_expires_at)
         if self.status is WorkStatus.OPEN:
             self._change_status(ctx, WorkStatus.IN_PROGRESS, "claimed")
         return fence
@@ -556,6 +547,7 @@ class WorkItem(LedgerAggregate):
     def _move_claim(
         self, ctx: EventContext, session_id: UUID, agent_id: str, lease_expires_at: datetime
     ) -> int:
+        """A new claim for `session_id`, replacing whatever claim there was; the new fence."""
         fence = self.fence + 1
         self._record(
             self.WorkItemClaimed,
