@@ -17,6 +17,7 @@ from agentledger.domain.errors import (
     HandoffForAnother,
     HandoffPending,
     NoHandoffOffered,
+    NoPendingApproval,
 )
 from agentledger.domain.work_items import WorkItem
 from agentledger.infrastructure.bootstrap import Runtime
@@ -229,3 +230,69 @@ def test_a_parked_claim_nobody_resumes_within_its_grace_is_released(
     assert "grace" in release.reason
     taken = runtime.work_items.claim(team.agent("other"), item, team.session("other")).value
     assert taken.claim is not None and taken.claim.fence == fence + 1
+
+
+def test_racing_steps_of_a_handoff_or_a_park_make_exactly_one(
+    runtime: Runtime, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each write path of handing over and parking, raced by two writers that decided
+    together: one wins, the other is refused (never both, never silently)."""
+    team = Team(runtime)
+    lead, reviewer = team.agent("lead"), team.agent("reviewer")
+    wk = runtime.work_items
+
+    def race(*attempts: object) -> list[object]:
+        together = DecidedTogether(len(attempts)).install(monkeypatch)
+        results: list[object] = []
+
+        def attempt(call: object) -> None:
+            try:
+                results.append(call())  # type: ignore[operator]
+            except Exception as exc:  # the loser's refusal, kept to be checked
+                results.append(exc)
+
+        run_threads([lambda c=c: attempt(c) for c in attempts])
+        # Both decided before either saved; the loser is told (re-run, then refused), whether
+        # its save failed on the store or inside the winner's group commit.
+        assert together.all_in_flight
+        monkeypatch.undo()
+        return results
+
+    # Two offers of one claim, to two agents: one offer stands.
+    item, _, fence = claimed(team)
+    won = race(
+        lambda: wk.offer(lead, item, "reviewer", fence=fence),
+        lambda: wk.offer(lead, item, "other", fence=fence),
+    )
+    assert sum(isinstance(r, HandoffPending) for r in won) == 1
+    # An accept and a decline of that offer at once: exactly one decides it.
+    offered_to = next(
+        e.to_agent for e in team.events(item) if isinstance(e, WorkItem.HandoffOffered)
+    )
+    taker = team.agent(offered_to)
+    won = race(
+        lambda: wk.accept(taker, item, team.session(offered_to)),
+        lambda: wk.decline(taker, item, "no"),
+    )
+    assert sum(isinstance(r, NoHandoffOffered) for r in won) == 1
+    ends = [
+        e
+        for e in team.events(item)
+        if isinstance(e, WorkItem.HandoffAccepted | WorkItem.HandoffDeclined)
+    ]
+    assert len(ends) == 1
+
+    # Two parks of one claim, then two sessions of its agent resuming it at once.
+    item, _, fence = claimed(team, holder="reviewer")
+    approval = _approval(team, item)
+    won = race(
+        lambda: wk.park(reviewer, item, fence=fence),
+        lambda: wk.park(reviewer, item, fence=fence),
+    )
+    assert sum(isinstance(r, ClaimParked) for r in won) == 1
+    runtime.approvals.decide(_approver(team), approval, "approved", "ok")
+    sessions = [team.session("reviewer"), team.session("reviewer")]
+    won = race(*(lambda s=s: wk.resume(reviewer, item, s) for s in sessions))
+    refusals = [r for r in won if isinstance(r, Exception)]
+    assert len(refusals) == 1 and isinstance(refusals[0], NoPendingApproval)
+    assert len([e for e in team.events(item) if isinstance(e, WorkItem.ClaimResumed)]) == 1
