@@ -3,14 +3,16 @@ status a route can answer, for every operation (a new route needs its row here).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from starlette.requests import Request
 from starlette.testclient import TestClient
 
-from agentledger.infrastructure.bootstrap import Runtime
-from agentledger.interfaces.http.app import OPERATIONS
+from agentledger.infrastructure.bootstrap import Runtime, build_runtime
+from agentledger.infrastructure.settings import Settings
+from agentledger.interfaces.http.app import OPERATIONS, create_app
 from agentledger.interfaces.http.call import HttpCall
 
 CW, FENCE, IM, INM, ACCEPT, IK = (
@@ -139,11 +141,18 @@ EXPECTED = {
 }
 
 
-@pytest.fixture
-def document(client: TestClient) -> dict[str, Any]:
-    response = client.get("/openapi.json")
-    assert response.status_code == 200
-    return dict(response.json())
+@pytest.fixture(scope="module")
+def document(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """The document as the app serves it, fetched once: it is the route table's, the same on
+    either store (one runtime per operation tested spent 80 s of the suite building stores)."""
+    rt = build_runtime(Settings(data_dir=tmp_path_factory.mktemp("openapi"), database_url=None))
+    try:
+        with TestClient(create_app(rt)) as client:
+            response = client.get("/openapi.json")
+        assert response.status_code == 200
+        yield dict(response.json())
+    finally:
+        rt.close()
 
 
 def test_every_operation_has_a_row() -> None:
