@@ -65,8 +65,10 @@ class AgentView:
         return cls(status=status, **{n: getattr(row, n) for n in names})
 
     @classmethod
-    def of_profile(cls, profile: AgentProfile, status: str) -> AgentView:
+    def of_profile(cls, profile: AgentProfile, listed: tuple[AgentRow, str] | None) -> AgentView:
+        """The profile just written, with what the directory knew of the agent's sessions."""
         values = {n: getattr(profile, n) for n in ("display_name", "kind", "workspace")}
+        row, status = listed if listed is not None else (None, "inactive")
         return cls(
             agent_id=profile.agent_id,
             status=status,
@@ -75,8 +77,8 @@ class AgentView:
             endpoints=dict(profile.endpoints),
             config=dict(profile.config),
             version=profile.version,
-            last_seen_at=None,
-            last_session_id=None,
+            last_seen_at=None if row is None else row.last_seen_at,
+            last_session_id=None if row is None else row.last_session_id,
             **values,
         )
 
@@ -140,7 +142,7 @@ class AgentService:
             endpoints=draft.endpoints,
             config=draft.config,
         )
-        status = self._status(agent_id)
+        listed = self._reader.get(agent_id, self._clock.now())
 
         def decide(uow: UnitOfWork, ctx: EventContext) -> Put:
             found = uow.find(AgentProfile, profile_id(agent_id))
@@ -148,15 +150,11 @@ class AgentService:
             if found is None:
                 found = AgentProfile.register(ctx, agent_id, profile)
                 uow.add(found)
-                return Put(AgentView.of_profile(found, status), True)
+                return Put(AgentView.of_profile(found, listed), True)
             found.update(ctx, profile)
-            return Put(AgentView.of_profile(found, status), False)
+            return Put(AgentView.of_profile(found, listed), False)
 
         return self._commands.run(request, "agents.put", decide)
-
-    def _status(self, agent_id: str) -> str:
-        found = self._reader.get(agent_id, self._clock.now())
-        return "inactive" if found is None else found[1]
 
     # --- queries --------------------------------------------------------------------------
 
