@@ -24,6 +24,7 @@ from agentledger.infrastructure.bootstrap import Runtime
 from agentledger.interfaces.cli.agents import agents, messages
 from agentledger.interfaces.cli.approvals import approvals
 from agentledger.interfaces.cli.audit import audit
+from agentledger.interfaces.cli.mcp import mcp
 from agentledger.interfaces.cli.output import emit
 from agentledger.interfaces.cli.projections import projections
 from agentledger.interfaces.cli.store import open_runtime, operator, runtime
@@ -41,6 +42,8 @@ def cli() -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # One line per request of the MCP tools' in-process API calls would drown the log.
+    logging.getLogger("httpx2").setLevel(logging.WARNING)
 
 
 # --- serve ---------------------------------------------------------------------------------
@@ -340,6 +343,7 @@ cli.add_command(messages)
 cli.add_command(approvals)
 cli.add_command(audit)
 cli.add_command(projections)
+cli.add_command(mcp)
 
 
 @cli.group("work-items")

@@ -13,6 +13,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from agentledger.infrastructure.bootstrap import Runtime
@@ -28,6 +29,7 @@ from agentledger.interfaces.http.routes import (
     handoffs,
     handovers,
     health,
+    identity,
     messages,
     projections,
     projects,
@@ -37,9 +39,12 @@ from agentledger.interfaces.http.routes import (
     work_items,
 )
 from agentledger.interfaces.http.routing import Operation, to_routes
+from agentledger.interfaces.mcp.endpoint import PATH as MCP_PATH
+from agentledger.interfaces.mcp.endpoint import McpEndpoint
 
 OPERATIONS: list[Operation] = [
     *health.OPERATIONS,
+    *identity.OPERATIONS,
     *sessions.OPERATIONS,
     *projects.OPERATIONS,
     *selections.OPERATIONS,
@@ -60,24 +65,30 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = False) -> Starlette:
     """Build the app. With `manage_runtime`, the lifespan starts the projections and sweeper
     and closes the runtime on shutdown (what `serve` does); tests manage it themselves."""
 
+    mcp = McpEndpoint(runtime, runtime.settings.max_body_bytes)
+
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         if manage_runtime:
             runtime.start_background()
         try:
-            yield
+            async with mcp.running():
+                yield
         finally:
             if manage_runtime:
                 runtime.close()
 
+    routes = to_routes(OPERATIONS, runtime.settings.max_body_bytes)
     app = Starlette(
-        routes=to_routes(OPERATIONS, runtime.settings.max_body_bytes),
+        routes=[*routes, Route(MCP_PATH, mcp, methods=["GET", "POST", "DELETE"])],
         exception_handlers={404: _not_found, 405: _method_not_allowed, Exception: to_problem},
         lifespan=lifespan,
     )
     app.state.runtime = runtime
     app.state.openapi = openapi_document()
-    return TraceMiddleware(app)  # type: ignore[return-value]
+    traced = TraceMiddleware(app)
+    mcp.bind(traced)
+    return traced  # type: ignore[return-value]
 
 
 class TraceMiddleware:

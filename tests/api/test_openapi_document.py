@@ -35,6 +35,7 @@ EXPECTED: dict[tuple[str, str], tuple[frozenset[str], set[int]]] = {
     ("GET", "/readyz"): (frozenset(), {200, 422, 503}),
     ("GET", "/openapi.json"): (frozenset(), {200, 422, 503}),
     ("GET", "/metrics"): (frozenset(), {200, 422, 503}),
+    ("GET", "/v1/me"): (frozenset(), ANY | {200}),
     ("POST", "/v1/sessions"): (frozenset(), WRITE | {201, 403}),
     ("GET", "/v1/sessions"): (frozenset({CW}), READ | {200}),
     ("GET", "/v1/sessions/{session_id}"): (frozenset({CW}), READ | {200, 404}),
