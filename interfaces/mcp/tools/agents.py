@@ -176,8 +176,9 @@ async def write_handover(caller: Caller, args: WriteHandoverArgs) -> object:
     """Write the handover document your successor reads first: summary, next_steps,
     files_to_read, open_questions, notes and the work items concerned. It is checked
     (mandatory sections, no {{placeholders}}, TODO: or TBD, work items exist) and stored
-    with the results: checks.passed, or each failed rule to fix before you hand off. Write
-    it again to revise it (expected_version)."""
+    with the results: passed, or failures: each rule failed, to fix before you hand off. Write
+    it again to revise it (expected_version). Errors: version-mismatch (current_version),
+    session-not-owned, no-project-selected (name the project)."""
     session = await caller.session_id(args.session_id)
     answer = await caller.write(
         "POST",

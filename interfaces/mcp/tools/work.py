@@ -165,7 +165,8 @@ async def claim_next(caller: Caller, args: ClaimNextArgs) -> object:
     """Claim the best ready item for your session, atomically: two agents calling at once
     never get the same item. Filter by project, kind or role. claimed=false means nothing was
     ready for you (try again later, or ready_work to see the queue). Keep item.claim.fence:
-    every write to the item needs it. The claim lasts while your session's lease does."""
+    every write to the item needs it. The claim lasts while your session's lease does.
+    Errors: session-not-active / session-expired (start_session), session-not-owned."""
     session = await caller.session_id(args.session_id)
     answer = await caller.write(
         "POST",
@@ -225,7 +226,9 @@ async def add_dependency(caller: Caller, args: DependencyArgs) -> object:
 
 @toolbox.tool(DependenciesOut, idempotent=True)
 async def remove_dependency(caller: Caller, args: DependencyArgs) -> object:
-    """The item no longer waits for depends_on. Errors: not-found (no such dependency)."""
+    """The item no longer waits for depends_on (e.g. the plan changed): once every other
+    dependency is done it is ready again. Pass your claim's fence when you hold the item.
+    Errors: not-found (no such dependency), claim-lost, fence-required."""
     answer = await caller.write(
         "DELETE",
         f"/v1/work-items/{seg(args.id)}/dependencies/{seg(args.depends_on)}",
