@@ -29,11 +29,19 @@ OCCURRENCE = ("instance", "trace_id")
 
 
 @asynccontextmanager
-async def http_client(base: str, token: str | None) -> AsyncIterator[Client]:
-    """The SDK's client on `serve`'s /mcp, with the token as a bearer header."""
+async def http_client(
+    base: str, token: str | None, statuses: list[int] | None = None
+) -> AsyncIterator[Client]:
+    """The SDK's client on `serve`'s /mcp, with the token as a bearer header; `statuses`
+    collects the HTTP status of every answer it got."""
     headers = {} if token is None else {"Authorization": f"Bearer {token}"}
+
+    async def record(response: httpx.Response) -> None:
+        if statuses is not None:
+            statuses.append(response.status_code)
+
     async with (
-        httpx.AsyncClient(headers=headers, timeout=60) as http,
+        httpx.AsyncClient(headers=headers, timeout=60, event_hooks={"response": [record]}) as http,
         Client(streamable_http_client(f"{base}/mcp", http_client=http)) as client,
     ):
         yield client
