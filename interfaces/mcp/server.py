@@ -107,6 +107,8 @@ def build_server(caller_of: CallerOf) -> Server[Any]:
         version=_version(),
         title="AgentLedger",
         instructions=INSTRUCTIONS,
+        # Without it the HTTP transport lists every tool to check one call's headers.
+        get_tool_input_schema=_input_schema,
         on_list_tools=list_tools,
         on_call_tool=call_tool,
         on_list_resources=list_resources,
@@ -133,6 +135,11 @@ RESOURCE_TEMPLATES = [
         mime_type="application/json",
     ),
 ]
+
+
+def _input_schema(name: str) -> dict[str, Any] | None:
+    tool = TOOLS.get(name)
+    return None if tool is None else tool.input_schema
 
 
 def _definition(tool: Tool) -> types.Tool:
