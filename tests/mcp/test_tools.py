@@ -6,6 +6,7 @@ refusal (type, title, status, detail and extra fields)."""
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -15,9 +16,11 @@ from typing import Any
 import anyio
 import httpx2 as httpx
 import pytest
+from mcp.shared.exceptions import MCPError
 
 from agentledger.infrastructure.bootstrap import Runtime, build_runtime
 from agentledger.infrastructure.settings import Settings
+from agentledger.interfaces.mcp.server import INVALID_PARAMS
 from agentledger.interfaces.mcp.tools import TOOLS
 from tests.conftest import issue_token
 from tests.mcp.support import TRANSPORTS, Agent, client_on, refusal_of, without_position
@@ -163,10 +166,11 @@ async def exercise(alpha: Agent, bob: Agent, ann: Agent) -> None:
     recent = await alpha.ok("read_recent", {})
     assert _same_page(recent, alpha.get("/v1/projects/apollo/entries", limit=20))
     _invalid(await alpha.refused("read_recent", {"limit": 0}), "limit")
-    found = await alpha.ok("query_entries", {"q": "started", "metadata": {"step": 1}})
-    assert _same_page(
-        found, alpha.get("/v1/projects/apollo/entries", q="started", **{"meta.step": "1"})
-    )
+    since = "2020-01-01T00:00:00Z"
+    query = {"q": "started", "metadata": {"step": 1}, "since": since}
+    found = await alpha.ok("query_entries", query)
+    params = {"q": "started", "meta.step": "1", "since": since}
+    assert _same_page(found, alpha.get("/v1/projects/apollo/entries", **params))
     assert [e["id"] for e in found["items"]] == [entry["id"]]
     _invalid(await alpha.refused("query_entries", {"since": "yesterday"}), "since")
 
@@ -325,8 +329,33 @@ async def exercise(alpha: Agent, bob: Agent, ann: Agent) -> None:
     path = f"/v1/sessions/{session['id']}/complete"
     _same_refusal(alpha, problem, "POST", path, {})
 
+    await read_resources(alpha, first["id"])
     called = set(alpha.calls) | set(bob.calls) | set(ann.calls)
     assert called == EXPECTED_TOOLS  # every tool, each with valid and with refused input
+
+
+async def read_resources(agent: Agent, item_id: str) -> None:
+    """The status report and a work item as resources a client can attach."""
+    templates = (await agent.client.list_resource_templates()).resource_templates
+    assert {t.uri_template for t in templates} == {
+        "agentledger://projects/{name}/status.md",
+        "agentledger://work-items/{id}",
+    }
+    listed = {r.uri: r for r in (await agent.client.list_resources()).resources}
+    status_uri = "agentledger://projects/apollo/status.md"
+    assert {status_uri, "agentledger://projects/hermes/status.md"} <= set(listed)
+    assert listed[status_uri].mime_type == "text/markdown"
+    report = (await agent.client.read_resource(status_uri)).contents[0]
+    assert report.mime_type == "text/markdown"
+    assert _undated(report.text) == _undated(agent.get("/v1/projects/apollo/status.md"))  # type: ignore[union-attr]
+    item = (await agent.client.read_resource(f"agentledger://work-items/{item_id}")).contents[0]
+    assert item.mime_type == "application/json"
+    read = agent.get(f"/v1/work-items/{item_id}", include="claim,ancestors,children")
+    assert json.loads(item.text) == read  # type: ignore[union-attr]
+    for missing in ("agentledger://projects/nope/status.md", "agentledger://elsewhere"):
+        with pytest.raises(MCPError) as refused:
+            await agent.client.read_resource(missing)
+        assert refused.value.error.code == INVALID_PARAMS  # not found: the caller's to fix
 
 
 def _as_read(agent: Agent, written: dict[str, Any]) -> bool:

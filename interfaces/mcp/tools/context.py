@@ -19,6 +19,7 @@ from agentledger.interfaces.http.schemas import (
     SelectionOut,
     SelectionWritten,
     SelectProject,
+    ZonedTime,
 )
 from agentledger.interfaces.mcp.api import Caller, seg
 from agentledger.interfaces.mcp.tools.base import (
@@ -62,8 +63,19 @@ class ReadRecentArgs(ToolArgs):
     limit: int = Field(default=20, ge=1, le=500)
 
 
+# The query's check reads the text before it is a time: strict mode would then refuse text.
+Since = Annotated[
+    ZonedTime | None, Field(strict=False, description="Inclusive, ISO 8601 with zone.")
+]
+Until = Annotated[
+    ZonedTime | None, Field(strict=False, description="Exclusive, ISO 8601 with zone.")
+]
+
+
 class QueryEntriesArgs(ListEntriesQuery, ToolArgs):
     project: SelectedProject = None
+    since: Since = None
+    until: Until = None
     metadata: Metadata = Field(
         default_factory=dict, description="Only entries whose metadata has these values."
     )
