@@ -235,3 +235,17 @@ def test_unknown_session_is_404_for_an_authenticated_caller_only(
     missing = uuid4()
     assert_unauthenticated(client.get(f"/v1/sessions/{missing}"))
     assert_problem(client.get(f"/v1/sessions/{missing}", headers=agent(runtime, "bob")), 404)
+
+
+def test_me_says_who_the_token_is(runtime: Runtime, client: TestClient) -> None:
+    agent_token = issue_token(runtime, "agent:alice", "agent", "worker:reviewer")
+    person = issue_token(runtime, "user:sam", "approver:security")
+    me = client.get("/v1/me", headers=bearer(agent_token))
+    assert me.status_code == 200, me.text
+    assert me.json() == {
+        "principal": "agent:alice",
+        "agent_id": "alice",
+        "roles": ["agent", "worker:reviewer"],
+    }
+    assert client.get("/v1/me", headers=bearer(person)).json()["agent_id"] is None
+    assert_unauthenticated(client.get("/v1/me"))
