@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 HOST   ?= 127.0.0.1
 PORT   ?= 8080
 
-.PHONY: run test lint bench bench-quick bench-audit bench-projections clean
+.PHONY: run test lint bench bench-quick bench-audit bench-projections bench-mcp clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,8 +18,9 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/agentledger serve --host $(HOST) --port $(PORT)
 
+# One worker per core (at most 4: the tests start servers and clusters of their own).
 test: lint
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --maxprocesses 4
 
 # ruff everywhere, mypy --strict on domain/ and application/: cheap guards, part of `make test`.
 lint: $(STAMP)
@@ -44,6 +45,11 @@ bench-audit: $(STAMP)
 # lag under sustained writes (STORE=postgres; BENCH_ARGS="--events 1000000").
 bench-projections: $(STAMP)
 	$(BIN)/python -m bench.projections --store $(or $(STORE),sqlite) $(BENCH_ARGS)
+
+# One MCP tool call on each transport (streamable HTTP, stdio through serve, stdio on the
+# store) beside the same command over plain HTTP (STORE=sqlite|postgres|both).
+bench-mcp: $(STAMP)
+	$(BIN)/python -m bench.mcp --store $(or $(STORE),both) $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .agentledger .pytest_cache
