@@ -20,10 +20,11 @@ from uuid import UUID
 from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError, Tracking
 
+from agentledger.application import deadlines
 from agentledger.application.clock import Clock
 from agentledger.application.context import RequestContext
 from agentledger.application.errors import ConcurrencyConflict, NotFound
-from agentledger.application.group_commit import BatchObserver, GroupCommitter
+from agentledger.application.group_commit import BatchObserver, GroupCommitter, OutageTest
 from agentledger.application.idempotency import (
     Claim,
     Completion,
@@ -104,13 +105,15 @@ class CommandRunner:
         *,
         on_retry: RetryObserver | None = None,
         on_batch: BatchObserver | None = None,
+        is_outage: OutageTest | None = None,
     ) -> None:
         """`group_commit`: how many concurrent commands one transaction may hold (1: none).
-        `on_retry` and `on_batch` observe conflict retries and group-commit batch sizes."""
+        `on_retry` and `on_batch` observe conflict retries and group-commit batch sizes;
+        `is_outage` tells a store outage from a refused write (see `group_commit`)."""
         self._ledger = ledger
         self._clock = clock
         self.committer = (
-            GroupCommitter(ledger, group_commit, on_batch) if group_commit > 1 else None
+            GroupCommitter(ledger, group_commit, on_batch, is_outage) if group_commit > 1 else None
         )
         self._on_retry = on_retry
         self._commit_callbacks: list[CommitCallback] = []
@@ -195,6 +198,7 @@ class CommandRunner:
         claim = current_claim()
         command_id = _command_id()
         for attempt in range(MAX_ATTEMPTS):
+            deadlines.check()  # a conflict re-run, too, stays within the request's time
             if attempt and self._on_retry is not None:
                 self._on_retry(command)
             ctx = EventContext(

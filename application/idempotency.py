@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import math
 import random
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -112,6 +113,10 @@ def scope_of(principal: str, method: str, route: str, key: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+# Failed keys remembered for release (beyond, the oldest are left to their in-flight mark).
+MAX_UNRELEASED = 10_000
+
+
 class IdempotencyService:
     def __init__(
         self,
@@ -124,6 +129,11 @@ class IdempotencyService:
         self._clock = clock
         self._ttl = ttl_seconds
         self._in_flight = in_flight_seconds
+        # Keys of failed requests whose release failed too (the store was out), by scope:
+        # released by the next request for the same key, before it claims it, so that a
+        # client's retry after the outage is not told its dead first attempt still runs.
+        self._unreleased: dict[str, list[str]] = {}
+        self._unreleased_lock = threading.Lock()
 
     @contextmanager
     def attempt(self, scope: str, fingerprint: str) -> Iterator[bytes | None]:
@@ -131,11 +141,18 @@ class IdempotencyService:
         with (and the block should send it), else None: the block runs the request, its
         command either deciding afresh or (for a key done before) returning the stored
         outcome. A failure that stored nothing frees the key at once."""
+        self._release_unreleased(scope)
         now = self._clock.now().timestamp()
         token = f"{random.getrandbits(128):032x}"
-        found = self._store.claim_key(
-            scope, fingerprint, token, now, now + self._in_flight, now + self._ttl
-        )
+        try:
+            found = self._store.claim_key(
+                scope, fingerprint, token, now, now + self._in_flight, now + self._ttl
+            )
+        except Exception:
+            # The claim may have committed with its acknowledgement lost (the store went
+            # down at that moment): free it once the store is back, as a failed request's.
+            self._keep_unreleased(scope, token)
+            raise
         if found is not None:
             yield from self._answer_found(found, fingerprint, now)
             return
@@ -146,10 +163,30 @@ class IdempotencyService:
         except BaseException:
             assert state.claim is not None
             if not state.claim.completed:
-                self._store.release_key(scope, token)
+                self._release(scope, token)
             raise
         finally:
             _current.reset(reset)
+
+    def _release(self, scope: str, token: str) -> None:
+        try:
+            self._store.release_key(scope, token)
+        except Exception:  # the store is out, as it likely was for the request itself
+            self._keep_unreleased(scope, token)
+
+    def _keep_unreleased(self, scope: str, token: str) -> None:
+        with self._unreleased_lock:
+            if len(self._unreleased) >= MAX_UNRELEASED:  # the oldest run out on their own
+                del self._unreleased[next(iter(self._unreleased))]
+            self._unreleased.setdefault(scope, []).append(token)
+
+    def _release_unreleased(self, scope: str) -> None:
+        if not self._unreleased:  # read without the lock: the common case costs nothing
+            return
+        with self._unreleased_lock:
+            tokens = self._unreleased.pop(scope, [])
+        for token in tokens:  # a release is conditional on the token: only ours goes
+            self._release(scope, token)
 
     def _answer_found(
         self, found: StoredKey, fingerprint: str, now: float

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any, Protocol
 from uuid import UUID
 
+from agentledger.application import deadlines
 from agentledger.application.clock import Clock
 from agentledger.application.commands import CommandRunner, Outcome, UnitOfWork
 from agentledger.application.consistency import Consistency
@@ -251,12 +252,13 @@ class MessageService:
             deadline = time.monotonic() + min(wait, MAX_WAIT_SECONDS)
             while time.monotonic() < deadline:
                 time.sleep(WAIT_POLL_SECONDS)
-                reached = self._reader.position()
-                if reached > position:
-                    position = reached
-                    rows = self._reader.inbox(where, limit=limit + 1, after_position=after)
-                    if rows:
-                        return position, rows
+                with deadlines.renewed():  # the wait is not the store's time; each look is
+                    reached = self._reader.position()
+                    if reached > position:
+                        position = reached
+                        rows = self._reader.inbox(where, limit=limit + 1, after_position=after)
+                        if rows:
+                            return position, rows
             return position, []
         finally:
             self._waiters.release()

@@ -90,6 +90,7 @@ from agentledger.infrastructure.storage import (
     postgres_conninfo,
     probe_store,
 )
+from agentledger.infrastructure.store_errors import is_store_outage
 from agentledger.infrastructure.wakeups import NotifyListener
 
 # Policies wait this long for the read models they consult before failing (and retrying).
@@ -189,6 +190,7 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
         settings.group_commit_max,
         on_retry=count_conflict_retry,
         on_batch=observe_batch_size,
+        is_outage=is_store_outage,
     )
     key_store = cast(IdempotencyStore, ledger.recorder)  # see infrastructure/idempotency.py
     commands.idempotency_store = key_store

@@ -21,6 +21,9 @@ class Settings(BaseSettings):
     # The library waits forever for its table lock by default and retries timeouts ten times:
     # small values keep a request's worst case to seconds, not minutes.
     lock_timeout_seconds: int = Field(default=2, ge=1)
+    # A request's bound: by then it has committed or failed (503 store-unavailable), however
+    # the store fails; group commit and the library's retries included (see deadlines.py).
+    request_timeout_seconds: float = Field(default=5.0, gt=0, le=600)
     connect_timeout_seconds: int = Field(default=2, ge=1)
     statement_timeout_seconds: int = Field(default=30, ge=1)
     pool_size: int = Field(default=5, ge=1)

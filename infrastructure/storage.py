@@ -11,11 +11,13 @@ import sqlite3
 from typing import Any, TypeVar
 
 import psycopg
+import psycopg_pool
 from eventsourcing.postgres import PostgresDatastore, PostgresFactory, PostgresTrackingRecorder
 from eventsourcing.sqlite import SQLiteDatastore, SQLiteFactory, SQLiteTrackingRecorder
 from eventsourcing.utils import Environment, get_topic
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from agentledger.application import deadlines
 from agentledger.application.ledger import Ledger
 from agentledger.infrastructure.idempotency import (
     PostgresIdempotentRecorder,
@@ -52,7 +54,37 @@ def open_ledger(settings: Settings) -> Ledger:
     env = ledger_environment(settings)
     if settings.aggregate_cache_size:
         env["AGGREGATE_CACHE_MAXSIZE"] = str(settings.aggregate_cache_size)
-    return Ledger(env=env)
+    ledger = Ledger(env=env)
+    bound_by_deadlines(ledger.recorder.datastore)  # type: ignore[attr-defined]
+    return ledger
+
+
+def bound_by_deadlines(datastore: Any) -> None:
+    """A request's store calls give up at its deadline (`application.deadlines`): the wait
+    for a pooled connection is cut to the time left, and once none is left no connection is
+    handed out. The library retries a failed operation ten times, 0.2 s apart, each waiting
+    for a connection (2 s while PostgreSQL is down): bounded here, those retries stop at the
+    deadline instead of holding the request for 20 s or more."""
+    pool = datastore.pool
+    if isinstance(pool, psycopg_pool.ConnectionPool):
+        getconn = pool.getconn
+
+        def getconn_within_deadline(timeout: float | None = None) -> Any:
+            left = deadlines.remaining()
+            if left is not None:
+                deadlines.check()
+                timeout = min(pool.timeout if timeout is None else timeout, left)
+            return getconn(timeout)
+
+        pool.getconn = getconn_within_deadline  # type: ignore[method-assign]
+        return
+    get_connection = pool.get_connection  # the library's own pool (SQLite)
+
+    def get_connection_within_deadline(*args: Any, **kwargs: Any) -> Any:
+        deadlines.check()
+        return get_connection(*args, **kwargs)
+
+    pool.get_connection = get_connection_within_deadline
 
 
 def ledger_environment(settings: Settings) -> dict[str, str]:
@@ -97,6 +129,7 @@ class ReadModelStores:
         if self._postgres is None:
             env = {**ledger_environment(self._settings), "POSTGRES_POOL_SIZE": "2"}
             self._postgres = PostgresFactory(Environment("readmodels", env)).datastore
+            bound_by_deadlines(self._postgres)
         recorder = PostgresTrackingRecorder(
             self._postgres, tracking_table_name=f"{read_model.name}_tracking"
         )
@@ -106,6 +139,7 @@ class ReadModelStores:
         env = ledger_environment(self._settings)
         env["SQLITE_DBNAME"] = str(self._settings.data_dir / f"{read_model.name}.sqlite")
         datastore = SQLiteFactory(Environment(read_model.name, env)).datastore
+        bound_by_deadlines(datastore)
         self._sqlite.append(datastore)
         recorder = SQLiteTrackingRecorder(datastore)
         return SQLiteReadModelStore(recorder, read_model.name, read_model.tables)

@@ -15,10 +15,19 @@ from eventsourcing.persistence import ConnectionUnavailableError
 from eventsourcing.persistence import InterfaceError as StoreInterfaceError
 from psycopg_pool import PoolTimeout
 
+from agentledger.application.deadlines import DeadlineExceeded
+
 # SQLite primary result codes: busy and locked (a lock not granted in time), a file that
-# cannot be opened or read (the disk went away).
+# cannot be opened or read (the disk went away), read-only files and a full disk.
 _SQLITE_OUTAGES = frozenset(
-    {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_IOERR}
+    {
+        sqlite3.SQLITE_BUSY,
+        sqlite3.SQLITE_LOCKED,
+        sqlite3.SQLITE_CANTOPEN,
+        sqlite3.SQLITE_IOERR,
+        sqlite3.SQLITE_READONLY,  # the files became read-only
+        sqlite3.SQLITE_FULL,  # the disk filled up
+    }
 )
 # PostgreSQL SQLSTATE classes: connection exception, insufficient resources (e.g. too many
 # connections), operator intervention (shutdown, statement timeout), system error (I/O) and
@@ -29,8 +38,10 @@ _POSTGRES_OUTAGE_STATES = frozenset({"55P03"})
 
 def is_store_outage(exc: BaseException) -> bool:
     """Whether `exc` (or what it was raised from) says the store could not be reached in time."""
-    chain = list(_causes(exc))
-    if any(isinstance(e, PoolTimeout | ConnectionUnavailableError) for e in chain):
+    chain = list(causes(exc))
+    if any(
+        isinstance(e, PoolTimeout | ConnectionUnavailableError | DeadlineExceeded) for e in chain
+    ):
         return True
     driver = next((e for e in chain if isinstance(e, sqlite3.Error | psycopg.Error)), None)
     if isinstance(driver, sqlite3.Error):
@@ -51,7 +62,8 @@ def is_store_outage(exc: BaseException) -> bool:
     return isinstance(exc, StoreInterfaceError)
 
 
-def _causes(exc: BaseException) -> list[BaseException]:
+def causes(exc: BaseException) -> list[BaseException]:
+    """`exc` and what it was raised from (or during), outermost first."""
     seen: list[BaseException] = []
     current: BaseException | None = exc
     while current is not None and current not in seen:

@@ -6,16 +6,20 @@ import logging
 import threading
 from abc import ABC, abstractmethod
 
+from agentledger.infrastructure.store_errors import is_store_outage
+
 log = logging.getLogger("agentledger.runners")
 
 FIRST_BACKOFF_SECONDS = 0.5
-MAX_BACKOFF_SECONDS = 30.0
+MAX_BACKOFF_SECONDS = 5.0
 
 
 class Supervised(ABC):
     """Runs `_run` on a daemon thread until stopped; when it raises, it is `faulted`: records
     the error, counts a restart, and runs it again after a back-off (0.5 s, doubling up to
-    30 s, and back to 0.5 s once the work succeeds again: `_recovered`). `state`, `restarts`
+    5 s, and back to 0.5 s once the work succeeds again: `_recovered`). The ceiling is what
+    a store back from an outage waits at most before the work resumes (and /readyz turns
+    green). `state`, `restarts`
     and `last_error` are what /readyz shows."""
 
     def __init__(self, name: str, thread_name: str) -> None:
@@ -62,7 +66,7 @@ class Supervised(ABC):
 
     def _recovered(self) -> None:
         """The work succeeded: a later failure starts the back-off afresh (one long outage
-        must not leave every later restart 30 s away)."""
+        must not leave every later restart at the ceiling)."""
         self._backoff = FIRST_BACKOFF_SECONDS
         self.last_error = None
 
@@ -77,7 +81,15 @@ class Supervised(ABC):
             except Exception as exc:  # supervised: any failure restarts the work
                 self.restarts += 1
                 self._faulted(exc)
-                log.exception("%s faulted; restarting in %.1fs", self.name, self._backoff)
+                if is_store_outage(exc):  # expected while the store is out: one line, no trace
+                    log.warning(
+                        "%s: store unavailable (%s); retrying in %.1fs",
+                        self.name,
+                        self.last_error,
+                        self._backoff,
+                    )
+                else:
+                    log.exception("%s faulted; restarting in %.1fs", self.name, self._backoff)
                 self._let_go()
                 self._stop.wait(self._backoff)
                 self._backoff = min(MAX_BACKOFF_SECONDS, self._backoff * 2)

@@ -37,8 +37,11 @@ HELP_OPTIONS = {"help_option_names": ["-h", "--help"]}
 @click.version_option(
     package_name="agentledger", prog_name="agentledger", message="%(prog)s %(version)s"
 )
-def cli() -> None:
+@click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
+@click.pass_context
+def cli(context: click.Context, debug: bool) -> None:
     """AgentLedger: event-sourced coordination for multi-agent AI systems."""
+    context.obj = {"debug": debug}
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -65,7 +68,7 @@ def serve(host: str, port: int, workers: int) -> None:
 
     from agentledger.interfaces.http.app import create_app
 
-    rt = open_runtime()
+    rt = open_runtime(writable=True)
     settings = rt.settings
     click.echo(f"AgentLedger on {settings.store_description}, http://{host}:{port}")
     rt.catch_up()
@@ -95,7 +98,7 @@ def served_app() -> Any:
     """The app one `serve --workers N` process runs (uvicorn imports and calls this)."""
     from agentledger.interfaces.http.app import create_app
 
-    return create_app(open_runtime(), manage_runtime=True)
+    return create_app(open_runtime(writable=True), manage_runtime=True)
 
 
 # --- tokens --------------------------------------------------------------------------------

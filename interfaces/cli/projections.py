@@ -54,7 +54,7 @@ def projections_run() -> None:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    with runtime() as rt:
+    with runtime(writable=True) as rt:
         rt.start_runners()
         click.echo("projections running; Ctrl-C or SIGTERM to stop")
         reported: dict[str, str | None] = {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from uuid import UUID
@@ -13,6 +14,7 @@ from starlette.responses import Response
 from starlette.routing import Match, Route
 from starlette.types import Scope
 
+from agentledger.application import deadlines
 from agentledger.application.errors import (
     BodyTooLarge,
     IdempotencyInProgress,
@@ -97,6 +99,7 @@ def to_routes(operations: Iterable[Operation], max_body_bytes: int) -> list[Rout
 
 def _route(path: str, by_method: dict[str, Operation], max_body_bytes: int) -> Route:
     async def endpoint(request: Request) -> Response:
+        arrived = time.monotonic()
         method = "GET" if request.method == "HEAD" else request.method
         operation = by_method[method]
         runtime = request.app.state.runtime
@@ -107,7 +110,7 @@ def _route(path: str, by_method: dict[str, Operation], max_body_bytes: int) -> R
                 response = _checked(operation, call)
             else:
                 # Handlers are synchronous (the event store is); run them off the event loop.
-                response = await run_in_threadpool(_checked, operation, call)
+                response = await run_in_threadpool(_within_deadline, operation, call, arrived)
         except Exception as exc:
             _count_refused(operation, exc)
             return to_problem(request, exc)
@@ -115,6 +118,14 @@ def _route(path: str, by_method: dict[str, Operation], max_body_bytes: int) -> R
         return response
 
     return ResourceRoute(path, endpoint, methods=sorted(by_method), name=path)
+
+
+def _within_deadline(operation: Operation, call: HttpCall, arrived: float) -> Response:
+    """The handler, bound to the request's time (`request_timeout_seconds` from its arrival,
+    a wait for a worker thread included): it has committed or failed by then."""
+    budget = call.runtime.settings.request_timeout_seconds
+    with deadlines.within(budget - (time.monotonic() - arrived)):
+        return _checked(operation, call)
 
 
 def _checked(operation: Operation, call: HttpCall) -> Response:

@@ -48,7 +48,7 @@ async def _api(url: str | None) -> AsyncIterator[Api]:
     from agentledger.interfaces.cli.store import open_runtime
     from agentledger.interfaces.http.app import create_app
 
-    runtime = open_runtime()
+    runtime = open_runtime(writable=True)
     runtime.catch_up()
     app: Any = create_app(runtime, manage_runtime=True)
     starlette: Starlette = app.app

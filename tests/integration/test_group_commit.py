@@ -10,11 +10,14 @@ from uuid import UUID
 
 import pytest
 
+from agentledger.application import deadlines
 from agentledger.application.clock import ManualClock
 from agentledger.application.context import RequestContext
 from agentledger.application.group_commit import GroupCommitter
 from agentledger.domain.events import EventContext
 from agentledger.infrastructure.bootstrap import Runtime
+from agentledger.infrastructure.store_errors import is_store_outage
+from tests.api.test_store_unavailable import hold_the_write_lock
 from tests.support.helpers import agent_context, run_threads
 from tests.support.overlap import DecidedTogether
 
@@ -110,6 +113,69 @@ def test_a_conflict_in_a_batch_fails_only_its_command_which_is_rerun(
         else:
             assert outcomes[sid].value.version == 2
         assert len(events) == outcomes[sid].value.version  # nothing lost, nothing twice
+
+
+def test_a_batch_failed_by_an_outage_fails_all_its_commands_at_once(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before: a shared transaction that failed because the store was out was written again
+    command by command, each waiting out the outage in turn (eight commands: nine attempts,
+    the last answered after nine lock waits). Now the batch's one attempt fails them all."""
+    sessions = sessions_of(runtime, 8)
+    failures: dict[UUID, BaseException] = {}
+    attempts: list[int] = []
+    real_record = runtime.ledger.record_events
+
+    def counted(events: Any, *args: Any, **kwargs: Any) -> Any:
+        attempts.append(len(events))
+        return real_record(events, *args, **kwargs)
+
+    monkeypatch.setattr(runtime.ledger, "record_events", counted)
+
+    def edit(ctx: RequestContext, sid: UUID) -> Any:
+        def run() -> None:
+            # As a request runs (the HTTP layer sets it): bounds the library's own retries.
+            with deadlines.within(3):
+                try:
+                    runtime.sessions.update_metadata(ctx, sid, {"mine": True})
+                except Exception as exc:
+                    failures[sid] = exc
+
+        return run
+
+    blocker = hold_the_write_lock(runtime.settings)
+    try:
+        queued_behind_a_held_turn(runtime, [edit(ctx, sid) for ctx, sid in sessions])
+    finally:
+        blocker.rollback()
+        blocker.close()
+    assert set(failures) == {sid for _, sid in sessions}
+    assert all(is_store_outage(exc) for exc in failures.values())
+    assert attempts == [8]  # one shared attempt, none alone after it
+    for _ctx, sid in sessions:  # and nothing was written
+        assert len(list(runtime.ledger.events.get(sid))) == 1
+
+
+def test_a_command_still_queued_at_its_deadline_leaves_the_queue(runtime: Runtime) -> None:
+    ctx, sid = sessions_of(runtime, 1)[0]
+    committer = committer_of(runtime)
+    failed: list[BaseException] = []
+
+    def edit() -> None:
+        with deadlines.within(0.5):
+            try:
+                runtime.sessions.update_metadata(ctx, sid, {"late": True})
+            except BaseException as exc:
+                failed.append(exc)
+
+    with committer.paused():  # another batch is being written for longer than the deadline
+        thread = threading.Thread(target=edit)
+        thread.start()
+        thread.join(5)
+        assert not thread.is_alive(), "the command waited past its deadline"
+        assert committer.queued() == 0  # it left the queue
+    assert [type(e) for e in failed] == [deadlines.DeadlineExceeded]
+    assert len(list(runtime.ledger.events.get(sid))) == 1  # and was never written
 
 
 def test_sixteen_writers_lose_nothing_through_group_commit(

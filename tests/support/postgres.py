@@ -49,48 +49,69 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+class Cluster:
+    """A PostgreSQL cluster of this test run's own, in a temporary directory, from the
+    installed binaries: it can be stopped and started again (the shared server never is)."""
+
+    def __init__(self) -> None:
+        initdb, pg_ctl = _find_binary("initdb"), _find_binary("pg_ctl")
+        if not initdb or not pg_ctl:
+            raise RuntimeError("no PostgreSQL server reachable and no initdb/pg_ctl installed")
+        self._pg_ctl = pg_ctl
+        self.directory = Path(tempfile.mkdtemp(prefix="agentledger-pg-"))
+        self.data = self.directory / "data"
+        self.port = _free_port()
+        # PostgreSQL refuses to run as root: run the cluster as the 'postgres' user then.
+        self._prefix: list[str] = []
+        if os.geteuid() == 0:
+            shutil.chown(self.directory, "postgres")
+            self._prefix = ["runuser", "-u", "postgres", "--"]
+        command = [initdb, "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync"]
+        subprocess.run(
+            [*self._prefix, *command],
+            check=True,
+            capture_output=True,
+        )
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    @property
+    def running(self) -> bool:
+        return self._ctl("status") == 0
+
+    def start(self) -> None:
+        if self.running:
+            return
+        options = f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self._ctl("-o", options, "-w", "-l", str(self.directory / "log"), "start", check=True)
+
+    def stop(self, mode: str = "fast") -> None:
+        """`immediate` is a crash (no checkpoint, connections cut); `fast` a clean stop."""
+        self._ctl("-m", mode, "-w", "stop")
+
+    def remove(self) -> None:
+        self.stop()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    def _ctl(self, *args: str, check: bool = False) -> int:
+        done = subprocess.run(
+            [*self._prefix, self._pg_ctl, "-D", str(self.data), *args],
+            check=check,
+            capture_output=True,
+        )
+        return done.returncode
+
+
 @contextmanager
 def throwaway_cluster() -> Iterator[str]:
-    initdb, pg_ctl = _find_binary("initdb"), _find_binary("pg_ctl")
-    if not initdb or not pg_ctl:
-        raise RuntimeError("no PostgreSQL server reachable and no initdb/pg_ctl installed")
-    directory = Path(tempfile.mkdtemp(prefix="agentledger-pg-"))
-    data = directory / "data"
-    port = _free_port()
-    # PostgreSQL refuses to run as root: run the cluster as the 'postgres' user then.
-    prefix: list[str] = []
-    if os.geteuid() == 0:
-        shutil.chown(directory, "postgres")
-        prefix = ["runuser", "-u", "postgres", "--"]
-    subprocess.run(
-        [*prefix, initdb, "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync"],
-        check=True,
-        capture_output=True,
-    )
-    options = f"-p {port} -k {directory} -c listen_addresses=127.0.0.1 -c fsync=off"
-    subprocess.run(
-        [
-            *prefix,
-            pg_ctl,
-            "-D",
-            str(data),
-            "-o",
-            options,
-            "-w",
-            "-l",
-            str(directory / "log"),
-            "start",
-        ],
-        check=True,
-        capture_output=True,
-    )
+    cluster = Cluster()
+    cluster.start()
     try:
-        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+        yield cluster.url
     finally:
-        subprocess.run(
-            [*prefix, pg_ctl, "-D", str(data), "-m", "fast", "stop"], capture_output=True
-        )
-        shutil.rmtree(directory, ignore_errors=True)
+        cluster.remove()
 
 
 @contextmanager
