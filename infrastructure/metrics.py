@@ -30,6 +30,15 @@ REFUSED_COMMANDS = Counter(
     ["problem"],
     registry=REGISTRY,
 )
+EDGE_REFUSALS = Counter(
+    "agentledger_http_edge_refusals",
+    "Connections the HTTP edge refused or closed before the application saw a request, by "
+    "reason: url-too-long (414), too-many-headers and headers-too-large (431), header-timeout "
+    "and body-timeout (408), idle-timeout (closed, nothing to answer), evicted-idle (closed to "
+    "make room at the connection cap), over-capacity (503).",
+    ["reason"],
+    registry=REGISTRY,
+)
 REFUSALS_NOT_RECORDED = Counter(
     "agentledger_refusals_not_recorded",
     "Refusals answered but not written to the log because the store failed at that moment.",

@@ -44,6 +44,15 @@ class Settings(BaseSettings):
     # The seal writes a checkpoint (position and link, to publish) every this many events.
     seal_checkpoint_events: int = Field(default=1000, ge=1, le=1_000_000)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    # The HTTP edge (interfaces/http/edge.py): what a client may send and how slowly.
+    max_url_bytes: int = Field(default=8 * 1024, ge=256)
+    max_header_bytes: int = Field(default=16 * 1024, ge=1024)
+    max_headers: int = Field(default=64, ge=8)
+    header_timeout_seconds: float = Field(default=10.0, gt=0)
+    body_timeout_seconds: float = Field(default=30.0, gt=0)
+    keep_alive_seconds: int = Field(default=5, ge=1)
+    # Connections and requests one process takes at once; beyond, uvicorn answers 503.
+    max_connections: int = Field(default=1000, ge=1)
     # Inbox reads waiting for a message (`wait=`) at once per process: each holds a worker
     # thread, so beyond this many the next is answered 503 at once rather than queued.
     max_long_polls: int = Field(default=16, ge=1, le=1000)

@@ -32,9 +32,11 @@ def explain(exc: BaseException, settings: Settings) -> str:
                 return found
         if isinstance(cause, sqlite3.Error):
             return _sqlite_problem(cause, settings)
+        if isinstance(cause, psycopg.ProgrammingError) and cause.sqlstate is None:
+            return f"cannot open the store: DATABASE_URL is not valid ({_one_line(cause)})"
         if isinstance(cause, psycopg.Error):
             return _postgres_problem(cause, settings)
-    return f"cannot open the store ({settings.store_description}): {_one_line(exc)}"
+    return f"cannot open the store: {_one_line(exc)}"
 
 
 def check_writable(settings: Settings) -> None:
@@ -126,7 +128,10 @@ def _postgres_problem(exc: psycopg.Error, settings: Settings) -> str:
 
 
 def _where(settings: Settings) -> str:
-    params = postgres_parameters(settings)
+    try:
+        params = postgres_parameters(settings)
+    except (ValueError, psycopg.Error):  # the URL itself is what is wrong
+        return "DATABASE_URL"
     return f"{params['host']}:{params['port']}/{params['dbname']}"
 
 

@@ -77,8 +77,14 @@ def serve(host: str, port: int, workers: int) -> None:
             "No admin token yet: create one with "
             "`agentledger tokens issue --principal user:admin --role admin`"
         )
+    edge = {  # the limits at the edge (interfaces/http/edge.py)
+        "http": "agentledger.interfaces.http.edge:EdgeProtocol",
+        "limit_concurrency": settings.max_connections,
+        "timeout_keep_alive": settings.keep_alive_seconds,
+    }
     if workers == 1:
-        uvicorn.run(create_app(rt, manage_runtime=True), host=host, port=port, log_level="info")
+        app = create_app(rt, manage_runtime=True)
+        uvicorn.run(app, host=host, port=port, log_level="info", **edge)  # type: ignore[arg-type]
         return
     # One Python process serves on one core at most (the GIL): several processes share the
     # socket, each with its own runtime. Every runner's lock lets one of them run it, the others
@@ -91,6 +97,7 @@ def serve(host: str, port: int, workers: int) -> None:
         host=host,
         port=port,
         log_level="info",
+        **edge,  # type: ignore[arg-type]
     )
 
 

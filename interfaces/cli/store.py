@@ -39,12 +39,19 @@ def open_runtime(*, writable: bool = False) -> Runtime:
     try:
         settings = Settings()
     except ValidationError as exc:
-        raise click.ClickException(f"invalid setting: {exc}") from None
+        raise click.ClickException(f"cannot open the store: {exc}") from None
     try:
         if writable:
             check_writable(settings)
         return build_runtime(settings)
-    except (OSError, sqlite3.Error, psycopg.Error, PersistenceError, StoreProblem) as exc:
+    except (
+        OSError,
+        ValueError,
+        sqlite3.Error,
+        psycopg.Error,
+        PersistenceError,
+        StoreProblem,
+    ) as exc:
         if debugging():
             raise
         raise click.ClickException(explain(exc, settings)) from None
