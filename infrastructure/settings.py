@@ -40,7 +40,8 @@ class Settings(BaseSettings):
     # How long a finished write's Idempotency-Key answers with its first response, and how
     # long a request still running holds its key (after that, its process is taken for dead).
     idempotency_ttl_seconds: float = Field(default=24 * 3600.0, gt=0)
-    idempotency_in_flight_seconds: float = Field(default=60.0, gt=0)
+    # A request is bounded (request timeout + lock wait, 7 s by default): twice that is ample.
+    idempotency_in_flight_seconds: float = Field(default=15.0, gt=0)
     # The seal writes a checkpoint (position and link, to publish) every this many events.
     seal_checkpoint_events: int = Field(default=1000, ge=1, le=1_000_000)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)

@@ -64,7 +64,10 @@ def check_writable(settings: Settings) -> None:
         probe.unlink(missing_ok=True)
     for path in sorted(settings.data_dir.glob("*.sqlite*")):
         # Opened for writing, nothing written: refused for a read-only or immutable file.
-        os.close(os.open(path, os.O_WRONLY | os.O_APPEND))
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_APPEND))
+        except FileNotFoundError:  # a -wal or -shm file another process just removed
+            continue
 
 
 def _os_problem(exc: OSError, settings: Settings) -> str | None:

@@ -67,7 +67,7 @@ EXPECTED: dict[tuple[str, str], tuple[frozenset[str], set[int]]] = {
     ("GET", "/v1/projects/{name}/entries"): (frozenset({CW}), READ | {200, 404}),
     ("POST", "/v1/work-items"): (frozenset(), WRITE | {201, 403, 404, 409}),
     ("GET", "/v1/work-items"): (frozenset({CW}), READ | {200}),
-    ("GET", "/v1/work-items/ready"): (frozenset({CW}), READ | {200}),
+    ("GET", "/v1/work-items/ready"): (frozenset({CW}), READ | {200, 404}),
     ("POST", "/v1/work-items/claim-next"): (frozenset(), WRITE | {201, 204, 403, 404, 409}),
     ("GET", "/v1/work-items/{id}"): (frozenset({CW}), READ | {200, 404}),
     ("PATCH", "/v1/work-items/{id}"): (frozenset({FENCE, IM}), ITEM_WRITE | {412}),

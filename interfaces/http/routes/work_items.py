@@ -227,7 +227,7 @@ OPERATIONS = [
         "The ready queue: open, unclaimed, not archived, every dependency done",
         query=ReadyQuery,
         response=ReadyOut,
-        errors=(400,),
+        errors=(400, 404),  # 404: the session_id named is not a session
         headers=_READ,
         tags=_TAGS,
     ),
