@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 HOST   ?= 127.0.0.1
 PORT   ?= 8080
 
-.PHONY: run test lint bench bench-quick bench-audit bench-projections bench-mcp clean
+.PHONY: run test faults lint bench bench-quick bench-audit bench-projections bench-mcp clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,12 @@ run: $(STAMP)
 # One worker per core (at most 4: the tests start servers and clusters of their own).
 test: lint
 	$(BIN)/python -m pytest -q -n auto --maxprocesses 4
+
+# The fault suite alone (also part of `make test`): PostgreSQL killed under load on a throwaway
+# cluster of its own, serve killed, SQLite files read-only and a full disk, hostile clients,
+# the OpenAPI fuzzer. Needs root for chattr and a loop mount, as CI runs it.
+faults: $(STAMP)
+	$(BIN)/python -m pytest -q -n auto --maxprocesses 4 tests/faults
 
 # ruff everywhere, mypy --strict on domain/ and application/: cheap guards, part of `make test`.
 lint: $(STAMP)
