@@ -5,13 +5,14 @@ a byte is closed when its header time runs out, so slow or silent clients cannot
 process's connections (their number is capped by uvicorn's `limit_concurrency`, which answers
 503 beyond it; idle keep-alive by its `timeout_keep_alive`).
 
-Each refusal answers with its status (414, 431, 408), closes the connection, and counts in
-`agentledger_http_edge_refusals{reason}`.
+Each refusal answers with its status (414, 431, 408) and a problem document (RFC 9457) whose
+type is the reason, closes the connection, and counts in `agentledger_http_edge_refusals{reason}`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -20,7 +21,15 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from agentledger.infrastructure.metrics import EDGE_REFUSALS
 from agentledger.infrastructure.settings import Settings
+from agentledger.interfaces.http.problems import PROBLEM_BASE
 
+_DETAILS = {
+    "url-too-long": "the request line is longer than the server takes (AGENTLEDGER_MAX_URL_BYTES)",
+    "headers-too-large": "the headers are too large for the server (AGENTLEDGER_MAX_HEADER_BYTES)",
+    "too-many-headers": "more headers than the server takes (AGENTLEDGER_MAX_HEADERS)",
+    "header-timeout": "the headers did not arrive in time (AGENTLEDGER_HEADER_TIMEOUT_SECONDS)",
+    "body-timeout": "the body did not arrive in time (AGENTLEDGER_BODY_TIMEOUT_SECONDS)",
+}
 _REASONS = {
     408: b"Request Timeout",
     414: b"URI Too Long",
@@ -185,9 +194,16 @@ class EdgeProtocol(HttpToolsProtocol):
         if self.cycle is not None and not self.cycle.response_complete:
             self.cycle.disconnected = True  # the application, if it started, stops reading
             self.cycle.message_event.set()
-        body = f"{status} {_REASONS[status].decode()}: {reason}\n".encode()
+        body = json.dumps(
+            {
+                "type": PROBLEM_BASE + reason,
+                "title": _REASONS[status].decode(),
+                "status": status,
+                "detail": _DETAILS[reason],
+            }
+        ).encode()
         head = (
-            b"HTTP/1.1 %d %s\r\ncontent-type: text/plain; charset=utf-8\r\n"
+            b"HTTP/1.1 %d %s\r\ncontent-type: application/problem+json\r\n"
             b"content-length: %d\r\nconnection: close\r\n\r\n"
         ) % (status, _REASONS[status], len(body))
         self.transport.write(head + body)

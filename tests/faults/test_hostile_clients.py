@@ -6,6 +6,7 @@ latency stays within twice its unloaded p99 meanwhile."""
 
 from __future__ import annotations
 
+import json
 import socket
 import time
 from collections.abc import Iterator
@@ -59,7 +60,12 @@ def _status(raw: bytes) -> int:
 def _send(base: str, request: bytes) -> int:
     with _connect(base) as sock:
         sock.sendall(request)
-        return _status(_answer(sock))
+        raw = _answer(sock)
+    if _status(raw) >= 400:  # a problem document, as every refusal of the API
+        head, _, body = raw.partition(b"\r\n\r\n")
+        assert b"content-type: application/problem+json" in head.lower(), head
+        assert json.loads(body)["status"] == _status(raw)
+    return _status(raw)
 
 
 def test_oversized_and_overlong_requests_are_refused(base: str) -> None:
