@@ -81,7 +81,7 @@ class EdgeProtocol(HttpToolsProtocol):
         self._since = self.loop.time()
         super().connection_made(transport)
         self._expect("header-timeout", self.limits.header_seconds)  # silent clients too
-        if self.limit_concurrency is not None and len(self.connections) >= self.limit_concurrency:
+        if self._full():
             self._evict_an_idle_connection()
 
     def _evict_an_idle_connection(self) -> None:
@@ -98,6 +98,9 @@ class EdgeProtocol(HttpToolsProtocol):
             EDGE_REFUSALS.labels("evicted-idle").inc()
             oldest._cancel()
             oldest.transport.close()
+            # Closing completes on a later turn of the loop: count it gone now, or the
+            # request that made room would still find the process full.
+            self.connections.discard(oldest)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel()
@@ -115,12 +118,15 @@ class EdgeProtocol(HttpToolsProtocol):
         if self._refused:
             return
         self._expect("body-timeout", self.limits.body_seconds)
-        if self.limit_concurrency is not None and (
-            len(self.connections) >= self.limit_concurrency
-            or len(self.tasks) >= self.limit_concurrency
-        ):
-            EDGE_REFUSALS.labels("over-capacity").inc()  # uvicorn answers it 503
+        if self._full():
+            self._evict_an_idle_connection()  # a request to serve beats an idle connection
+            if self._full():
+                EDGE_REFUSALS.labels("over-capacity").inc()  # uvicorn answers it 503
         super().on_headers_complete()
+
+    def _full(self) -> bool:
+        limit = self.limit_concurrency
+        return limit is not None and (len(self.connections) >= limit or len(self.tasks) >= limit)
 
     def on_body(self, body: bytes) -> None:
         if not self._refused:
