@@ -24,11 +24,11 @@ from typing import Any
 import anyio
 import httpx2 as httpx
 from mcp import Client, StdioServerParameters
-from mcp.client.streamable_http import streamable_http_client
 
 from agentledger.infrastructure.bootstrap import build_runtime
 from bench.harness import DEFAULT_DATABASE_URL, free_port, one_store, summarise
-from tests.conftest import issue_token
+from tests.conftest import bearer, issue_token
+from tests.mcp.support import http_client
 
 CLI = str(Path(sys.executable).with_name("agentledger"))
 CALLS = 300
@@ -116,19 +116,19 @@ def measure(settings: Any, env: dict[str, str], calls: int) -> dict[str, object]
 
     try:
         with httpx.Client(base_url=base) as http:
-            http.post("/v1/projects", json={"name": "bench"}, headers=_bearer(admin))
-            started = http.post("/v1/sessions", json={"ttl_seconds": 3600}, headers=_bearer(token))
+            http.post("/v1/projects", json={"name": "bench"}, headers=bearer(admin))
+            started = http.post("/v1/sessions", json={"ttl_seconds": 3600}, headers=bearer(token))
             session = started.json()["id"]
             selected = http.put(
                 "/v1/agents/bench/project",
                 json={"project": "bench", "session_id": session},
-                headers={**_bearer(token), "If-None-Match": "*"},
+                headers={**bearer(token), "If-None-Match": "*"},
             )
             assert selected.status_code == 200, selected.text
         results["plain_http"] = summarise(_http_calls(base, token, session, calls))
 
         def over_http() -> AbstractAsyncContextManager[Client]:
-            return _http_client(base, token)
+            return http_client(base, token)
 
         transports: dict[str, Callable[[], AbstractAsyncContextManager[Client]]] = {
             "mcp_streamable_http": over_http,
@@ -144,24 +144,6 @@ def measure(settings: Any, env: dict[str, str], calls: int) -> dict[str, object]
     alone = over_stdio(None)
     results["mcp_stdio_on_the_store"] = summarise(anyio.run(_tool_calls, alone, session, calls))
     return results
-
-
-def _http_client(base: str, token: str) -> AbstractAsyncContextManager[Client]:
-    from contextlib import asynccontextmanager
-
-    @asynccontextmanager
-    async def connect() -> Any:
-        async with (
-            httpx.AsyncClient(headers=_bearer(token), timeout=60) as http,
-            Client(streamable_http_client(f"{base}/mcp", http_client=http)) as client,
-        ):
-            yield client
-
-    return connect()
-
-
-def _bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 def main() -> None:

@@ -26,7 +26,7 @@ import pytest
 
 from agentledger.infrastructure.bootstrap import build_runtime
 from agentledger.infrastructure.settings import Settings
-from tests.conftest import issue_token
+from tests.conftest import bearer, issue_token
 from tests.support.postgres import Cluster
 from tests.support.processes import serving
 
@@ -101,7 +101,7 @@ def test_writes_stay_bounded_through_outages_and_nothing_is_lost_or_doubled(
         rt.close()
     with serving(settings) as base:
         with httpx.Client(base_url=base, timeout=60) as http:
-            made = http.post("/v1/projects", json={"name": "apollo"}, headers=_bearer(admin))
+            made = http.post("/v1/projects", json={"name": "apollo"}, headers=bearer(admin))
             assert made.status_code == 201, made.text
             clients = [Client(t, _session(http, t)) for t in tokens]
         stop = threading.Event()
@@ -149,12 +149,8 @@ def test_writes_stay_bounded_through_outages_and_nothing_is_lost_or_doubled(
     print(f"\nwrites back after {recoveries}, ready after {ready_again}, longest {longest:.2f} s")
 
 
-def _bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
 def _session(http: httpx.Client, token: str) -> str:
-    started = http.post("/v1/sessions", json={"ttl_seconds": 3600}, headers=_bearer(token))
+    started = http.post("/v1/sessions", json={"ttl_seconds": 3600}, headers=bearer(token))
     assert started.status_code == 201, started.text
     return str(started.json()["id"])
 
@@ -162,7 +158,7 @@ def _session(http: httpx.Client, token: str) -> str:
 def _append_until(base: str, client: Client, stop: threading.Event) -> None:
     """Append entries one after another; a 503 is retried with the same key (after its
     Retry-After), as the docs tell a client to."""
-    with httpx.Client(base_url=base, timeout=60, headers=_bearer(client.token)) as http:
+    with httpx.Client(base_url=base, timeout=60, headers=bearer(client.token)) as http:
         n = 0
         while not stop.is_set():
             key = f"{client.session}-{n}"
@@ -226,7 +222,7 @@ def _recovery(clients: list[Client], back: float) -> float:
 def _check_nothing_lost_or_doubled(base: str, admin: str, clients: list[Client]) -> None:
     acknowledged = {key: entry for c in clients for key, entry in c.acknowledged.items()}
     furthest = str(max(c.furthest for c in clients))
-    headers = {**_bearer(admin), "AgentLedger-Consistent-With": furthest}
+    headers = {**bearer(admin), "AgentLedger-Consistent-With": furthest}
     with httpx.Client(base_url=base, timeout=60, headers=headers) as http:
         messages: list[str] = []
         ids: list[str] = []

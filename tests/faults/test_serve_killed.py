@@ -21,7 +21,7 @@ import httpx2 as httpx
 from agentledger.infrastructure.bootstrap import build_runtime
 from agentledger.infrastructure.settings import Settings
 from tests.cli.shell import free_port
-from tests.conftest import issue_token
+from tests.conftest import bearer, issue_token
 from tests.support.helpers import wait_until
 from tests.support.processes import answers, start_cli
 
@@ -56,11 +56,11 @@ def test_a_killed_server_loses_and_doubles_nothing(tmp_path: Path) -> None:
     server = _serve(settings, port)
     try:
         with httpx.Client(base_url=base, timeout=30) as http:
-            made = http.post("/v1/projects", json={"name": "apollo"}, headers=_bearer(admin))
+            made = http.post("/v1/projects", json={"name": "apollo"}, headers=bearer(admin))
             assert made.status_code == 201, made.text
             for client in clients:
                 started = http.post(
-                    "/v1/sessions", json={"ttl_seconds": 3600}, headers=_bearer(client.token)
+                    "/v1/sessions", json={"ttl_seconds": 3600}, headers=bearer(client.token)
                 )
                 client.session = started.json()["id"]
         stop = threading.Event()
@@ -87,12 +87,8 @@ def test_a_killed_server_loses_and_doubles_nothing(tmp_path: Path) -> None:
     assert statuses[0] >= 1, "no request was cut by the kill"
 
 
-def _bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
 def _append(base: str, client: Client, stop: threading.Event) -> None:
-    with httpx.Client(base_url=base, timeout=30, headers=_bearer(client.token)) as http:
+    with httpx.Client(base_url=base, timeout=30, headers=bearer(client.token)) as http:
         n = 0
         while not stop.is_set():
             key = f"{client.session}-{n}"
@@ -117,7 +113,7 @@ def _append(base: str, client: Client, stop: threading.Event) -> None:
 
 def _check(base: str, admin: str, clients: list[Client]) -> None:
     headers = {
-        **_bearer(admin),
+        **bearer(admin),
         "AgentLedger-Consistent-With": str(max(c.furthest for c in clients)),
     }
     messages: list[str] = []

@@ -17,7 +17,7 @@ import pytest
 
 from agentledger.infrastructure.bootstrap import build_runtime
 from agentledger.infrastructure.settings import Settings
-from tests.conftest import issue_token
+from tests.conftest import bearer, issue_token
 from tests.support.processes import serving
 
 WRITES = 30
@@ -47,8 +47,8 @@ class Writer:
             )
         finally:
             rt.close()
-        self.http = httpx.Client(base_url=base, timeout=30, headers=_bearer(agent))
-        made = self.http.post("/v1/projects", json={"name": "apollo"}, headers=_bearer(admin))
+        self.http = httpx.Client(base_url=base, timeout=30, headers=bearer(agent))
+        made = self.http.post("/v1/projects", json={"name": "apollo"}, headers=bearer(admin))
         assert made.status_code == 201, made.text
         started = self.http.post("/v1/sessions", json={"ttl_seconds": 3600})
         self.session = started.json()["id"]
@@ -114,7 +114,3 @@ def _ready_within(base: str, seconds: float) -> None:
     while httpx.get(f"{base}/readyz", timeout=10).status_code != 200:
         assert time.monotonic() < deadline, httpx.get(f"{base}/readyz", timeout=10).text
         time.sleep(0.2)
-
-
-def _bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
