@@ -5,9 +5,9 @@ body the document does not allow."""
 
 from __future__ import annotations
 
-import re
 import subprocess
 import sys
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from agentledger.infrastructure.bootstrap import build_runtime
@@ -29,6 +29,36 @@ EXAMPLES = 3  # per route and phase: enough to find a class of mistake, cheap en
 OPERATIONS = 71
 
 
+def fuzz(base: str, token: str, workdir: Path, seed: int, only: set[str] | None = None) -> dict:
+    """One schemathesis run; its JUnit report read back as {operation: outcome}, where an outcome
+    is "passed", "skipped: <why>", or the failure text. `only` narrows the run to operations."""
+    report = workdir / f"fuzz-{seed}.xml"
+    command = [
+        *(FUZZER, "run", f"{base}/openapi.json", "-H", f"Authorization: Bearer {token}"),
+        *("-n", str(EXAMPLES), "--phases", "examples,fuzzing", "--checks", CHECKS),
+        *("--seed", str(seed), "--workers", "2", "--no-color"),
+        *("--report", "junit", "--report-junit-path", str(report)),
+    ]
+    for name in sorted(only or ()):
+        command += ["--include-name", name]
+    # Run in a scratch directory: schemathesis keeps a crash cache in its working directory.
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=workdir)
+    assert report.exists(), done.stdout[-4000:] + done.stderr[-2000:]
+    outcomes: dict[str, str] = {}
+    for case in ET.parse(report).iter("testcase"):
+        problems = [*case.iter("failure"), *case.iter("error")]
+        skipped = next(case.iter("skipped"), None)
+        if problems:
+            outcomes[case.get("name", "")] = "\n".join(
+                p.get("message") or p.text or "" for p in problems
+            )
+        elif skipped is not None:
+            outcomes[case.get("name", "")] = f"skipped: {skipped.get('message') or skipped.text}"
+        else:
+            outcomes[case.get("name", "")] = "passed"
+    return outcomes
+
+
 def test_no_5xx_and_nothing_the_document_does_not_allow(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path / "data", database_url=None)
     rt = build_runtime(settings)
@@ -41,21 +71,12 @@ def test_no_5xx_and_nothing_the_document_does_not_allow(tmp_path: Path) -> None:
         rt.close()
     with serving(settings) as base:
         for who, token in tokens.items():
-            command = [
-                *(FUZZER, "run", f"{base}/openapi.json", "-H", f"Authorization: Bearer {token}"),
-                *("-n", str(EXAMPLES), "--phases", "examples,fuzzing", "--checks", CHECKS),
-                *("--seed", "1", "--workers", "2", "--no-color"),
-            ]
-            done = subprocess.run(
-                command,
-                capture_output=True,
-                text=True,
-                timeout=600,
-            )
-            report = done.stdout[-4000:]
-            assert done.returncode == 0, (who, report)
-            tested = re.search(r"Tested: (\d+)", done.stdout)
-            counts = re.search(r"(\d+) generated, (\d+) passed", done.stdout)
-            assert tested and int(tested.group(1)) == OPERATIONS, (who, report)
-            assert counts and counts.group(1) == counts.group(2), (who, report)
-            assert int(counts.group(1)) >= 2 * OPERATIONS, (who, report)  # examples ran
+            outcomes = fuzz(base, token, tmp_path, seed=1)
+            assert len(outcomes) == OPERATIONS, (who, sorted(outcomes))
+            # On a loaded machine schemathesis may skip an operation it ran out of time for; such
+            # an operation is fuzzed again on its own, so every route is still exercised.
+            untested = {name for name, outcome in outcomes.items() if outcome.startswith("skipped")}
+            if untested:
+                outcomes |= fuzz(base, token, tmp_path, seed=2, only=untested)
+            failed = {name: outcome for name, outcome in outcomes.items() if outcome != "passed"}
+            assert failed == {}, (who, failed)
