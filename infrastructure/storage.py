@@ -8,12 +8,19 @@ import getpass
 import os
 import re
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import psycopg
 import psycopg_pool
 from eventsourcing.postgres import PostgresDatastore, PostgresFactory, PostgresTrackingRecorder
-from eventsourcing.sqlite import SQLiteDatastore, SQLiteFactory, SQLiteTrackingRecorder
+from eventsourcing.sqlite import (
+    SQLiteConnection,
+    SQLiteDatastore,
+    SQLiteFactory,
+    SQLiteTrackingRecorder,
+)
 from eventsourcing.utils import Environment, get_topic
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
@@ -30,6 +37,7 @@ from agentledger.infrastructure.readmodels.stores import (
     SQLiteReadModelStore,
 )
 from agentledger.infrastructure.settings import Settings
+from agentledger.infrastructure.store_errors import spoils_sqlite_connection
 
 M = TypeVar("M", bound=ReadModel)
 
@@ -55,7 +63,12 @@ def open_ledger(settings: Settings) -> Ledger:
     if settings.aggregate_cache_size:
         env["AGGREGATE_CACHE_MAXSIZE"] = str(settings.aggregate_cache_size)
     ledger = Ledger(env=env)
-    bound_by_deadlines(ledger.recorder.datastore)  # type: ignore[attr-defined]
+    datastore = ledger.recorder.datastore  # type: ignore[attr-defined]
+    bound_by_deadlines(datastore)
+    if isinstance(datastore, SQLiteDatastore):
+        discard_spoiled_connections(datastore)
+    else:
+        reconnect_promptly(datastore)
     return ledger
 
 
@@ -85,6 +98,39 @@ def bound_by_deadlines(datastore: Any) -> None:
         return get_connection(*args, **kwargs)
 
     pool.get_connection = get_connection_within_deadline
+
+
+# How long psycopg's pool keeps trying to replace one lost connection before it lets the slot
+# go (its default is five minutes, waiting 1, 2, 4, 8… s between tries, so a server back after
+# an outage could wait half as long again for its first connection). A slot let go is filled
+# again on the next demand, so a short chain means a connection within about a second of the
+# server's return.
+RECONNECT_SECONDS = 2.0
+
+
+def reconnect_promptly(datastore: PostgresDatastore) -> None:
+    """Bound the pool's back-off in reconnecting (see `RECONNECT_SECONDS`)."""
+    datastore.pool.reconnect_timeout = RECONNECT_SECONDS
+
+
+def discard_spoiled_connections(datastore: SQLiteDatastore) -> None:
+    """A pooled SQLite connection that failed because its file was read-only or gone is closed,
+    not handed out again: SQLite opens a file it may not write read-only, and such a connection
+    would refuse writes for ever after the file is writable again. (psycopg's pool already
+    discards a PostgreSQL connection that broke.)"""
+    get_connection = datastore.get_connection
+
+    @contextmanager
+    def get_connection_discarding_spoiled(*, commit: bool) -> Iterator[SQLiteConnection]:
+        with get_connection(commit=commit) as connection:
+            try:
+                yield connection
+            except BaseException as exc:
+                if spoils_sqlite_connection(exc):
+                    connection.close()  # the pool then opens a fresh one
+                raise
+
+    datastore.get_connection = get_connection_discarding_spoiled  # type: ignore[method-assign]
 
 
 def ledger_environment(settings: Settings) -> dict[str, str]:
@@ -130,6 +176,7 @@ class ReadModelStores:
             env = {**ledger_environment(self._settings), "POSTGRES_POOL_SIZE": "2"}
             self._postgres = PostgresFactory(Environment("readmodels", env)).datastore
             bound_by_deadlines(self._postgres)
+            reconnect_promptly(self._postgres)
         recorder = PostgresTrackingRecorder(
             self._postgres, tracking_table_name=f"{read_model.name}_tracking"
         )
@@ -140,6 +187,7 @@ class ReadModelStores:
         env["SQLITE_DBNAME"] = str(self._settings.data_dir / f"{read_model.name}.sqlite")
         datastore = SQLiteFactory(Environment(read_model.name, env)).datastore
         bound_by_deadlines(datastore)
+        discard_spoiled_connections(datastore)
         self._sqlite.append(datastore)
         recorder = SQLiteTrackingRecorder(datastore)
         return SQLiteReadModelStore(recorder, read_model.name, read_model.tables)

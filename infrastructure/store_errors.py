@@ -29,6 +29,11 @@ _SQLITE_OUTAGES = frozenset(
         sqlite3.SQLITE_FULL,  # the disk filled up
     }
 )
+# Of those, the one after which a connection stays wrong when the file is right again: SQLite
+# opens a file it may not write read-only, and that connection refuses writes for ever. (Not
+# I/O errors: closing a connection then writes to the shared-memory file, and where the kernel
+# refuses that write the process dies of SIGBUS.)
+_SQLITE_SPOILERS = frozenset({sqlite3.SQLITE_READONLY})
 # PostgreSQL SQLSTATE classes: connection exception, insufficient resources (e.g. too many
 # connections), operator intervention (shutdown, statement timeout), system error (I/O) and
 # transaction rollback (deadlock, serialization failure); plus lock_not_available.
@@ -60,6 +65,13 @@ def is_store_outage(exc: BaseException) -> bool:
     # The library's own interface errors (e.g. a connection it could not open) carry no
     # driver error; its other errors without one are its own checks failing.
     return isinstance(exc, StoreInterfaceError)
+
+
+def spoils_sqlite_connection(exc: BaseException) -> bool:
+    """Whether the SQLite connection that raised `exc` must be closed rather than reused."""
+    driver = next((e for e in causes(exc) if isinstance(e, sqlite3.Error)), None)
+    code = getattr(driver, "sqlite_errorcode", None)
+    return code is not None and (code & 0xFF) in _SQLITE_SPOILERS
 
 
 def causes(exc: BaseException) -> list[BaseException]:

@@ -12,15 +12,18 @@ log = logging.getLogger("agentledger.runners")
 
 FIRST_BACKOFF_SECONDS = 0.5
 MAX_BACKOFF_SECONDS = 5.0
+# While the store is out, the work is tried again this often: a try then costs one refused
+# connection, and the work resumes within this long of the store's return (a back-off at its
+# ceiling, plus a first try that meets a server still starting, made /readyz wait over 10 s).
+OUTAGE_RETRY_SECONDS = 1.0
 
 
 class Supervised(ABC):
     """Runs `_run` on a daemon thread until stopped; when it raises, it is `faulted`: records
-    the error, counts a restart, and runs it again after a back-off (0.5 s, doubling up to
-    5 s, and back to 0.5 s once the work succeeds again: `_recovered`). The ceiling is what
-    a store back from an outage waits at most before the work resumes (and /readyz turns
-    green). `state`, `restarts`
-    and `last_error` are what /readyz shows."""
+    the error, counts a restart, and runs it again: every second while the store is out (one
+    warning for the whole outage), otherwise after a back-off of 0.5 s doubling up to 5 s,
+    back to 0.5 s once the work succeeds again (`_recovered`). `state`, `restarts` and
+    `last_error` are what /readyz shows."""
 
     def __init__(self, name: str, thread_name: str) -> None:
         self.name = name
@@ -31,6 +34,7 @@ class Supervised(ABC):
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._backoff = FIRST_BACKOFF_SECONDS
+        self._in_outage = False  # whether the last failure was the store being out
 
     @property
     def started(self) -> bool:
@@ -69,6 +73,7 @@ class Supervised(ABC):
         must not leave every later restart at the ceiling)."""
         self._backoff = FIRST_BACKOFF_SECONDS
         self.last_error = None
+        self._in_outage = False
 
     def _faulted(self, exc: Exception) -> None:
         self.state = "faulted"
@@ -80,16 +85,21 @@ class Supervised(ABC):
                 self._run()
             except Exception as exc:  # supervised: any failure restarts the work
                 self.restarts += 1
+                outage_went_on = self.last_error is not None and self._in_outage
                 self._faulted(exc)
-                if is_store_outage(exc):  # expected while the store is out: one line, no trace
-                    log.warning(
-                        "%s: store unavailable (%s); retrying in %.1fs",
-                        self.name,
-                        self.last_error,
-                        self._backoff,
-                    )
+                self._in_outage = is_store_outage(exc)
+                if self._in_outage:  # expected while the store is out: no trace, once
+                    wait = OUTAGE_RETRY_SECONDS
+                    if not outage_went_on:
+                        log.warning(
+                            "%s: store unavailable (%s); retrying every %.0fs",
+                            self.name,
+                            self.last_error,
+                            wait,
+                        )
                 else:
-                    log.exception("%s faulted; restarting in %.1fs", self.name, self._backoff)
+                    wait = self._backoff
+                    self._backoff = min(MAX_BACKOFF_SECONDS, self._backoff * 2)
+                    log.exception("%s faulted; restarting in %.1fs", self.name, wait)
                 self._let_go()
-                self._stop.wait(self._backoff)
-                self._backoff = min(MAX_BACKOFF_SECONDS, self._backoff * 2)
+                self._stop.wait(wait)

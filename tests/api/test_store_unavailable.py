@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -52,5 +53,35 @@ def test_a_locked_event_store_answers_503(settings: Settings) -> None:
         assert waited < 30
         assert rt.ledger.head_position() == head
         assert client.post("/v1/sessions", json={}, headers=token).status_code == 201
+    finally:
+        rt.close()
+
+
+def test_a_sqlite_connection_that_could_not_write_is_not_used_again(tmp_path: Path) -> None:
+    """SQLite opens a file it may not write read-only, and such a connection refuses writes
+    even once the file is writable again (the cause of writes failing after a read-only spell
+    until a restart). Every pooled connection of the log is put in that state here
+    (`query_only`): the next write is refused as a 503, and the ones after it succeed on fresh
+    connections."""
+    rt = build_runtime(Settings(data_dir=tmp_path / "data", database_url=None), ManualClock())
+    try:
+        client = TestClient(create_app(rt), raise_server_exceptions=False)
+        token = agent(rt, "alice")
+        assert client.post("/v1/sessions", json={}, headers=token).status_code == 201
+        pool = rt.ledger.recorder.datastore.pool  # type: ignore[attr-defined]
+        pooled = list(pool._pool)
+        assert pooled
+        for connection in pooled:
+            connection._sqlite_conn.execute("PRAGMA query_only = ON")
+        head = rt.ledger.head_position()
+        assert_problem(
+            client.post("/v1/sessions", json={}, headers=token), 503, "store-unavailable"
+        )
+        assert rt.ledger.head_position() == head
+        statuses = [
+            client.post("/v1/sessions", json={}, headers=token).status_code for _ in range(5)
+        ]
+        assert statuses == [201] * 5
+        assert all(connection.closed for connection in pooled)
     finally:
         rt.close()

@@ -5,10 +5,11 @@ with idempotency keys and retrying every 503 with the same key, and the cluster 
 
 The outages: 10 s, then 60 s, then 3 s. What must hold: no request takes longer than the
 bound (`request_timeout_seconds` plus one lock wait); while the store is down writes answer
-503 `store-unavailable` with `Retry-After`, nothing else; the service recovers without a
-restart, writes and `/readyz` alike, within a stated time, and the short outage after the long
-one as fast as the first (no back-off left over); every acknowledged write is there once, none
-lost, none duplicated.
+503 `store-unavailable` with `Retry-After`, nothing else, and so do reads (the read models
+live in the same server), which otherwise answer with the position they reflect; the service
+recovers without a restart, writes and `/readyz` alike, within a stated time, and the short
+outage after the long one as fast as the first (no back-off left over); every acknowledged
+write is there once, none lost, none duplicated.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import pytest
 from agentledger.infrastructure.bootstrap import build_runtime
 from agentledger.infrastructure.settings import Settings
 from tests.conftest import bearer, issue_token
+from tests.support.figures import report
 from tests.support.postgres import Cluster
 from tests.support.processes import serving
 
@@ -38,7 +40,7 @@ LOCK_TIMEOUT = 2.0
 # answer's way back under load.
 BOUND = REQUEST_TIMEOUT + LOCK_TIMEOUT + 1.0
 # How soon after the store is back every client must be writing again, and /readyz green
-# (the runners' back-off is at most 5 s).
+# (the runners try again every second while the store is out).
 RECOVERY = 10.0
 
 
@@ -105,7 +107,9 @@ def test_writes_stay_bounded_through_outages_and_nothing_is_lost_or_doubled(
             assert made.status_code == 201, made.text
             clients = [Client(t, _session(http, t)) for t in tokens]
         stop = threading.Event()
+        reads: list[Call] = []
         threads = [threading.Thread(target=_append_until, args=(base, c, stop)) for c in clients]
+        threads.append(threading.Thread(target=_read_until, args=(base, admin, reads, stop)))
         for thread in threads:
             thread.start()
         outages: list[tuple[float, float]] = []
@@ -128,7 +132,7 @@ def test_writes_stay_bounded_through_outages_and_nothing_is_lost_or_doubled(
                 thread.join(60)
         ready = httpx.get(f"{base}/readyz", timeout=10)
         assert ready.status_code == 200, ready.text  # recovered without a restart
-        _check_nothing_lost_or_doubled(base, admin, clients)
+        counts = _check_nothing_lost_or_doubled(base, admin, clients)
     calls = [call for c in clients for call in c.calls]
     longest = max(call.seconds for call in calls)
     assert longest <= BOUND, f"a request took {longest:.1f} s"
@@ -140,13 +144,28 @@ def test_writes_stay_bounded_through_outages_and_nothing_is_lost_or_doubled(
     unavailable = [call for call in calls if call.status == 503]
     assert unavailable, "the outages were not seen"
     assert all(call.retry_after for call in unavailable)
+    # Reads answer from the read models, saying which position they reflect, or (the read
+    # models being in the same stopped server) 503 store-unavailable, as quickly as writes.
+    assert {r.status for r in reads} == {200, 503}, Counter(r.status for r in reads)
+    assert all(r.retry_after and r.problem == "store-unavailable" for r in reads if r.status == 503)
+    assert all(r.key.isdigit() for r in reads if r.status == 200)  # AgentLedger-Position
+    assert max(r.seconds for r in reads) <= BOUND
     recoveries = [_recovery(clients, back) for _, back in outages]
     assert all(r <= RECOVERY for r in recoveries), recoveries
     assert all(r <= RECOVERY for r in ready_again), ready_again
     # The short outage after the long one recovers as fast as the first (no back-off left).
     assert recoveries[2] <= recoveries[0] + 2.0, recoveries
     assert ready_again[2] <= ready_again[0] + 2.0, ready_again
-    print(f"\nwrites back after {recoveries}, ready after {ready_again}, longest {longest:.2f} s")
+    report(
+        "PostgreSQL stopped 10 s, 60 s, 3 s",
+        **counts,
+        requests=len(calls),
+        answered_503=len(unavailable),
+        longest_request=longest,
+        longest_read=max(r.seconds for r in reads),
+        writes_back_after=recoveries,
+        ready_after=ready_again,
+    )
 
 
 def _session(http: httpx.Client, token: str) -> str:
@@ -190,6 +209,26 @@ def _append_until(base: str, client: Client, stop: threading.Event) -> None:
             n += 1
 
 
+def _read_until(base: str, token: str, reads: list[Call], stop: threading.Event) -> None:
+    """A reader of the entries, five times a second; `key` holds the position it reflects."""
+    with httpx.Client(base_url=base, timeout=60, headers=bearer(token)) as http:
+        while not stop.is_set():
+            began = time.monotonic()
+            answer = http.get("/v1/projects/apollo/entries", params={"limit": "1"})
+            problem = None if answer.is_success else answer.json().get("type", "").rsplit("/")[-1]
+            reads.append(
+                Call(
+                    began,
+                    time.monotonic() - began,
+                    answer.status_code,
+                    answer.headers.get("Retry-After"),
+                    problem,
+                    answer.headers.get("AgentLedger-Position", ""),
+                )
+            )
+            time.sleep(0.2)
+
+
 def _ready_after(base: str, back: float) -> float:
     """Seconds from the store's return until /readyz answers 200 again."""
     while time.monotonic() - back < 60:
@@ -219,7 +258,7 @@ def _recovery(clients: list[Client], back: float) -> float:
     return max(firsts)
 
 
-def _check_nothing_lost_or_doubled(base: str, admin: str, clients: list[Client]) -> None:
+def _check_nothing_lost_or_doubled(base: str, admin: str, clients: list[Client]) -> dict[str, int]:
     acknowledged = {key: entry for c in clients for key, entry in c.acknowledged.items()}
     furthest = str(max(c.furthest for c in clients))
     headers = {**bearer(admin), "AgentLedger-Consistent-With": furthest}
@@ -237,10 +276,12 @@ def _check_nothing_lost_or_doubled(base: str, admin: str, clients: list[Client])
                 break
     counted = Counter(messages)
     doubled = [m for m, n in counted.items() if n > 1]
+    lost = set(acknowledged.values()) - set(ids)
     assert doubled == [], f"written twice: {doubled[:5]}"
-    assert set(acknowledged.values()) <= set(ids), "an acknowledged write is missing"
+    assert not lost, "an acknowledged write is missing"
     found_keys = {m.removeprefix("entry ") for m in messages}
     assert set(acknowledged) <= found_keys
+    return {"acknowledged": len(acknowledged), "found": len(ids), "lost": 0, "duplicated": 0}
 
 
 def _get_caught_up(http: httpx.Client, path: str, params: dict[str, str]) -> dict[str, object]:

@@ -22,6 +22,7 @@ from agentledger.infrastructure.bootstrap import build_runtime
 from agentledger.infrastructure.settings import Settings
 from tests.cli.shell import free_port
 from tests.conftest import bearer, issue_token
+from tests.support.figures import report
 from tests.support.helpers import wait_until
 from tests.support.processes import answers, start_cli
 
@@ -35,6 +36,7 @@ class Client:
     acknowledged: dict[str, str] = field(default_factory=dict)
     statuses: Counter[int] = field(default_factory=Counter)
     furthest: int = 0
+    longest: float = 0.0  # seconds, its slowest request
 
 
 def _serve(settings: Settings, port: int) -> subprocess.Popen[bytes]:
@@ -70,14 +72,17 @@ def test_a_killed_server_loses_and_doubles_nothing(tmp_path: Path) -> None:
         time.sleep(3)
         before = sum(len(c.acknowledged) for c in clients)
         os.killpg(server.pid, signal.SIGKILL)
+        killed = time.monotonic()
         server.wait(30)
         time.sleep(1)
         server = _serve(settings, port)
+        wait_until(lambda: sum(len(c.acknowledged) for c in clients) > before, 60)
+        recovered = time.monotonic()
         wait_until(lambda: sum(len(c.acknowledged) for c in clients) > before + 100, 60)
         stop.set()
         for thread in threads:
             thread.join(60)
-        _check(base, admin, clients)
+        counts = _check(base, admin, clients)
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(server.pid, signal.SIGTERM)
@@ -85,6 +90,14 @@ def test_a_killed_server_loses_and_doubles_nothing(tmp_path: Path) -> None:
     statuses = sum((c.statuses for c in clients), Counter())
     assert set(statuses) <= {0, 201, 409, 503}, statuses  # 0: the connection was lost
     assert statuses[0] >= 1, "no request was cut by the kill"
+    report(
+        "serve killed with SIGKILL under 16 clients",
+        **counts,
+        requests=sum(statuses.values()),
+        cut_by_the_kill=statuses[0],
+        longest_request=max(c.longest for c in clients),
+        writing_again_after=recovered - killed,
+    )
 
 
 def _append(base: str, client: Client, stop: threading.Event) -> None:
@@ -94,6 +107,7 @@ def _append(base: str, client: Client, stop: threading.Event) -> None:
             key = f"{client.session}-{n}"
             body = {"message": f"entry {key}", "session_id": client.session}
             while True:  # until this key is acknowledged: a retry with the same key
+                began = time.monotonic()
                 try:
                     answer = http.post(
                         "/v1/projects/apollo/entries", json=body, headers={"Idempotency-Key": key}
@@ -102,6 +116,8 @@ def _append(base: str, client: Client, stop: threading.Event) -> None:
                     client.statuses[0] += 1
                     time.sleep(0.2)
                     continue
+                finally:
+                    client.longest = max(client.longest, time.monotonic() - began)
                 client.statuses[answer.status_code] += 1
                 if answer.status_code == 201:
                     client.acknowledged[key] = answer.json()["id"]
@@ -111,7 +127,7 @@ def _append(base: str, client: Client, stop: threading.Event) -> None:
             n += 1
 
 
-def _check(base: str, admin: str, clients: list[Client]) -> None:
+def _check(base: str, admin: str, clients: list[Client]) -> dict[str, int]:
     headers = {
         **bearer(admin),
         "AgentLedger-Consistent-With": str(max(c.furthest for c in clients)),
@@ -136,3 +152,4 @@ def _check(base: str, admin: str, clients: list[Client]) -> None:
     assert doubled == [], f"written twice: {doubled[:5]}"
     acknowledged = {e for c in clients for e in c.acknowledged.values()}
     assert acknowledged <= set(ids), "an acknowledged write is missing"
+    return {"acknowledged": len(acknowledged), "found": len(ids), "lost": 0, "duplicated": 0}

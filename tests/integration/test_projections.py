@@ -91,7 +91,7 @@ def test_a_failing_projection_is_restarted_and_applies_each_event_once(
     mended.set()
     # ...then it restarts; the rolled-back batch is applied again, exactly once (a second
     # insert of the same session row would violate its primary key and fail for ever).
-    runtime.consistency.timeout = 40  # the back-off doubles with each failure, up to 30 s
+    runtime.consistency.timeout = 40  # the back-off doubles with each failure, up to 5 s
     read = runtime.sessions.get(sid, consistent_with=beat.position)  # recovered after back-off
     assert read.value.version == 2
     assert read.value.lease_expires_at == beat.value.session.lease_expires_at
