@@ -11,7 +11,7 @@ from agentledger.application.commands import CommandRunner, Outcome, UnitOfWork
 from agentledger.application.consistency import Consistency
 from agentledger.application.context import RequestContext
 from agentledger.application.errors import Forbidden, NoProjectSelected, NotFound
-from agentledger.application.projects import load_project
+from agentledger.application.projects import load_project, project_ids
 from agentledger.application.readmodels import (
     MAX_PAGE,
     Cursors,
@@ -83,6 +83,12 @@ class EntryService:
             raise Forbidden("only agents (agent:NAME principals) write progress entries")
 
         def decide(uow: UnitOfWork, ctx: EventContext) -> EntryView:
+            uow.preload(
+                entry.session_id,
+                *project_ids(project),
+                *(() if project is not None else (selection_id(agent_id),)),
+                *(() if entry.work_item_id is None else (entry.work_item_id,)),
+            )
             target = project if project is not None else _selected_project(uow, agent_id)
             session = uow.get(AgentSession, entry.session_id, "session")
             session.ensure_active_for(agent_id, ctx.occurred_at)

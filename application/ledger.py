@@ -6,13 +6,21 @@ as the `eventsourcing` library intends; nothing here knows which store it is.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections import defaultdict
 from collections.abc import Sequence
-from typing import Any
+from copy import deepcopy
+from typing import Any, Protocol
 from uuid import UUID
 
-from eventsourcing.application import Application, ProcessingEvent
-from eventsourcing.persistence import Notification, ProcessRecorder, Tracking
+from eventsourcing.application import (
+    AggregateNotFoundError,
+    Application,
+    ProcessingEvent,
+    project_aggregate,
+)
+from eventsourcing.persistence import Notification, ProcessRecorder, StoredEvent, Tracking
 from eventsourcing.utils import Environment, EnvType, get_topic, register_topic
 
 import agentledger.domain
@@ -42,6 +50,12 @@ def stored_topics(event_class: type) -> list[str]:
         if topic.startswith(package.__name__ + "."):
             topics.append(old_name + topic.removeprefix(package.__name__))
     return topics
+
+
+class ReadsSeveralAggregates(Protocol):
+    """A recorder that reads several aggregates' events, each after a version, in one query."""
+
+    def select_events_after(self, after: Sequence[tuple[UUID, int]]) -> list[StoredEvent]: ...
 
 
 class Ledger(Application[UUID]):
@@ -97,6 +111,45 @@ class Ledger(Application[UUID]):
         self._take_snapshots(processing_event)
         self._notify(recordings)
         return recordings
+
+    def load_for_change(self, ids: Sequence[UUID]) -> dict[UUID, Any]:
+        """Copies of these aggregates as the log has them now, to change in a command; an id
+        with no events is left out. Those in the cache are brought up to date from the log
+        with one query for all of them (each load would otherwise be a round trip of its
+        own), fast-forwarded in the cache as the library's own loads are, under its lock for
+        that aggregate; the others are loaded one by one."""
+        cache = self.repository.cache
+        cached: dict[UUID, Any] = {}
+        if cache is not None:
+            for aggregate_id in dict.fromkeys(ids):
+                with contextlib.suppress(KeyError):
+                    cached[aggregate_id] = cache.get(aggregate_id)
+        recorder: ReadsSeveralAggregates = self.recorder  # type: ignore[assignment]
+        newer: dict[UUID, list[StoredEvent]] = defaultdict(list)
+        if cached:
+            for stored in recorder.select_events_after([(i, a.version) for i, a in cached.items()]):
+                newer[stored.originator_id].append(stored)  # type: ignore[index]
+        found = {i: self._fast_forwarded(i, a, newer[i]) for i, a in cached.items()}
+        for aggregate_id in ids:
+            if aggregate_id not in found:
+                with contextlib.suppress(AggregateNotFoundError):
+                    found[aggregate_id] = self.repository.get(aggregate_id)
+        return found
+
+    def _fast_forwarded(self, aggregate_id: UUID, aggregate: Any, stored: list[StoredEvent]) -> Any:
+        # The library's per-aggregate lock (`Repository._use_fastforward_lock`, not public in
+        # 9.5): another thread may be fast-forwarding the same cached object in place.
+        repository = self.repository
+        lock = repository._use_fastforward_lock(aggregate_id)
+        try:
+            with lock:
+                new = [s for s in stored if s.originator_version > aggregate.version]
+                if new:
+                    events = [self.mapper.to_domain_event(s) for s in new]
+                    aggregate = project_aggregate(aggregate, events)
+                return deepcopy(aggregate)
+        finally:
+            repository._disuse_fastforward_lock(aggregate_id)
 
     def tracked_position(self, name: str) -> int:
         return self.recorder.max_tracking_id(name) or 0

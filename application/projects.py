@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
+from uuid import UUID
 
 from agentledger.application.commands import CommandRunner, Outcome, UnitOfWork
 from agentledger.application.consistency import Consistency
@@ -109,6 +110,17 @@ class ProjectService:
         return self._cursors.page(
             rows, limit, filters, position, lambda r: r.name, partial(by_name, ProjectView)
         )
+
+
+def project_ids(name: str | None) -> tuple[UUID, ...]:
+    """The id of the project of that name, to preload; none for a name that cannot exist."""
+    if name is None:
+        return ()
+    try:
+        validate_project_name(name)
+    except InvalidValue:
+        return ()
+    return (project_id(name),)
 
 
 def load_project(uow: UnitOfWork, name: str) -> Project:

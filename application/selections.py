@@ -11,7 +11,7 @@ from agentledger.application.consistency import Consistency
 from agentledger.application.context import Principal, RequestContext
 from agentledger.application.errors import Forbidden, NotFound
 from agentledger.application.preconditions import Precondition, required
-from agentledger.application.projects import load_project
+from agentledger.application.projects import load_project, project_ids
 from agentledger.application.readmodels import Read, SelectionsReader
 from agentledger.application.shapes import by_name
 from agentledger.domain.access import Role
@@ -63,6 +63,7 @@ class SelectionService:
         expected = required(precondition, _HOW)
 
         def decide(uow: UnitOfWork, ctx: EventContext) -> SelectionView:
+            uow.preload(selection_id(agent_id), session_id, *project_ids(project))
             selection = uow.find(ProjectSelection, selection_id(agent_id))
             _check(selection, expected)
             session = uow.get(AgentSession, session_id, "session")

@@ -11,8 +11,14 @@ import pytest
 from eventsourcing.persistence import IntegrityError
 
 from agentledger.application.clock import ManualClock
+from agentledger.application.context import RequestContext, local_operator
+from agentledger.application.preconditions import Precondition
+from agentledger.domain.errors import ProjectArchived, SessionTerminated
+from agentledger.domain.projects import project_id
+from agentledger.domain.selections import selection_id
 from agentledger.domain.sessions import AgentSession
-from agentledger.infrastructure.bootstrap import Runtime
+from agentledger.infrastructure.bootstrap import Runtime, build_runtime
+from agentledger.infrastructure.settings import Settings
 from tests.support.helpers import agent_context
 
 
@@ -142,3 +148,48 @@ def test_a_heartbeat_that_commits_first_beats_the_sweeper(
         "SessionStarted",
         "LeaseRenewed",
     ]
+
+
+def test_aggregates_preloaded_from_the_cache_see_what_another_server_wrote(
+    runtime: Runtime, settings: Settings, clock: ManualClock
+) -> None:
+    """A switch loads the selection, the session and the project in one query, bringing this
+    process's cached copies up to date from the log: what a second server on the same store
+    wrote since (an archived project, a completed session) is seen at once, and refused."""
+    other = build_runtime(settings, clock)
+    try:
+        admin = RequestContext(local_operator("test"), "t")
+        for name in ("apollo", "gemini", "mercury"):
+            runtime.projects.create(admin, name)
+        alice = agent_context(runtime, "alice")
+        session = runtime.sessions.start(alice, ttl_seconds=600).value.id
+        first = runtime.selections.select(alice, "alice", "mercury", session, Precondition.absent())
+        second = runtime.selections.select(
+            alice, "alice", "gemini", session, Precondition.at(first.value.version)
+        )
+        ids = (selection_id("alice"), session, project_id("mercury"))
+        assert all(runtime.ledger.repository.cache.get(i) for i in ids)  # type: ignore[union-attr]
+        other.projects.archive(admin, "mercury", precondition=Precondition.at(1))
+        with pytest.raises(ProjectArchived):
+            runtime.selections.select(
+                alice, "alice", "mercury", session, Precondition.at(second.value.version)
+            )
+        other.sessions.complete(agent_context(other, "alice"), session, reason="done")
+        with pytest.raises(SessionTerminated):
+            runtime.selections.select(
+                alice, "alice", "apollo", session, Precondition.at(second.value.version)
+            )
+        # And a version written by the other server is the one a precondition is checked on.
+        bob = agent_context(other, "bob")
+        bobs = other.sessions.start(bob, ttl_seconds=600).value.id
+        other.selections.select(bob, "bob", "apollo", bobs, Precondition.absent())
+        moved = other.selections.select(bob, "bob", "gemini", bobs, Precondition.at(1))
+        runtime.selections.select(
+            agent_context(runtime, "bob"),
+            "bob",
+            "apollo",
+            bobs,
+            Precondition.at(moved.value.version),
+        )
+    finally:
+        other.close()
