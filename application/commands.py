@@ -61,16 +61,22 @@ class UnitOfWork:
         self._ledger = ledger
         self._aggregates: dict[UUID, LedgerAggregate] = {}
         self._absent: set[UUID] = set()  # preloaded, and not in the log
+        self._shared: set[UUID] = set()  # preloaded to read: the cache's own objects
 
-    def preload(self, *ids: UUID) -> None:
+    def preload(self, *ids: UUID, only_read: tuple[UUID, ...] = ()) -> None:
         """Load the aggregates a decision will need in one round trip rather than one each
-        (see `Ledger.load_for_change`); `get` and `find` then answer from what was loaded."""
-        wanted = [i for i in ids if i not in self._aggregates and i not in self._absent]
+        (see `Ledger.load_current`); `get` and `find` then answer from what was loaded.
+        Those `only_read` are not copied: the decision must not change them (`changed`
+        refuses to save a command that did)."""
+        wanted = [
+            i for i in (*ids, *only_read) if i not in self._aggregates and i not in self._absent
+        ]
         if not wanted:
             return
-        found = self._ledger.load_for_change(wanted)
+        found = self._ledger.load_current(wanted, to_change=set(ids))
         self._aggregates.update(found)
         self._absent.update(i for i in wanted if i not in found)
+        self._shared.update(i for i in only_read if i in found and i not in ids)
 
     def get(self, kind: type[A], aggregate_id: UUID, label: str) -> A:
         if aggregate_id in self._absent:
@@ -96,10 +102,16 @@ class UnitOfWork:
 
     def add(self, aggregate: LedgerAggregate) -> None:
         self._absent.discard(aggregate.id)
+        self._shared.discard(aggregate.id)
         self._aggregates[aggregate.id] = aggregate
 
     def changed(self) -> list[LedgerAggregate]:
-        return [a for a in self._aggregates.values() if a.pending_events]
+        changed = [a for a in self._aggregates.values() if a.pending_events]
+        misused = [a.id for a in changed if a.id in self._shared]
+        if misused:  # a programming error: the cache's own copy was changed
+            self._ledger.forget_cached(misused)
+            raise RuntimeError(f"aggregates loaded only to read were changed: {misused}")
+        return changed
 
 
 Decision = Callable[[UnitOfWork, EventContext], T]

@@ -84,10 +84,12 @@ class EntryService:
 
         def decide(uow: UnitOfWork, ctx: EventContext) -> EntryView:
             uow.preload(
-                entry.session_id,
-                *project_ids(project),
-                *(() if project is not None else (selection_id(agent_id),)),
-                *(() if entry.work_item_id is None else (entry.work_item_id,)),
+                only_read=(
+                    entry.session_id,
+                    *project_ids(project),
+                    *(() if project is not None else (selection_id(agent_id),)),
+                    *(() if entry.work_item_id is None else (entry.work_item_id,)),
+                )
             )
             target = project if project is not None else _selected_project(uow, agent_id)
             session = uow.get(AgentSession, entry.session_id, "session")

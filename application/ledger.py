@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from copy import deepcopy
 from typing import Any, Protocol
 from uuid import UUID
@@ -108,16 +108,22 @@ class Ledger(Application[UUID]):
             processing_event.saved_kwargs["idempotency"] = list(completions)
         processing_event.aggregates.update({a.id: a for a in aggregates})
         recordings = self._record(processing_event)
+        # What was just committed is the newest state: cached, the next command's load of it
+        # is one query that finds nothing newer (the library caches only what it loads).
+        if self.repository.cache is not None:
+            for aggregate in aggregates:
+                self.repository.cache.put(aggregate.id, aggregate)
         self._take_snapshots(processing_event)
         self._notify(recordings)
         return recordings
 
-    def load_for_change(self, ids: Sequence[UUID]) -> dict[UUID, Any]:
-        """Copies of these aggregates as the log has them now, to change in a command; an id
-        with no events is left out. Those in the cache are brought up to date from the log
-        with one query for all of them (each load would otherwise be a round trip of its
-        own), fast-forwarded in the cache as the library's own loads are, under its lock for
-        that aggregate; the others are loaded one by one."""
+    def load_current(self, ids: Sequence[UUID], to_change: Collection[UUID]) -> dict[UUID, Any]:
+        """These aggregates as the log has them now; an id with no events is left out. Those
+        `to_change` are copies; the others are the cached objects themselves, to read and
+        never change (copying a large plan cost more than loading it). Those in the cache are
+        brought up to date from the log with one query for all of them (each load would
+        otherwise be a round trip of its own), fast-forwarded in the cache as the library's
+        own loads are, under its lock for that aggregate; the others are loaded one by one."""
         cache = self.repository.cache
         cached: dict[UUID, Any] = {}
         if cache is not None:
@@ -129,14 +135,27 @@ class Ledger(Application[UUID]):
         if cached:
             for stored in recorder.select_events_after([(i, a.version) for i, a in cached.items()]):
                 newer[stored.originator_id].append(stored)  # type: ignore[index]
-        found = {i: self._fast_forwarded(i, a, newer[i]) for i, a in cached.items()}
+        found = {
+            i: self._fast_forwarded(i, a, newer[i], copy=i in to_change) for i, a in cached.items()
+        }
         for aggregate_id in ids:
             if aggregate_id not in found:
                 with contextlib.suppress(AggregateNotFoundError):
-                    found[aggregate_id] = self.repository.get(aggregate_id)
+                    found[aggregate_id] = self.repository.get(
+                        aggregate_id, deepcopy_from_cache=aggregate_id in to_change
+                    )
         return found
 
-    def _fast_forwarded(self, aggregate_id: UUID, aggregate: Any, stored: list[StoredEvent]) -> Any:
+    def forget_cached(self, ids: Sequence[UUID]) -> None:
+        cache = self.repository.cache
+        for aggregate_id in ids:
+            if cache is not None:
+                with contextlib.suppress(KeyError):
+                    cache.get(aggregate_id, evict=True)
+
+    def _fast_forwarded(
+        self, aggregate_id: UUID, aggregate: Any, stored: list[StoredEvent], copy: bool
+    ) -> Any:
         # The library's per-aggregate lock (`Repository._use_fastforward_lock`, not public in
         # 9.5): another thread may be fast-forwarding the same cached object in place.
         repository = self.repository
@@ -147,7 +166,7 @@ class Ledger(Application[UUID]):
                 if new:
                     events = [self.mapper.to_domain_event(s) for s in new]
                     aggregate = project_aggregate(aggregate, events)
-                return deepcopy(aggregate)
+                return deepcopy(aggregate) if copy else aggregate
         finally:
             repository._disuse_fastforward_lock(aggregate_id)
 

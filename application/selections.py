@@ -63,7 +63,7 @@ class SelectionService:
         expected = required(precondition, _HOW)
 
         def decide(uow: UnitOfWork, ctx: EventContext) -> SelectionView:
-            uow.preload(selection_id(agent_id), session_id, *project_ids(project))
+            uow.preload(selection_id(agent_id), only_read=(session_id, *project_ids(project)))
             selection = uow.find(ProjectSelection, selection_id(agent_id))
             _check(selection, expected)
             session = uow.get(AgentSession, session_id, "session")

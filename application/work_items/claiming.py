@@ -15,6 +15,7 @@ from agentledger.application.projects import load_project
 from agentledger.application.readmodels import WorkItemRow, WorkItemsReader
 from agentledger.application.work_items.claim_board import ClaimBoard
 from agentledger.application.work_items.facts import (
+    dependency_ids,
     dependency_statuses,
     holder_of,
     park_stands,
@@ -25,6 +26,8 @@ from agentledger.domain.access import WORKER_PREFIX, Role
 from agentledger.domain.claims import Caller, check_claimant, claim, claim_ready
 from agentledger.domain.errors import NotReady, RoleRequired
 from agentledger.domain.events import EventContext
+from agentledger.domain.plans import plan_id
+from agentledger.domain.projects import project_id
 from agentledger.domain.sessions import AgentSession
 from agentledger.domain.work_items import WorkItem
 
@@ -95,7 +98,7 @@ class WorkItemClaims:
                 outcome = self._commands.run(
                     request,
                     "work_items.claim_next",
-                    _claim_if_ready(caller, row.id, session_id),
+                    _claim_if_ready(caller, row.id, session_id, row.project),
                     session=session_id,
                 )
             except (NotReady, RoleRequired):  # taken, or routed elsewhere, since the read
@@ -160,12 +163,16 @@ class WorkItemClaims:
 
 
 def _claim_if_ready(
-    caller: Caller, item_id: UUID, session_id: UUID
+    caller: Caller, item_id: UUID, session_id: UUID, listed_in: str
 ) -> Callable[[UnitOfWork, EventContext], WorkItemView]:
-    """claim-next's decision for one candidate: load the facts, ask the domain once."""
+    """claim-next's decision for one candidate: load the facts, ask the domain once. The
+    facts come in two round trips: the item, the session, and the project and plan of the
+    project the queue listed it in; then the items it depends on, if any."""
 
     def decide(uow: UnitOfWork, ctx: EventContext) -> WorkItemView:
+        uow.preload(item_id, only_read=(session_id, project_id(listed_in), plan_id(listed_in)))
         item = uow.get(WorkItem, item_id, "work item")
+        uow.preload(only_read=tuple(dependency_ids(uow, item)))
         session = uow.get(AgentSession, session_id, "session")
         project = load_project(uow, item.project)
         claim_ready(

@@ -40,13 +40,15 @@ def plan_for(uow: UnitOfWork, ctx: EventContext, project: str) -> ProjectPlan:
     return plan
 
 
+def dependency_ids(uow: UnitOfWork, item: WorkItem) -> list[UUID]:
+    """The items `item` waits for, as its project's plan has them."""
+    plan = uow.get(ProjectPlan, plan_id(item.project), "plan")
+    return [UUID(d) for d in plan.dependencies.get(str(item.id), [])]
+
+
 def dependency_statuses(uow: UnitOfWork, item: WorkItem) -> dict[UUID, str]:
     """The status of each item `item` waits for, from the aggregates themselves."""
-    plan = uow.get(ProjectPlan, plan_id(item.project), "plan")
-    return {
-        UUID(d): uow.get(WorkItem, UUID(d), "work item").state
-        for d in plan.dependencies.get(str(item.id), [])
-    }
+    return {d: uow.get(WorkItem, d, "work item").state for d in dependency_ids(uow, item)}
 
 
 def parked_approval(uow: UnitOfWork, item: WorkItem) -> Approval | None:

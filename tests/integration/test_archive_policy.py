@@ -351,7 +351,18 @@ def test_a_selection_saved_after_the_archive_is_cleared(
             assert archived.wait(10)
         return found
 
+    real_load = runtime.ledger.load_current
+
+    def paused_load(ids: Any, *args: Any, **kwargs: Any) -> Any:
+        found = real_load(ids, *args, **kwargs)
+        if threading.current_thread() in selecting and project_id("late") in ids:
+            loaded.set()
+            assert archived.wait(10)
+        return found
+
+    # A command loads what it needs in one query (`load_current`), or one by one (`get`).
     monkeypatch.setattr(repository, "get", paused_get)
+    monkeypatch.setattr(runtime.ledger, "load_current", paused_load)
     outcome: list[int] = []
     errors: list[BaseException] = []
 
