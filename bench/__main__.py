@@ -22,8 +22,15 @@ from bench.machine import describe
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # Competitors a command scenario runs, in this order on the first round.
-COMPETITORS = ("floor", "crud", "agentledger-inproc", "agentledger-sqlite", "agentledger-http")
-EXTRA_SECTIONS = ("queries", "generator", "lag", "rebuild", "growth")
+COMPETITORS = (
+    "floor",
+    "http-floor",
+    "crud",
+    "agentledger-inproc",
+    "agentledger-sqlite",
+    "agentledger-http",
+)
+EXTRA_SECTIONS = ("queries", "generator", "lag", "rebuild", "growth", "profile")
 
 
 def parse_args() -> argparse.Namespace:
@@ -90,7 +97,10 @@ def build_competitors(args: argparse.Namespace) -> list[core.Competitor]:
         "crud": lambda: Crud(args.database_url),
     }
     try:
-        from bench.agentledger_competitors import Embedded, Http, InProcess
+        from bench.agentledger_competitors import POOL, Embedded, Http, InProcess
+        from bench.http_floor import HttpFloor
+
+        made["http-floor"] = lambda: HttpFloor(args.database_url, args.http_workers, POOL)
 
         made["agentledger-inproc"] = lambda: InProcess(args.database_url)
         made["agentledger-sqlite"] = Embedded
@@ -165,6 +175,11 @@ def main() -> None:
         finally:
             for competitor in competitors:
                 competitor.close()
+    if wants(args, "profile"):
+        from bench import profile
+
+        print("profile:", flush=True)
+        results.update(profile.measure(args.database_url, 50 if args.quick else 150))
     if wants(args, "growth"):
         from bench import growth
 

@@ -226,11 +226,15 @@ def run_scenario(
 
 
 def add_ratios(rows: list[dict[str, Any]]) -> None:
-    """Throughput as a share of the floor's and of the CRUD baseline's, same scenario and
-    concurrency."""
+    """Throughput as a share of the floor's, the HTTP floor's and the CRUD baseline's, same
+    scenario and concurrency."""
     by_key = {(r["scenario"], r["clients"], r["competitor"]): r for r in rows}
     for row in rows:
-        for base, key in (("floor", "vs_floor"), ("crud", "vs_crud")):
+        for base, key in (
+            ("floor", "vs_floor"),
+            ("http-floor", "vs_http_floor"),
+            ("crud", "vs_crud"),
+        ):
             other = by_key.get((row["scenario"], row["clients"], base))
             if other and other["per_second"]:
                 row[key] = round(row["per_second"] / other["per_second"], 3)

@@ -1,7 +1,8 @@
 """Where a command's time goes, in process on PostgreSQL: `python -m bench.profile`.
 
-For each command (switch, append, claim-next, a heartbeat that writes nothing, session start)
-it runs N of them from one client and then from sixteen, and reports
+For each command (switch, append, claim-next, a heartbeat that writes nothing) it runs N of
+them from one client and then from sixteen with the runners (projections, policies) in the
+process, then from one client with them stopped, and reports
 - p50 / p99 latency;
 - round trips to the store per command (every statement psycopg sends, counted by wrapping
   its cursor and connection `execute` for this run only), split into reads and writes;
@@ -9,7 +10,7 @@ it runs N of them from one client and then from sixteen, and reports
   library (loading, decoding, recording), psycopg (including waiting for the server),
   pydantic, our own code, and the rest.
 
-The findings are written into docs/performance.md by hand (see "Where the time goes").
+`make bench` runs it (`--only profile`) and docs/performance.md shows its table.
 """
 
 from __future__ import annotations
@@ -151,7 +152,7 @@ class Agent:
             "append": append,
             "claim_next": claim_next,
             "heartbeat": heartbeat,
-            "session_start": session_start,
+            "session_start": session_start,  # not in COMMANDS: one INSERT, nothing loaded
         }[name]
 
 
@@ -225,38 +226,52 @@ def top_functions(profiler: cProfile.Profile, count: int = 25) -> None:
     pstats.Stats(profiler).sort_stats("cumulative").print_stats(count)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--database-url", default=DEFAULT_URL)
-    parser.add_argument("--commands", type=int, default=300, help="per client")
-    parser.add_argument("--only", default="switch,append,claim_next,heartbeat,session_start")
-    parser.add_argument("--no-runners", action="store_true", help="projections not running")
-    args = parser.parse_args()
+COMMANDS = ("switch", "append", "claim_next", "heartbeat")
+
+
+def measure(database_url: str, per_client: int, commands: tuple[str, ...] = COMMANDS) -> dict:
+    """Each command at 1 client (profiled) and at 16, runners running in the process, then
+    at 1 client with them stopped: what `make bench` puts in docs/performance.md."""
     schema = throwaway_schema("prof")
-    settings = Settings(database_url=args.database_url, postgres_schema=schema)
-    rt = build_runtime(settings)
+    rt = build_runtime(Settings(database_url=database_url, postgres_schema=schema))
     counter = StatementCounter()
+    rows: list[dict[str, Any]] = []
     try:
-        if not args.no_runners:
-            rt.start_runners()
+        rt.start_runners()
         setup = _Setup(rt)
         for project in PROJECTS:
             rt.projects.create(setup.boss, project)
         agents = [Agent(rt, setup, n) for n in range(16)]
         with counter.installed():
-            for command in args.only.split(","):
-                if command == "claim_next":
-                    project, last = setup.claim_project(args.commands * 17 + 10)
-                    if args.no_runners:
-                        rt.catch_up()
-                    rt.work_items.ready(project=project, consistent_with=last)
-                    for a in agents:
-                        a.claim_project = project
-                for profile in (True, False):
-                    print(run_one(agents, command, args.commands, counter, profile), flush=True)
+            for runners in (True, False):
+                if not runners:
+                    rt.runners.stop()
+                for command in commands:
+                    if command == "claim_next" and not runners:
+                        continue  # without its projection the ready queue never moves on
+                    if command == "claim_next":
+                        project, last = setup.claim_project(per_client * 17 + 10)
+                        rt.work_items.ready(project=project, consistent_with=last)
+                        for a in agents:
+                            a.claim_project = project
+                    for profile in (True, False) if runners else (True,):
+                        row = run_one(agents, command, per_client, counter, profile)
+                        row["runners"] = runners
+                        rows.append(row)
+                        print(f"  {row}", flush=True)
     finally:
         rt.close()
-        _drop_schema(args.database_url, schema)
+        _drop_schema(database_url, schema)
+    return {"profile": {"per_client": per_client, "rows": rows}}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--database-url", default=DEFAULT_URL)
+    parser.add_argument("--commands", type=int, default=300, help="per client")
+    parser.add_argument("--only", default=",".join(COMMANDS))
+    args = parser.parse_args()
+    measure(args.database_url, args.commands, tuple(args.only.split(",")))
 
 
 if __name__ == "__main__":
