@@ -46,8 +46,11 @@ def create_app() -> Starlette:
     """One worker process's app (uvicorn calls this in each)."""
     schema = os.environ[SCHEMA_VARIABLE]
     size, overflow = (int(n) for n in os.environ[POOL_VARIABLE].split(","))
+    # As large as an AgentLedger worker's, but holding nothing between its cells (connections
+    # close after a second idle): the competitors share the server's max_connections, and the
+    # next cell is another competitor's. Each cell's first requests open their connections.
     pool = psycopg_pool.ConnectionPool(
-        os.environ[URL_VARIABLE], min_size=size, max_size=size + overflow, open=True
+        os.environ[URL_VARIABLE], min_size=0, max_size=size + overflow, max_idle=1.0, open=True
     )
     statement = (
         f'INSERT INTO "{schema}".bench_floor_events (stream, version, topic, state)'

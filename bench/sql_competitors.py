@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 import random
 import threading
+import time
 import uuid
 from typing import Any
 
@@ -31,7 +32,19 @@ _ids = itertools.count(1)
 
 
 def free_connections(url: str, margin: int = 6) -> int:
-    """Connections the server can still accept, keeping a margin for everyone else."""
+    """Connections the server can still accept, keeping a margin for everyone else. A server
+    that is full for a moment (the previous cell's pools still shrinking) is asked again."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            return _free_connections(url, margin)
+        except psycopg.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+def _free_connections(url: str, margin: int) -> int:
     with psycopg.connect(url, autocommit=True) as conn:
         row = conn.execute(
             "SELECT current_setting('max_connections')::int"
@@ -71,7 +84,13 @@ class _SchemaCompetitor:
         competitors' pools share its max_connections): beyond that, clients share them."""
         wanted = min(clients, max(1, free_connections(self.url)))
         while len(self._connections) < wanted:
-            self._connections.append(psycopg.connect(self.url))
+            try:
+                self._connections.append(psycopg.connect(self.url))
+            except psycopg.OperationalError:
+                # Another competitor's pool grew meanwhile: share what we have, or wait.
+                if self._connections:
+                    break
+                free_connections(self.url)
         return self._connections[:wanted]
 
     def cell_extra(self, scenario: str, ops: int) -> dict[str, Any]:

@@ -5,6 +5,7 @@ body the document does not allow."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -13,6 +14,7 @@ from pathlib import Path
 from agentledger.infrastructure.bootstrap import build_runtime
 from agentledger.infrastructure.settings import Settings
 from tests.conftest import issue_token
+from tests.support.figures import report
 from tests.support.processes import serving
 
 FUZZER = str(Path(sys.executable).with_name("schemathesis"))
@@ -29,9 +31,12 @@ EXAMPLES = 3  # per route and phase: enough to find a class of mistake, cheap en
 OPERATIONS = 71
 
 
-def fuzz(base: str, token: str, workdir: Path, seed: int, only: set[str] | None = None) -> dict:
+def fuzz(
+    base: str, token: str, workdir: Path, seed: int, only: set[str] | None = None
+) -> tuple[dict[str, str], int]:
     """One schemathesis run; its JUnit report read back as {operation: outcome}, where an outcome
-    is "passed", "skipped: <why>", or the failure text. `only` narrows the run to operations."""
+    is "passed", "skipped: <why>", or the failure text, and how many cases it generated. `only`
+    narrows the run to those operations."""
     report = workdir / f"fuzz-{seed}.xml"
     command = [
         *(FUZZER, "run", f"{base}/openapi.json", "-H", f"Authorization: Bearer {token}"),
@@ -56,7 +61,8 @@ def fuzz(base: str, token: str, workdir: Path, seed: int, only: set[str] | None 
             outcomes[case.get("name", "")] = f"skipped: {skipped.get('message') or skipped.text}"
         else:
             outcomes[case.get("name", "")] = "passed"
-    return outcomes
+    generated = re.search(r"(\d+) generated", done.stdout)
+    return outcomes, int(generated.group(1)) if generated else 0
 
 
 def test_no_5xx_and_nothing_the_document_does_not_allow(tmp_path: Path) -> None:
@@ -71,12 +77,22 @@ def test_no_5xx_and_nothing_the_document_does_not_allow(tmp_path: Path) -> None:
         rt.close()
     with serving(settings) as base:
         for who, token in tokens.items():
-            outcomes = fuzz(base, token, tmp_path, seed=1)
+            outcomes, cases = fuzz(base, token, tmp_path, seed=1)
             assert len(outcomes) == OPERATIONS, (who, sorted(outcomes))
             # On a loaded machine schemathesis may skip an operation it ran out of time for; such
             # an operation is fuzzed again on its own, so every route is still exercised.
             untested = {name for name, outcome in outcomes.items() if outcome.startswith("skipped")}
             if untested:
-                outcomes |= fuzz(base, token, tmp_path, seed=2, only=untested)
+                again, more = fuzz(base, token, tmp_path, seed=2, only=untested)
+                outcomes |= again
+                cases += more
             failed = {name: outcome for name, outcome in outcomes.items() if outcome != "passed"}
             assert failed == {}, (who, failed)
+            assert cases >= OPERATIONS, (who, cases)
+            report(
+                f"OpenAPI fuzzing with the {who}'s token",
+                operations=len(outcomes),
+                fuzzed_again_alone=len(untested),
+                cases=cases,
+                failed=0,
+            )
