@@ -43,8 +43,10 @@ from bench.sql_competitors import throwaway_schema
 PROJECTS = ("bench-a", "bench-b")
 # Connection pools of each AgentLedger process (event store, and read models: two pools), set
 # below the defaults (5 + 20 overflow) so that two processes, their runners' lock connections
-# and the raw-SQL competitors fit in PostgreSQL's default max_connections of 100.
-POOL = {"pool_size": 2, "pool_max_overflow": 10}
+# and the raw-SQL competitors fit in PostgreSQL's default max_connections of 100 (with
+# fourteen runners, each holding a lock connection in the processes that run them, an overflow
+# of 10 no longer did).
+POOL = {"pool_size": 2, "pool_max_overflow": 6}
 CONSISTENT_WITH = "AgentLedger-Consistent-With"
 POSITION = "AgentLedger-Position"
 # Which read model shows each command's effect (for the lag measurement).

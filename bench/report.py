@@ -338,8 +338,9 @@ def write_doc(results: dict[str, Any], json_path: Path, path: Path = DOC) -> Non
             else " (its runners inside `serve`)"
         ),
         "- each AgentLedger process runs with `AGENTLEDGER_POOL_SIZE=2`, "
-        "`AGENTLEDGER_POOL_MAX_OVERFLOW=10` (below the defaults 5 + 20; an HTTP worker takes "
-        "10 / W) so that the AgentLedger "
+        "`AGENTLEDGER_POOL_MAX_OVERFLOW=6` (below the defaults 5 + 20; an HTTP worker takes "
+        "6 / W, at least 2; each process also holds a connection per runner lock it holds or "
+        "waits for, fourteen runners now) so that the AgentLedger "
         "processes, their runners' lock connections and the raw-SQL competitors fit in "
         "PostgreSQL's default `max_connections` of 100; the floor and CRUD baseline take a "
         "connection per client while the server has room, and beyond that clients share "

@@ -111,10 +111,14 @@ class PostgresIdempotentRecorder(PostgresProcessRecorder):
         brings every aggregate it needs up to date in one round trip, not one each)."""
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
             curs.execute(
+                # LATERAL: one index range scan per aggregate whatever the plan. As a join,
+                # the prepared statement's generic plan scanned the whole table (2.6 → 12.6 ms
+                # for an append on a log of 100,000 events).
                 SQL(
-                    "SELECT e.originator_id, e.originator_version, e.topic, e.state FROM {e} e"
-                    " JOIN unnest(%s::uuid[], %s::int[]) AS after(id, version)"
-                    " ON e.originator_id = after.id AND e.originator_version > after.version"
+                    "SELECT e.originator_id, e.originator_version, e.topic, e.state"
+                    " FROM unnest(%s::uuid[], %s::int[]) AS after(id, version),"
+                    " LATERAL (SELECT * FROM {e} WHERE originator_id = after.id"
+                    " AND originator_version > after.version ORDER BY originator_version) e"
                     " ORDER BY e.originator_id, e.originator_version"
                 ).format(e=self._events),
                 ([i for i, _ in after], [v for _, v in after]),

@@ -13,7 +13,7 @@ def report(fault: str, **figures: object) -> None:
 
 def _shown(value: object) -> str:
     if isinstance(value, float):
-        return f"{value:.2f} s"
+        return f"{value * 1000:.1f} ms" if value < 0.1 else f"{value:.2f} s"
     if isinstance(value, list | tuple):
         return "/".join(_shown(v) for v in value)
     return str(value)
