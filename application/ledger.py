@@ -148,10 +148,11 @@ class Ledger(Application[UUID]):
 
     def forget_cached(self, ids: Sequence[UUID]) -> None:
         cache = self.repository.cache
+        if cache is None:
+            return
         for aggregate_id in ids:
-            if cache is not None:
-                with contextlib.suppress(KeyError):
-                    cache.get(aggregate_id, evict=True)
+            with contextlib.suppress(KeyError):
+                cache.get(aggregate_id, evict=True)
 
     def _fast_forwarded(
         self, aggregate_id: UUID, aggregate: Any, stored: list[StoredEvent], copy: bool

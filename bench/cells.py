@@ -30,7 +30,7 @@ from contextlib import ExitStack, contextmanager
 from typing import Any
 
 import psycopg
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.conninfo import make_conninfo
 
 from agentledger.application.context import RequestContext, local_operator
 from agentledger.application.readmodels import EntryFilter
@@ -111,7 +111,7 @@ def floor_lock(url: str, duration: float, rounds: int) -> list[dict[str, Any]]:
     return out
 
 
-class Cell:
+class LogCell:
     """One log on its own database: setup through a runtime, served by `serve` processes."""
 
     def __init__(self, url: str, workers: int, stack: ExitStack) -> None:
@@ -164,7 +164,7 @@ def cells(url: str, duration: float, rounds: int) -> list[dict[str, Any]]:
     out = []
     for count, workers in ((1, 2), (2, 1)):
         with databases(url, count) as urls, ExitStack() as stack:
-            made = [Cell(u, workers, stack) for u in urls]
+            made = [LogCell(u, workers, stack) for u in urls]
             operations = [made[n % count].agent(f"a{n}") for n in range(CLIENTS)]
             rates, latencies = [], []
             for _ in range(rounds):
@@ -193,7 +193,6 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=3.0)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    assert conninfo_to_dict(args.database_url)
     started = time.perf_counter()
     results = {
         "floor_lock": floor_lock(args.database_url, args.duration, args.rounds),

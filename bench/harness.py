@@ -10,7 +10,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -92,21 +92,29 @@ def store_environments(database_url: str, data_dir: Path) -> Iterator[dict[str, 
 def served(env: dict[str, str], workers: int = 1) -> Iterator[str]:
     """Run `agentledger serve` with this environment; yield its base URL."""
     port = free_port()
+    command = [CLI, "serve", "--port", str(port), "--workers", str(workers)]
+    with server_process(command, env, port, lambda base: httpx.get(f"{base}/healthz", timeout=1)):
+        yield f"http://127.0.0.1:{port}"
+
+
+@contextmanager
+def server_process(
+    command: list[str], env: dict[str, str], port: int, probe: Callable[[str], object]
+) -> Iterator[str]:
+    """Run an HTTP server on `port` until the block ends; yield its base URL once `probe`
+    (called with it) gets an answer, within 30 s."""
     server = subprocess.Popen(
-        [CLI, "serve", "--port", str(port), "--workers", str(workers)],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
         while True:
             try:
-                httpx.get(f"{base}/healthz", timeout=1)
+                probe(base)
                 break
-            except httpx.TransportError:
+            except (httpx.TransportError, OSError):
+                assert server.poll() is None, f"{command[0]} exited"
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.1)

@@ -15,7 +15,6 @@ import itertools
 import json
 import os
 import random
-import subprocess
 import sys
 import time
 import uuid
@@ -33,7 +32,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from bench.core import Operation
-from bench.harness import ROOT, free_port
+from bench.harness import free_port, server_process
 from bench.http_client import Client
 from bench.http_work_items import server_seconds
 from bench.sql_competitors import EVENT_STATE, throwaway_schema
@@ -120,31 +119,17 @@ def serve(port: int, workers: int) -> None:
 def floor_served(url: str, schema: str, workers: int, pool: str) -> Iterator[str]:
     port = free_port()
     env = {**os.environ, URL_VARIABLE: url, SCHEMA_VARIABLE: schema, POOL_VARIABLE: pool}
-    server = subprocess.Popen(
-        [sys.executable, "-m", "bench.http_floor", str(port), str(workers)],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                probe = Client(base)
-                probe.post("/floor/probe", json={"stream": str(uuid.uuid4()), "version": 1})
-                probe.close()
-                break
-            except OSError:
-                assert server.poll() is None, "the http-floor server exited"
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
+    command = [sys.executable, "-m", "bench.http_floor", str(port), str(workers)]
+    with server_process(command, env, port, _probe) as base:
         yield base
+
+
+def _probe(base: str) -> None:
+    probe = Client(base)
+    try:
+        probe.post("/floor/probe", json={"stream": str(uuid.uuid4()), "version": 1})
     finally:
-        server.terminate()
-        server.wait(10)
+        probe.close()
 
 
 class HttpFloor:
