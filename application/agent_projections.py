@@ -30,6 +30,11 @@ RESPONSE = "response"
 SUMMARY_TEXT = 200  # characters of a text field a timeline row keeps
 
 
+# Sessions whose agent the directory remembers (a fact of the log, true in any batch,
+# committed or not), so a session's events need no read to find their agent.
+KNOWN_SESSIONS = 50_000
+
+
 class AgentsProjection:
     follows = (
         AgentProfile.Event,
@@ -39,6 +44,9 @@ class AgentsProjection:
         WorkItem.StatusChanged,
         Message.MessageSent,
     )
+
+    def __init__(self) -> None:
+        self._agent_of: dict[UUID, str] = {}
 
     def handle(self, event: Any, position: int, rows: Rows) -> None:
         if isinstance(event, AgentProfile.Event):
@@ -96,11 +104,9 @@ class AgentsProjection:
             )
             rows.add_to("agents", {"agent_id": event.agent_id}, "sessions_total", 1)
             self._seen(event.agent_id, event, rows, last_session=True)
+            self._remember(event.originator_id, event.agent_id)
             return
-        session = rows.get("sessions", key)
-        if session is None:
-            raise LookupError(f"session {event.originator_id}: no row")
-        agent_id = session["agent_id"]
+        agent_id = self._agent_of.get(event.originator_id) or self._look_up(key, rows)
         changes: dict[str, Any] = {}
         if isinstance(event, AgentSession.SessionActivated | AgentSession.LeaseRenewed):
             changes = {"status": "active", "lease_expires_at": event.lease_expires_at}
@@ -114,13 +120,26 @@ class AgentsProjection:
             rows.add_to("agents", {"agent_id": agent_id}, "sessions_expired", 1)
         if "status" in changes:
             rows.update("sessions", key, changes)
-            agent = rows.get("agents", {"agent_id": agent_id})
-            if agent is not None and agent["last_session_id"] == event.originator_id:
-                rows.update(
-                    "agents", {"agent_id": agent_id}, {"last_session_status": changes["status"]}
-                )
+            rows.update_all(  # the agent's row shows its last session's status only
+                "agents",
+                {"agent_id": agent_id, "last_session_id": event.originator_id},
+                {"last_session_status": changes["status"]},
+            )
         if not isinstance(event, AgentSession.SessionExpired):  # an expiry is not a sighting
             self._seen(agent_id, event, rows, last_session=False)
+
+    def _look_up(self, key: dict[str, Any], rows: Rows) -> str:
+        session = rows.get("sessions", key)
+        if session is None:
+            raise LookupError(f"session {key['session_id']}: no row")
+        agent_id: str = session["agent_id"]
+        self._remember(key["session_id"], agent_id)
+        return agent_id
+
+    def _remember(self, session_id: UUID, agent_id: str) -> None:
+        if len(self._agent_of) >= KNOWN_SESSIONS:
+            self._agent_of.clear()
+        self._agent_of[session_id] = agent_id
 
     def _seen(self, agent_id: str, event: Any, rows: Rows, *, last_session: bool) -> None:
         changes: dict[str, Any] = {"last_seen_at": event.timestamp}

@@ -22,6 +22,10 @@ from agentledger.domain.work_items import WorkItem
 class Policy(Protocol):
     name: str
 
+    @property
+    def follows(self) -> tuple[type, ...]:
+        """The events it reacts to (subclasses included); it is shown no others."""
+
     def decision(self, event: Any, position: int) -> Decision[int] | None:
         """The command this event calls for (returning how many aggregates it changed)."""
 
@@ -36,6 +40,11 @@ class ArchivedProjectClearsSelections:
     """
 
     name = "policy_archived_project_clears_selections"
+    follows = (
+        Project.ProjectArchived,
+        ProjectSelection.SelectionStarted,
+        ProjectSelection.ProjectSelected,
+    )
 
     def __init__(
         self, selections: SelectionsReader, projects: ProjectsReader, consistency: Consistency
@@ -90,6 +99,7 @@ class SessionEndReleasesClaims:
         AgentSession.SessionFailed: "session failed",
         AgentSession.SessionExpired: "session expired",
     }
+    follows = (*ENDS, WorkItem.WorkItemClaimed)
 
     def __init__(self, work_items: WorkItemsReader, consistency: Consistency) -> None:
         self._work_items = work_items

@@ -49,22 +49,27 @@ def touched(event: Any, position: int) -> dict[str, Any]:
     }
 
 
-class Projection(Protocol):
-    """What one read model makes of the events. It has no name of its own: its read model's
-    name (`sessions_v1`) names the tables, the tracking position and the runner."""
+class Follower(Protocol):
+    """A reader of the log (a projection, a policy) that names the events it reads."""
 
     @property
     def follows(self) -> tuple[type, ...]:
-        """The events this projection reads; a batch with none of them writes no rows."""
+        """The events it reads (subclasses included); the others are not even decoded."""
+
+
+class Projection(Follower, Protocol):
+    """What one read model makes of the events. It has no name of its own: its read model's
+    name (`sessions_v1`) names the tables, the tracking position and the runner. A batch with
+    none of the events it follows writes no rows."""
 
     def handle(self, event: Any, position: int, rows: Rows) -> None: ...
 
 
-def followed_topics(projection: Projection) -> list[str]:
-    """The stored topics of every event class `projection` follows, subclasses included: what
+def followed_topics(follower: Follower) -> list[str]:
+    """The stored topics of every event class `follower` follows, subclasses included: what
     to ask the store for, so the rest of the log is neither sent nor decoded."""
     found: set[str] = set()
-    pending = list(projection.follows)
+    pending = list(follower.follows)
     while pending:
         cls = pending.pop()
         pending.extend(cls.__subclasses__())

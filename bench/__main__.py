@@ -146,6 +146,7 @@ def main() -> None:
         "commands": [],
     }
     scenarios = [s for s in core.SCENARIOS if wants(args, s)]
+    sections: dict[str, float] = {}  # where the run's time went
     if scenarios or any(wants(args, s) for s in ("queries", "generator", "lag", "rebuild")):
         competitors = build_competitors(args)
         try:
@@ -153,6 +154,7 @@ def main() -> None:
                 competitor.open()
             for scenario in scenarios:
                 print(f"{scenario}:", flush=True)
+                began = time.perf_counter()
                 results["commands"] += core.run_scenario(
                     competitors,
                     scenario,
@@ -161,6 +163,7 @@ def main() -> None:
                     args.duration,
                     claimable(args, scenario),
                 )
+                sections[scenario] = round(time.perf_counter() - began, 1)
             results["heartbeat_events"] = {
                 r["competitor"]: r["extra"]["writes_per_1000"]
                 for r in results["commands"]
@@ -168,10 +171,12 @@ def main() -> None:
                 and r["clients"] == args.concurrencies[-1]
                 and "writes_per_1000" in r.get("extra", {})
             }
+            began = time.perf_counter()
             for competitor in competitors:
                 extra = getattr(competitor, "after_commands", None)
                 if extra is not None:
                     results.update(extra(args))
+            sections["queries, lag, rebuild"] = round(time.perf_counter() - began, 1)
         finally:
             for competitor in competitors:
                 competitor.close()
@@ -179,13 +184,18 @@ def main() -> None:
         from bench import profile
 
         print("profile:", flush=True)
+        began = time.perf_counter()
         results.update(profile.measure(args.database_url, 50 if args.quick else 150))
+        sections["profile"] = round(time.perf_counter() - began, 1)
     if wants(args, "growth"):
         from bench import growth
 
         print("growth:", flush=True)
+        began = time.perf_counter()
         results.update(growth.measure(args.database_url, args.quick, args.rounds, args.duration))
+        sections["growth"] = round(time.perf_counter() - began, 1)
     results["seconds"] = round(time.perf_counter() - started, 1)
+    results["section_seconds"] = sections
     results["targets"] = report.targets(results)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))
@@ -194,7 +204,8 @@ def main() -> None:
     if not args.no_doc:
         report.write_doc(results, out)
         print(f"document: {report.DOC}")
-    print(f"took {results['seconds']:.0f} s")
+    spent = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in sections.items())
+    print(f"took {results['seconds']:.0f} s ({spent})")
 
 
 if __name__ == "__main__":

@@ -318,6 +318,7 @@ def write_doc(results: dict[str, Any], json_path: Path, path: Path = DOC) -> Non
         f"- started {results['started']}, took {results['seconds']:.0f} s; "
         f"mode `{'--quick' if a['quick'] else 'full'}`; {a['rounds']} rounds; "
         f"{a['duration']} s per cell; clients {', '.join(map(str, a['concurrencies']))}",
+        *_sections_line(results),
         f"- machine: {m.get('nproc')} CPUs, {m.get('memory', '?')} RAM, {m.get('uname')}; "
         f"Python {m.get('python')}; eventsourcing {m.get('eventsourcing', '?')}",
         f"- PostgreSQL {m.get('postgres_server_version')} on the same host "
@@ -750,3 +751,11 @@ def findings_section(results: dict[str, Any]) -> list[str]:
         *[f"- {line}" for line in this_run],
         "",
     ]
+
+
+def _sections_line(results: dict[str, Any]) -> list[str]:
+    sections = results.get("section_seconds")
+    if not sections:
+        return []
+    spent = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in sections.items())
+    return [f"- where the time went: {spent}"]

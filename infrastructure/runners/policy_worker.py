@@ -9,6 +9,7 @@ from agentledger.application.commands import CommandRunner
 from agentledger.application.context import SYSTEM_POLICY, RequestContext
 from agentledger.application.ledger import Ledger
 from agentledger.application.policies import Policy
+from agentledger.application.projections import followed_topics
 from agentledger.infrastructure.runners.log_tail import LogTail
 
 # A policy records its position with each reaction; between reactions it records it only this
@@ -27,6 +28,7 @@ class PolicyWorker:
         self.commands = commands
         self.policy = policy
         self.name = policy.name
+        self.topics = frozenset(followed_topics(policy))
         self._recorded = 0
 
     def position(self) -> int:
@@ -34,10 +36,10 @@ class PolicyWorker:
         return self._recorded
 
     def step(self, after: int, fresh_since: int) -> int:
-        positions, events = self.tail.read(after, fresh_since)
-        if not positions:
+        batch = self.tail.read(after, fresh_since, self.topics)
+        if batch.last == after:
             return after
-        for position, event in zip(positions, events, strict=True):
+        for position, event in zip(batch.positions, batch.events, strict=True):
             decision = self.policy.decision(event, position)
             if decision is None:
                 continue
@@ -50,7 +52,7 @@ class PolicyWorker:
             )
             if outcome.events_written:
                 self._recorded = position
-        last = positions[-1]
+        last = batch.last
         if last - self._recorded >= POLICY_CHECKPOINT_EVERY:
             self.ledger.record_position(Tracking(self.name, last))
             self._recorded = last

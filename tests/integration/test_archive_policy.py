@@ -189,6 +189,7 @@ class FlakyPolicy:
     def __init__(self, inner: Any, fail_inside: str, fail_deciding: str) -> None:
         self.inner = inner
         self.name = inner.name
+        self.follows = inner.follows
         self.fail_inside = fail_inside
         self.fail_deciding = fail_deciding
         self.failed: list[str] = []

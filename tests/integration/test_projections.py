@@ -15,8 +15,10 @@ from agentledger.application.context import RequestContext, local_operator
 from agentledger.application.entries import NewEntry
 from agentledger.application.errors import NotCaughtUp
 from agentledger.application.preconditions import Precondition
+from agentledger.application.projections import ProjectsProjection, followed_topics
 from agentledger.application.readmodels import EntryFilter
 from agentledger.application.work_items import NewWorkItem
+from agentledger.domain.projects import Project
 from agentledger.infrastructure.bootstrap import Runtime, build_runtime
 from agentledger.infrastructure.runners.log_tail import LogTail
 from agentledger.infrastructure.settings import Settings
@@ -184,18 +186,65 @@ def test_log_tail_answers_only_from_reads_sent_after_the_reader_looked(runtime: 
     before = runtime.ledger.head_position()
     runtime.sessions.start(alice)
     first = tail.mark()
-    positions, events = tail.read(before, first)
-    assert positions[-1] == runtime.ledger.head_position()
+    batch = tail.read(before, first)
+    assert batch.last == batch.positions[-1] == runtime.ledger.head_position()
 
     runtime.sessions.start(alice)  # a commit after `first`: its reader marks again
-    stale_positions, _ = tail.read(positions[-1], first)
-    assert stale_positions == []  # what the read sent after `first` saw: nothing after
-    fresh_positions, _ = tail.read(positions[-1], tail.mark())
-    assert fresh_positions == [runtime.ledger.head_position()]
+    stale = tail.read(batch.last, first)
+    assert (stale.last, stale.positions) == (batch.last, [])  # what it saw: nothing after
+    fresh = tail.read(batch.last, tail.mark())
+    assert fresh.positions == [runtime.ledger.head_position()]
 
-    shared_positions, shared_events = tail.read(before, first)
-    assert shared_positions == positions
-    assert all(a is b for a, b in zip(shared_events, events, strict=True))  # decoded once
+    shared = tail.read(before, first)
+    assert shared.positions == batch.positions
+    assert all(a is b for a, b in zip(shared.events, batch.events, strict=True))  # decoded once
+
+
+def test_log_tail_shows_a_reader_only_what_it_follows(runtime: Runtime) -> None:
+    """A reader following some topics is shown only those events, decoded, and the batch's
+    last position, so it moves past the rest; another reader of the same read shares them."""
+    runtime.runners.stop()
+    tail = LogTail(runtime.ledger)
+    alice = agent_context(runtime, "alice")
+    before = runtime.ledger.head_position()
+    session = runtime.sessions.start(alice).value.id
+    runtime.sessions.heartbeat(alice, session)
+    runtime.projects.create(RequestContext(local_operator("test"), "t"), "followed")
+    topics = frozenset(followed_topics(ProjectsProjection()))
+    since = tail.mark()
+    projects = tail.read(before, since, topics)
+    assert projects.last == runtime.ledger.head_position()
+    assert [type(e) for e in projects.events] == [Project.ProjectCreated]
+    everything = tail.read(before, since)
+    assert everything.positions[-1] == projects.last and len(everything.positions) >= 2
+    assert projects.events[0] is everything.events[-1]
+    assert tail.read(projects.last, tail.mark(), topics).positions == []
+    # Sent before this reader's tick, the read still answers for the events it holds.
+    assert tail.read(before, tail.mark()).events[0] is everything.events[0]
+
+
+def test_a_reader_far_behind_the_others_reads_alone_only_what_it_follows(
+    runtime: Runtime,
+) -> None:
+    """Runners catching up drift apart; one that fell out of the kept reads is not sent every
+    event again but reads alone the events it follows, up to the head the store had then."""
+    runtime.runners.stop()
+    tail = LogTail(runtime.ledger, batch_size=2)
+    before = runtime.ledger.head_position()
+    runtime.projects.create(RequestContext(local_operator("test"), "t"), "followed")
+    alice = agent_context(runtime, "alice")
+    for _ in range(40):
+        runtime.sessions.start(alice)
+    head = runtime.ledger.head_position()
+    since, position = tail.mark(), before
+    while (batch := tail.read(position, since)).last != position:
+        position = batch.last  # the others, level with each other, share reads to the head
+    assert position == head
+
+    topics = frozenset(followed_topics(ProjectsProjection()))
+    behind = tail.read(before, since, topics)
+    assert [type(e) for e in behind.events] == [Project.ProjectCreated]
+    assert behind.last == head  # one read, not a batch of two at a time
 
 
 def test_log_tail_reads_past_a_full_batch(runtime: Runtime) -> None:
@@ -207,11 +256,11 @@ def test_log_tail_reads_past_a_full_batch(runtime: Runtime) -> None:
     head = runtime.ledger.head_position()
     since, position, seen = tail.mark(), 0, []
     while True:
-        positions, _ = tail.read(position, since)
-        if not positions:
+        batch = tail.read(position, since)
+        if batch.last == position:
             break
-        seen += positions
-        position = positions[-1]
+        seen += batch.positions
+        position = batch.last
     assert position == head
     assert seen == sorted(set(seen))
 
