@@ -177,9 +177,8 @@ class AgentsProjection:
             _sample(rows, replier, RESPONSE, position, event.timestamp, request["sent_at"])
 
     def _ensure(self, agent_id: str, position: int, rows: Rows) -> None:
-        """The agent's row, made (unregistered) when it is first seen."""
-        if rows.get("agents", {"agent_id": agent_id}) is not None:
-            return
+        """The agent's row, made (unregistered) when it is first seen: a write, not a read
+        first (a rebuild read the row of every session's agent, one round trip each)."""
         row = values_by_name(
             AgentRow,
             object(),
@@ -202,7 +201,7 @@ class AgentsProjection:
             messages_answered=0,
             created_position=position,
         )
-        rows.insert("agents", {**row, "profile_id": None})
+        rows.insert_missing("agents", {**row, "profile_id": None})
 
 
 def _sample(

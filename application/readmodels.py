@@ -94,6 +94,9 @@ class Rows(Protocol):
     transaction."""
 
     def insert(self, table: str, values: Mapping[str, Any]) -> None: ...
+    def insert_missing(self, table: str, values: Mapping[str, Any]) -> None:
+        """Insert the row unless one with its key is there (no read to find out)."""
+
     def update(self, table: str, key: Mapping[str, Any], changes: Mapping[str, Any]) -> None: ...
     def delete(self, table: str, key: Mapping[str, Any]) -> None: ...
     def update_all(
@@ -281,12 +284,14 @@ class WorkItemsReader(Protocol):
         limit: int,
         after: ReadyKey | None = None,
         roles: Sequence[str] | None = None,
+        excluding: Sequence[UUID] = (),
     ) -> builtins.list[WorkItemRow]:
         """Ready items, best first (higher priority, then older), decided by the query itself:
         `domain.readiness` over the rows (open, not archived, project not archived, no claim
         live at `now`, every dependency present and done), so a page costs what it returns.
         `after`: the `ready_key` of the last row of the previous page. `roles`: only items
-        routed to none of them or to one of these (`domain.claims.routed_to`); None: all."""
+        routed to none of them or to one of these (`domain.claims.routed_to`); None: all.
+        `excluding`: items left out (claimed since the rows were written)."""
 
     def dependencies(self, item_ids: Sequence[UUID]) -> dict[UUID, builtins.list[UUID]]:
         """What each of `item_ids` depends on (items without dependencies are left out)."""

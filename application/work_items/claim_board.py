@@ -9,6 +9,9 @@ from uuid import UUID
 from agentledger.application.readmodels import WorkItemsReader
 
 FORGET_AFTER = 10_000  # claims remembered before those the read model has seen are dropped
+# At most this many of them are left out of the ready query itself (the rest the board still
+# turns away one by one).
+EXCLUDED_AT_MOST = 256
 
 
 class ClaimBoard:
@@ -35,6 +38,13 @@ class ClaimBoard:
             self._taken.pop(item_id, None)
             self._taking.add(item_id)
             return True
+
+    def unseen(self, seen: int) -> list[UUID]:
+        """Items a caller here is taking, or took after position `seen`: still ready in a
+        read model at `seen`, and no candidates (the ready query leaves them out)."""
+        with self._lock:
+            found = [*self._taking, *(i for i, p in self._taken.items() if p > seen)]
+        return found[:EXCLUDED_AT_MOST]
 
     def drop(self, item_id: UUID) -> None:
         with self._lock:

@@ -91,7 +91,7 @@ class WorkItemClaims:
         # checks it again against the item as the claim finds it.
         roles = self._roles_of(session_id)
         seen = self._reader.position()  # before the candidates are read
-        for row in self._ready_rows(project, kind, to_role, roles):
+        for row in self._ready_rows(project, kind, to_role, roles, self._board.unseen(seen)):
             if not self._board.reserve(row.id, seen):
                 continue  # another claim-next here is taking it, or took it since the read
             try:
@@ -142,9 +142,12 @@ class WorkItemClaims:
         kind: str | None,
         to_role: str | None,
         roles: tuple[str, ...] | None,
+        excluding: list[UUID],
     ) -> Iterator[WorkItemRow]:
         """The ready queue, best first, a page at a time: the read model decides readiness,
-        so each page costs what it holds, however many items wait."""
+        so each page costs what it holds, however many items wait. Items claimed here since
+        the read model's position are left out: under load the projection trails the claims,
+        and a first page of them sent every claim-next on to a second query."""
         after, page = None, FIRST_READY_PAGE
         while True:
             rows = self._reader.ready(
@@ -155,6 +158,7 @@ class WorkItemClaims:
                 now=self._clock.now(),
                 limit=page,
                 after=after,
+                excluding=excluding,
             )
             yield from rows
             if len(rows) < page:

@@ -12,6 +12,12 @@ if TYPE_CHECKING:  # for annotations: base.py and stores.py import this module
     from agentledger.infrastructure.readmodels.stores import ReadModelStore
 
 
+# Below this many rows an INSERT costs less than setting up a COPY; a batch's few inserts go
+# in the same pipeline as its updates instead (a rebuild of the agent directory sent three
+# round trips per session started: the agent's row, the session's, the counters).
+COPY_FROM_ROWS = 8
+
+
 class RowWriter:
     """What projections write through, inside the read model's transaction.
 
@@ -33,6 +39,14 @@ class RowWriter:
             last = _Inserts()
             self._queue.append(last)
         last.add(spec, spec.encode_row(values))
+
+    def insert_missing(self, table: str, values: Mapping[str, Any]) -> None:
+        spec = self._store.table(table)
+        encoded = spec.encode_row(values)
+        names = ", ".join(encoded)
+        params = ", ".join(f"%({c})s" for c in encoded)
+        template = f"INSERT INTO {{{table}}} ({names}) VALUES ({params}) ON CONFLICT DO NOTHING"
+        self._write(table, template, encoded, expect_one=False)
 
     def update(self, table: str, key: Mapping[str, Any], changes: Mapping[str, Any]) -> None:
         """Update the one row with this key; the batch fails if there is none."""
@@ -89,6 +103,8 @@ class RowWriter:
         for queued in self._queue:
             if isinstance(queued, Statement):
                 run.append(queued)
+            elif queued.count() < COPY_FROM_ROWS:
+                run += queued.statements(self._store)
             else:
                 self._send(run)
                 run = []
@@ -148,10 +164,21 @@ class _Inserts:
         for (table, columns), rows in self.rows.items():
             store.insert_rows(cursor, table, columns, rows)
 
+    def count(self) -> int:
+        return sum(len(rows) for rows in self.rows.values())
+
+    def statements(self, store: ReadModelStore) -> list[Statement]:
+        """The same inserts as statements, to go with others in one round trip."""
+        found = []
+        for (table, columns), rows in self.rows.items():
+            template = store.insert_template(table, columns)
+            found += [Statement(table, template, row, expect_one=True) for row in rows]
+        return found
+
 
 @dataclass(frozen=True)
 class Statement:
-    """A queued UPDATE or DELETE: `expect_one` when it must change exactly one row."""
+    """A queued statement: `expect_one` when it must change (or insert) exactly one row."""
 
     table: str
     template: str

@@ -15,15 +15,14 @@ from eventsourcing.postgres import PostgresTrackingRecorder
 from eventsourcing.sqlite import SQLiteTrackingRecorder
 
 from agentledger.application.ledger import APPLICATION_NAME
+from agentledger.infrastructure.readmodels.row_writer import COPY_FROM_ROWS
 
-if TYPE_CHECKING:  # for annotations: base.py and row_writer.py import this module
+if TYPE_CHECKING:  # for annotations: base.py imports this module
     from agentledger.infrastructure.readmodels.base import Table
     from agentledger.infrastructure.readmodels.row_writer import Statement
 
 # PostgreSQL's longest identifier (NAMEDATALEN - 1): longer names are cut to it.
 _MAX_IDENTIFIER = 63
-# Below this many rows an INSERT costs less than setting up a COPY.
-COPY_FROM_ROWS = 8
 _NAMED_PARAM = re.compile(r"%\((\w+)\)s")
 # The tracking row of a read model being rebuilt beside the live one (blue/green): the same
 # tracking table, a row of its own.
@@ -189,13 +188,17 @@ class ReadModelStore(ABC):
     ) -> None:
         """Insert encoded rows, all with the same columns, in as few round trips as the store
         allows."""
-        names = ", ".join(columns)
-        params = ", ".join(f"%({c})s" for c in columns)
-        statement = self.statement(f"INSERT INTO {{{table}}} ({names}) VALUES ({params})")
+        statement = self.statement(self.insert_template(table, columns))
         if len(rows) == 1:
             cursor.execute(statement, rows[0])
         else:
             cursor.executemany(statement, rows)
+
+    @staticmethod
+    def insert_template(table: str, columns: Sequence[str]) -> str:
+        names = ", ".join(columns)
+        params = ", ".join(f"%({c})s" for c in columns)
+        return f"INSERT INTO {{{table}}} ({names}) VALUES ({params})"
 
     def execute_each(self, cursor: Any, statements: Sequence[Statement]) -> list[int]:
         """Run statements in order; returns each one's row count."""

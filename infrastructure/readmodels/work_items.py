@@ -155,6 +155,7 @@ class WorkItemsTable(ReadModel):
         limit: int,
         after: ReadyKey | None = None,
         roles: Sequence[str] | None = None,
+        excluding: Sequence[UUID] = (),
     ) -> list[WorkItemRow]:
         """`domain.readiness` in one query, the same text on both stores: open, unarchived
         items of unarchived projects whose claim is absent or lapsed at `now`, none of whose
@@ -170,6 +171,9 @@ class WorkItemsTable(ReadModel):
             within = f" OR w.to_role IN ({', '.join(named)})" if roles else ""
             clauses.append(f"(w.to_role IS NULL{within})")
             params.update({f"role{i}": role for i, role in enumerate(roles)})
+        if excluding:
+            clauses.append(f"w.id NOT IN ({_placeholders(excluding, 'skip')})")
+            params.update(_params(excluding, "skip"))
         if after is not None:
             clauses.append(
                 "(w.priority < %(after_priority)s OR (w.priority = %(after_priority)s "
@@ -260,9 +264,9 @@ def _chunks(ids: Sequence[UUID]) -> list[Sequence[UUID]]:
     return [ids[i : i + _CHUNK] for i in range(0, len(ids), _CHUNK)]
 
 
-def _placeholders(ids: Sequence[UUID]) -> str:
-    return ", ".join(f"%(id{i})s" for i in range(len(ids)))
+def _placeholders(ids: Sequence[UUID], name: str = "id") -> str:
+    return ", ".join(f"%({name}{i})s" for i in range(len(ids)))
 
 
-def _params(ids: Sequence[UUID]) -> dict[str, Any]:
-    return {f"id{i}": str(item_id) for i, item_id in enumerate(ids)}
+def _params(ids: Sequence[UUID], name: str = "id") -> dict[str, Any]:
+    return {f"{name}{i}": str(item_id) for i, item_id in enumerate(ids)}

@@ -320,3 +320,25 @@ def test_a_ready_page_and_claim_next_read_no_waiting_item(runtime: Runtime, wait
     assert taken is not None and taken.value.id == ready[0]
     assert reader.reads == [("ready", 3)]  # the first page held only ready items
     assert reader.rows() == 3 <= FIRST_READY_PAGE
+
+
+def test_claim_next_leaves_out_of_the_query_what_this_process_claimed_since(
+    runtime: Runtime,
+) -> None:
+    """Under load the projection trails the claims: items claimed here since its position are
+    left out of the ready query itself, so each claim-next still reads one page, not a first
+    page of items already taken and then another."""
+    team = Team(runtime)
+    ready = [team.item(f"ready {n}", priority=1).id for n in range(FIRST_READY_PAGE + 3)]
+    team.rt.catch_up()
+    runtime.runners.stop()  # the read model stays where it was: every item still ready there
+    reader = CountingReader(runtime.read_models["work_items_v4"])
+    claims = WorkItemClaims(runtime.commands, reader, runtime.clock)
+    taken = []
+    for n in range(FIRST_READY_PAGE + 2):
+        reader.reads.clear()
+        outcome = claims.claim_next(team.agent(f"a{n}"), team.session(f"a{n}"))
+        assert outcome is not None
+        taken.append(outcome.value.id)
+        assert [name for name, _ in reader.reads if name == "ready"] == ["ready"]
+    assert taken == ready[: FIRST_READY_PAGE + 2]  # best first, each once
