@@ -346,6 +346,16 @@ class Http:
         self.schema = throwaway_schema("http")
         self._stack = ExitStack()
 
+    def _built_elsewhere(self, timeout: float = 60.0) -> None:
+        """Wait until the projections process has recorded every read model up to the setup's
+        writes: a `serve` started before then finds one never built, and answers 503
+        `read-model-building` until it looks again (a quick run once met that)."""
+        head = self.rt.ledger.head_position()
+        deadline = time.monotonic() + timeout
+        while any(m.recorded_position() < head for m in self.rt.read_models.values()):
+            assert time.monotonic() < deadline, "projections run did not build its read models"
+            time.sleep(0.05)
+
     def open(self) -> None:
         env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
         env |= {"DATABASE_URL": self.url, "AGENTLEDGER_POSTGRES_SCHEMA": self.schema}
@@ -362,6 +372,7 @@ class Http:
             held = [lock.key for lock in locks if isinstance(lock, AdvisoryLock)]
             process_env = env | {f"AGENTLEDGER_{k.upper()}": str(v) for k, v in POOL.items()}
             self._stack.enter_context(projections_running(process_env, held, self.url))
+            self._built_elsewhere()
         self.base = self._stack.enter_context(served(env, self.workers))
         read_models = {name: self.rt.read_models[name] for name in set(READ_MODEL_OF.values())}
         self.lag = LagLog(
