@@ -182,12 +182,13 @@ class Ledger(Application[UUID]):
         return self.recorder.max_notification_id() or 0
 
     def read_log(
-        self, after: int, limit: int, topics: Sequence[str] = (), stop: int | None = None
+        self, after: int, limit: int, topics: Collection[str] = (), stop: int | None = None
     ) -> list[Notification]:
-        """At most `limit` stored events after position `after` (up to `stop`), in order."""
+        """At most `limit` stored events after position `after` (up to `stop`), in order;
+        only those of `topics` when given (any collection: the driver is sent a list)."""
         return list(
             self.recorder.select_notifications(
-                start=after, limit=limit, stop=stop, topics=topics, inclusive_of_start=False
+                start=after, limit=limit, stop=stop, topics=list(topics), inclusive_of_start=False
             )
         )
 

@@ -41,11 +41,8 @@ class RowWriter:
         last.add(spec, spec.encode_row(values))
 
     def insert_missing(self, table: str, values: Mapping[str, Any]) -> None:
-        spec = self._store.table(table)
-        encoded = spec.encode_row(values)
-        names = ", ".join(encoded)
-        params = ", ".join(f"%({c})s" for c in encoded)
-        template = f"INSERT INTO {{{table}}} ({names}) VALUES ({params}) ON CONFLICT DO NOTHING"
+        encoded = self._store.table(table).encode_row(values)
+        template = self._store.insert_template(table, list(encoded)) + " ON CONFLICT DO NOTHING"
         self._write(table, template, encoded, expect_one=False)
 
     def update(self, table: str, key: Mapping[str, Any], changes: Mapping[str, Any]) -> None:

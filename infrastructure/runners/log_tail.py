@@ -10,7 +10,7 @@ import bisect
 import itertools
 import threading
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +26,14 @@ KEPT_READS = 16
 
 
 _UNDECODED = object()
+
+
+def covered(after: int, positions: Sequence[int], full: bool, head: int | None) -> int:
+    """The newest position a read after `after` covers: its last event, or, when it was not
+    cut short by the batch limit and the store's head was `head` before it was sent, that
+    head (nothing it asked for lay between its last event and there)."""
+    last = positions[-1] if positions else after
+    return max(last, head) if head is not None and not full else last
 
 
 @dataclass(frozen=True)
@@ -130,20 +138,17 @@ class LogTail:
         """A reader catching up: the events it follows, read for it alone. What the store
         held when the read was sent bounds it, so a short read covers up to there."""
         head = self._ledger.head_position()
-        return self._query(after, sorted(topics or ()), head)
+        return self._query(after, topics or (), head)
 
-    def _query(self, after: int, topics: Sequence[str], head: int | None) -> _Read:
+    def _query(self, after: int, topics: Collection[str], head: int | None) -> _Read:
         taken = self.mark()
         notifications = self._ledger.read_log(after, self._batch_size, topics, stop=head)
         positions = [n.id for n in notifications]
         full = len(notifications) == self._batch_size
-        last = positions[-1] if positions else after
-        if head is not None and not full:
-            last = max(last, head)
         return _Read(
             taken,
             after,
-            last,
+            covered(after, positions, full, head),
             positions,
             notifications,
             full,

@@ -200,7 +200,7 @@ class ProjectionRunner(Runner[ProjectionWorker]):
             built_at = max(built_at, building.store.lock_position(cursor))
             while built_at < live_at:
                 notifications = self.ledger.read_log(
-                    built_at, BATCH_SIZE, sorted(self.worker.topics), stop=live_at
+                    built_at, BATCH_SIZE, self.worker.topics, stop=live_at
                 )
                 batch = [(self.ledger.to_event(n), n.id) for n in notifications]
                 building.apply_in(cursor, batch, projection)

@@ -15,7 +15,7 @@ from typing import Any
 from agentledger.application.projections import Projection, followed_topics
 from agentledger.infrastructure.readmodels.base import ProjectionFault, ReadModel
 from agentledger.infrastructure.readmodels.stores import PositionMoved
-from agentledger.infrastructure.runners.log_tail import BATCH_SIZE, LogTail
+from agentledger.infrastructure.runners.log_tail import BATCH_SIZE, LogTail, covered
 
 # Tracking past events a projection does not follow is written at most this often: a write
 # (and a commit) per event would multiply the store's work.
@@ -62,11 +62,9 @@ class ProjectionWorker:
         projection then rebuilds from a 30,000-event log in milliseconds). Returns the position
         reached (at least `head` once nothing it follows is left) and how many it applied."""
         ledger = self.tail.ledger
-        notifications = ledger.read_log(after, BATCH_SIZE, sorted(self.topics))
-        if len(notifications) == BATCH_SIZE:
-            position = notifications[-1].id
-        else:  # nothing more it follows had been written when this read was sent
-            position = max(head, notifications[-1].id if notifications else after)
+        notifications = ledger.read_log(after, BATCH_SIZE, self.topics)
+        full = len(notifications) == BATCH_SIZE
+        position = covered(after, [n.id for n in notifications], full, head)
         events = ((ledger.to_event(n), n.id) for n in notifications)
         applied = self._apply(events, position, after)
         if not applied:
