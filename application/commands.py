@@ -115,8 +115,6 @@ class UnitOfWork:
 
 
 Decision = Callable[[UnitOfWork, EventContext], T]
-# Told the log position after each commit.
-CommitCallback = Callable[[int], None]
 # Told the command's name each time it is re-run after losing a version conflict; set by the
 # wiring to feed a metric (this layer knows nothing of how it is reported).
 RetryObserver = Callable[[str], None]
@@ -142,7 +140,6 @@ class CommandRunner:
             GroupCommitter(ledger, group_commit, on_batch, is_outage) if group_commit > 1 else None
         )
         self._on_retry = on_retry
-        self._commit_callbacks: list[CommitCallback] = []
         self._stripes = [threading.Lock() for _ in range(LOCK_STRIPES)]
         # Version conflicts met (retried or reported), a race indicator; counted under a lock
         # because racing writers meet them at the same moment.
@@ -175,10 +172,6 @@ class CommandRunner:
     def head_position(self) -> int:
         """The newest position in the log: what a read model must reach to see every write."""
         return self._ledger.head_position()
-
-    def on_commit(self, callback: CommitCallback) -> None:
-        """Be told the position after each commit (lets in-process projections wake at once)."""
-        self._commit_callbacks.append(callback)
 
     def run(
         self,
@@ -264,8 +257,6 @@ class CommandRunner:
             if claim is not None:
                 claim.completed = True
             position = max(r.notification.id for r in recordings)
-            for callback in self._commit_callbacks:
-                callback(position)
             return Outcome(value, position, len(recordings))
         raise ConcurrencyConflict(f"{command}: gave up after {MAX_ATTEMPTS} conflicting attempts")
 
@@ -289,10 +280,7 @@ class CommandRunner:
         idempotency key. Through group commit like any command; returns the position."""
         events = list(aggregate.collect_events())
         recordings = self._record(events, [aggregate], None, None)
-        position = int(max(r.notification.id for r in recordings))
-        for callback in self._commit_callbacks:
-            callback(position)
-        return position
+        return int(max(r.notification.id for r in recordings))
 
     def _complete_alone(self, claim: Claim | None, value: Any, position: int) -> None:
         if claim is None:

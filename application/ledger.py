@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections import defaultdict
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from copy import deepcopy
 from typing import Any, Protocol
 from uuid import UUID
@@ -58,6 +58,10 @@ class ReadsSeveralAggregates(Protocol):
     def select_events_after(self, after: Sequence[tuple[UUID, int]]) -> list[StoredEvent]: ...
 
 
+# Told the log position after each commit made through this ledger.
+CommitCallback = Callable[[int], None]
+
+
 class Ledger(Application[UUID]):
     name = APPLICATION_NAME
     recorder: ProcessRecorder
@@ -66,6 +70,21 @@ class Ledger(Application[UUID]):
     # instead of replaying its whole history on each command. A project's plan gains an event
     # for every item and edge, and every structure edit loads it.
     snapshotting_intervals = {AgentSession: 20, ProjectSelection: 20, ProjectPlan: 50}  # noqa: RUF012 - the library reads a class dict
+
+    def __init__(self, env: EnvType | None = None) -> None:
+        super().__init__(env)
+        self._commit_callbacks: list[CommitCallback] = []
+
+    def on_commit(self, callback: CommitCallback) -> None:
+        """Be told the position after each commit through this ledger, whoever made it (a
+        command, a batch of them, a loader): lets in-process runners wake at once."""
+        self._commit_callbacks.append(callback)
+
+    def _notify(self, recordings: list[Any]) -> None:
+        if recordings:
+            position = max(r.notification.id for r in recordings)
+            for callback in self._commit_callbacks:
+                callback(position)
 
     def construct_env(self, name: str, env: EnvType | None = None) -> Environment:
         """Configuration comes only from what the caller passes (built from the one settings

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import uuid
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import cast
 
 import psycopg
-from eventsourcing.postgres import PostgresApplicationRecorder
 from psycopg import sql
 
 from agentledger.application.access import AccessService
@@ -50,6 +50,7 @@ from agentledger.application.sessions import SessionService
 from agentledger.application.status import StatusService
 from agentledger.application.work_items import WorkItemService
 from agentledger.infrastructure.event_log import StoredAggregateLog
+from agentledger.infrastructure.idempotency import PostgresIdempotentRecorder
 from agentledger.infrastructure.locks import (
     AdvisoryLock,
     FileLock,
@@ -253,17 +254,20 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
         settings.projection_poll_seconds,
         registry,
     )
-    runners = RunnerSet(projection_runners, policy_runners, seal_runner, registry)
-    commands.on_commit(runners.nudge)
+    runners = RunnerSet(tail, projection_runners, policy_runners, seal_runner, registry)
+    ledger.on_commit(runners.nudge)
     work_item_service = WorkItemService(commands, work_items, clock, consistency, cursors)
     session_service = SessionService(commands, sessions, clock, consistency, cursors)
     listener = None
-    if isinstance(ledger.recorder, PostgresApplicationRecorder):  # it NOTIFYs on each insert
+    if isinstance(ledger.recorder, PostgresIdempotentRecorder):  # it NOTIFYs on each insert
+        own = f"process-{uuid.uuid4()}"  # this runtime's commits nudge its runners directly
+        ledger.recorder.sign_notifications(own)
         listener = NotifyListener(
             postgres_conninfo(settings),
             ledger.recorder.channel_name,
             runners.nudge,
             settings.connect_timeout_seconds,
+            own,
         )
     return Runtime(
         settings=settings,

@@ -16,7 +16,7 @@ from eventsourcing.postgres import PostgresProcessRecorder
 from eventsourcing.sqlite import SQLiteCursor, SQLiteProcessRecorder
 from psycopg import Cursor
 from psycopg.rows import DictRow
-from psycopg.sql import SQL, Identifier
+from psycopg.sql import SQL, Identifier, Literal
 
 from agentledger.application.idempotency import Completion, StoredKey
 
@@ -85,6 +85,20 @@ class PostgresIdempotentRecorder(PostgresProcessRecorder):
 
     def _sql(self, template: str) -> Any:
         return SQL(template.replace("{p}", "%s")).format(t=self._table)
+
+    def sign_notifications(self, payload: str) -> None:
+        """Every commit's NOTIFY carries `payload` from now on (what this process's listener
+        recognises as a commit it was told of already, without the round trip)."""
+        self._notify = SQL("NOTIFY {0}, {1}").format(
+            Identifier(self.channel_name), Literal(payload)
+        )
+
+    def _notify_channel(self, curs: Cursor[DictRow]) -> None:
+        notify = getattr(self, "_notify", None)
+        if notify is None:
+            super()._notify_channel(curs)
+        else:
+            curs.execute(notify)
 
     def _insert_stored_events(
         self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any

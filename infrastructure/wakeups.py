@@ -19,14 +19,22 @@ log = logging.getLogger("agentledger.wakeups")
 
 class NotifyListener:
     """LISTENs on the event store's channel on a connection of its own, and calls `on_commit`
-    for each notification (reconnecting after a failure)."""
+    for each notification (reconnecting after a failure), but those whose payload is `own`:
+    this process's own commits, whose runners were woken by the commit itself. Woken twice,
+    fourteen runners met the second time with a read of their own that found nothing."""
 
     def __init__(
-        self, conninfo: str, channel: str, on_commit: Callable[[], None], connect_timeout: int
+        self,
+        conninfo: str,
+        channel: str,
+        on_commit: Callable[[], None],
+        connect_timeout: int,
+        own: str | None = None,
     ) -> None:
         self._conninfo = conninfo
         self._channel = channel
         self._on_commit = on_commit
+        self._own = own
         self._connect_timeout = connect_timeout
         self._stop = threading.Event()
         self.listening = threading.Event()
@@ -57,8 +65,9 @@ class NotifyListener:
                     while not self._stop.is_set():
                         # A short timeout keeps the stop flag checked; one nudge per wake-up
                         # is enough, runners read everything new in batches.
-                        for _ in conn.notifies(timeout=0.1, stop_after=1):
-                            self._on_commit()
+                        for notify in conn.notifies(timeout=0.1, stop_after=1):
+                            if self._own is None or notify.payload != self._own:
+                                self._on_commit()
             except Exception:  # keep listening whatever happened; polling covers the gap
                 self.listening.clear()
                 log.warning("commit listener failed; reconnecting", exc_info=True)

@@ -7,8 +7,9 @@ new events (8 runners made every command about 2.7x slower in process).
 from __future__ import annotations
 
 import bisect
-import itertools
+import math
 import threading
+import time
 from collections import deque
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
@@ -38,7 +39,7 @@ def covered(after: int, positions: Sequence[int], full: bool, head: int | None) 
 
 @dataclass(frozen=True)
 class _Read:
-    taken: int  # the tail's tick when the query was sent
+    taken: int  # the tail's generation when the query was sent
     after: int
     last: int  # the newest position it covers: all it holds, and nothing else, up to there
     positions: list[int]
@@ -49,14 +50,15 @@ class _Read:
     decoded: list[Any]
 
     def serves(self, after: int, fresh_since: int) -> bool:
-        """Whether this read answers a query after `after` sent after tick `fresh_since`.
+        """Whether this read answers a query after `after` sent in generation `fresh_since`
+        or later.
         Events past `after` that it holds are an answer whenever it was sent: the store
         writes under a table lock, so positions are committed in order and nothing can appear
         between them later. That nothing lies past its end is an answer only from a read sent
-        after the tick, and not cut short by the batch limit."""
+        in that generation or later, and not cut short by the batch limit."""
         if not self.after <= after <= self.last:
             return False
-        return after < self.last or (self.taken > fresh_since and not self.full)
+        return after < self.last or (self.taken >= fresh_since and not self.full)
 
     def followed(self, start: int, topics: frozenset[str] | None, decode: Any) -> Followed:
         positions, events = [], []
@@ -83,9 +85,16 @@ class Followed:
 
 
 class LogTail:
-    """A reader takes a tick (`mark()`) before it looks; a read sent after that tick has seen
-    every commit whose wake-up the reader had cleared, so it may answer for it. Runners woken by
-    the same commit thus share one query instead of each sending its own.
+    """Reads are shared by generation. Each wake-up of the runners starts one (`nudged()`,
+    called after the commit and before the runners are woken); a runner woken by it takes the
+    current generation (`woken()`) once it has cleared its wake-up, and a read sent in that
+    generation or later has seen every commit whose wake-up it cleared, so it may answer that
+    nothing lies beyond. Runners woken by the same commit thus share one query, including the
+    one that confirms nothing more is new, however far apart the interpreter lets them run
+    (with a tick per reader, a reader taking its tick after the first one's query had to send
+    its own: fourteen runners sent about five queries per command). A reader with no wake-up
+    to rely on starts a generation of its own (`mark()`, a catch-up) or shares one with the
+    runners polling at about the same time (`polled()`).
 
     Sharing pays where the runners are level, at the head of the log. Catching up on a
     backlog they drift apart (a runner writing rows per event falls behind those writing
@@ -96,7 +105,9 @@ class LogTail:
     def __init__(self, ledger: Ledger, batch_size: int = BATCH_SIZE) -> None:
         self._ledger = ledger
         self._batch_size = batch_size
-        self._ticks = itertools.count(1)
+        self._generation = 0
+        self._polled_at = -math.inf
+        self._generation_lock = threading.Lock()
         self._lock = threading.Lock()
         # The last few reads, newest first: a runner a few batches behind the others (one
         # with more to write per event) still finds its next batch here.
@@ -107,11 +118,36 @@ class LogTail:
     def ledger(self) -> Ledger:
         return self._ledger
 
+    def nudged(self) -> None:
+        """A commit was made: the reads sent from now on are of a new generation."""
+        with self._generation_lock:  # never backwards, whoever nudges at once
+            self._generation += 1
+
+    def woken(self) -> int:
+        """The generation a runner woken by a nudge needs its reads to be from."""
+        return self._generation
+
+    def polled(self, period: float) -> int:
+        """The generation a runner whose poll came due needs: a new one at most every half
+        `period`, so the runners polling together (fourteen, twenty times a second each, while
+        the log is quiet) share a read. A commit no nudge announced is still found within
+        one and a half polls."""
+        with self._generation_lock:
+            now = time.monotonic()
+            if now - self._polled_at >= period / 2:
+                self._generation += 1
+                self._polled_at = now
+            return self._generation
+
     def mark(self) -> int:
-        return next(self._ticks)
+        """A generation only reads sent from now on belong to (for a reader no nudge woke)."""
+        with self._generation_lock:
+            self._generation += 1
+            return self._generation
 
     def read(self, after: int, fresh_since: int, topics: frozenset[str] | None = None) -> Followed:
-        """The next batch after `after`, as seen by a query sent after tick `fresh_since`:
+        """The next batch after `after`, as seen by a query sent in generation `fresh_since`
+        or later:
         of its events, those whose stored topic is in `topics` (all of them if None)."""
         found = self._read(after, fresh_since, topics)
         start = bisect.bisect_right(found.positions, after)
@@ -141,7 +177,7 @@ class LogTail:
         return self._query(after, topics or (), head)
 
     def _query(self, after: int, topics: Collection[str], head: int | None) -> _Read:
-        taken = self.mark()
+        taken = self._generation
         notifications = self._ledger.read_log(after, self._batch_size, topics, stop=head)
         positions = [n.id for n in notifications]
         full = len(notifications) == self._batch_size

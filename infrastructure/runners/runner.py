@@ -195,12 +195,14 @@ class Runner(Supervised, Generic[W]):
             self._succeeded(idle=new_position == position)
             if new_position == position:
                 self._idle.set()
-                self._wake.wait(self._poll_seconds)
+                woken = self._wake.wait(self._poll_seconds)
                 self._idle.clear()
-                # Cleared before the tick is taken: a commit after this line either wakes
-                # the runner again or is in a read sent after `fresh_since`.
+                # Cleared before the generation is taken: a commit after this line either
+                # wakes the runner again or is in a read of generation `fresh_since` or later.
                 self._wake.clear()
-                fresh_since = self._tail.mark()
+                # A poll has no nudge behind it (another process's commit while the listener
+                # is down): it needs a read sent since the poll came due.
+                fresh_since = self._tail.woken() if woken else self._tail.polled(self._poll_seconds)
             position = self._progress = new_position
         # Stopping: record the position reached past ignored events, so readers waiting on
         # this read model after the runner stops are not left short of it.

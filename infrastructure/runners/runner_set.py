@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from agentledger.application.ledger import Ledger
+from agentledger.infrastructure.runners.log_tail import LogTail
 from agentledger.infrastructure.runners.policy_worker import PolicyWorker
 from agentledger.infrastructure.runners.projection_runner import ProjectionRunner
 from agentledger.infrastructure.runners.registry import (
@@ -26,11 +27,13 @@ HEALTHY = frozenset({"running", "catching-up", "standby"})
 class RunnerSet:
     def __init__(
         self,
+        tail: LogTail,
         projections: list[ProjectionRunner],
         policies: list[Runner[PolicyWorker]],
         seal: Runner[SealWorker] | None = None,
         registry: RunnerRegistry | None = None,
     ) -> None:
+        self._tail = tail  # the one all these runners read through
         self.projections = {r.name: r for r in projections}
         self.policies = {r.name: r for r in policies}
         # Kept apart from the projections: the seal is never rebuilt (see readmodels/seal.py).
@@ -52,6 +55,7 @@ class RunnerSet:
             self.registry.close()  # their last states stored before the store is closed
 
     def nudge(self, position: int | None = None) -> None:
+        self._tail.nudged()  # before any runner wakes: they share this generation's reads
         for runner in self.all():
             runner.nudge(position)
 

@@ -13,7 +13,7 @@ class Worker(Protocol):
         """The position recorded in the store: where a runner starting here resumes."""
 
     def step(self, after: int, fresh_since: int) -> int:
-        """Process the next batch after `after`, read no earlier than tick `fresh_since` of
+        """Process the next batch after `after`, read in generation `fresh_since` or later of
         the log tail; return the new position (the same if there was nothing new)."""
 
     def settle(self, position: int) -> None:

@@ -11,6 +11,7 @@ from agentledger.application.clock import ManualClock
 from agentledger.application.context import RequestContext
 from agentledger.application.seal import parse_published
 from agentledger.infrastructure.bootstrap import Runtime, build_runtime
+from agentledger.infrastructure.runners.log_tail import LogTail
 from agentledger.infrastructure.runners.runner import Runner
 from agentledger.infrastructure.runners.seal_worker import SealWorker
 from agentledger.infrastructure.settings import Settings
@@ -120,10 +121,12 @@ def test_a_rewritten_chain_fails_against_a_published_checkpoint(
     seal = _seal(sealed)
     seal.stop()
     seal.worker.tables.reset()
-    rewritten = SealWorker(seal.worker.tail, seal.worker.tables, ManualClock(), 1000)
+    # Read afresh: this process's tail still holds the bytes it read before the change.
+    tail = LogTail(sealed.ledger)
+    rewritten = SealWorker(tail, seal.worker.tables, ManualClock(), 1000)
     position = 0
     while position < 12:
-        position = rewritten.step(position, seal.worker.tail.mark())
+        position = rewritten.step(position, tail.mark())
     assert sealed.audit.verify().ok  # the seal alone cannot tell
     report = sealed.audit.verify(published)
     assert not report.ok and report.breach is not None

@@ -176,6 +176,69 @@ def test_postgres_runners_wake_on_other_processes_commits(postgres_url: str, tmp
             conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
+def test_a_commit_wakes_every_runner_once_and_they_share_one_read(
+    postgres_url: str, tmp_path: Any
+) -> None:
+    """Fourteen runners woken by one commit send one query between them, the one that
+    confirms nothing more is new included (a reader's own tick made each send its own), and
+    the commit's NOTIFY, signed by this process, does not wake them again; another process's
+    commit still does."""
+    schema = f"t_share_{time.time_ns()}"
+    slow_poll = Settings(
+        database_url=postgres_url,
+        postgres_schema=schema,
+        projection_poll_seconds=30.0,
+        data_dir=tmp_path,
+    )
+    rt = build_runtime(slow_poll)
+    other = build_runtime(slow_poll)
+    try:
+        alice, bob = agent_context(rt, "alice"), agent_context(other, "bob")  # tokens: commits
+        rt.start_runners()
+        assert rt.listener is not None and rt.listener.listening.wait(10)
+        wait_until(lambda: all(r.progress() == rt.ledger.head_position() for r in rt.runners.all()))
+        wait_until(lambda: all(r.waiting() for r in rt.runners.all()))
+        reads: list[int] = []
+        read_log = rt.ledger.read_log
+
+        def counted(after: int, *args: Any, **kwargs: Any) -> Any:
+            reads.append(after)
+            return read_log(after, *args, **kwargs)
+
+        rt.ledger.read_log = counted  # type: ignore[method-assign]
+        outcome = rt.sessions.start(alice)
+        wait_until(lambda: all(r.progress() == outcome.position for r in rt.runners.all()))
+        wait_until(lambda: all(r.waiting() for r in rt.runners.all()))
+        time.sleep(0.5)  # the NOTIFY has long arrived
+        assert len(rt.runners.all()) >= 14
+        assert len(reads) == 1
+
+        elsewhere = other.sessions.start(bob)
+        wait_until(lambda: all(r.progress() == elsewhere.position for r in rt.runners.all()))
+        assert len(reads) >= 2
+    finally:
+        other.close()
+        rt.close()
+        with psycopg.connect(postgres_url, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def test_runners_polling_together_share_a_read_that_finds_an_unannounced_commit(
+    runtime: Runtime,
+) -> None:
+    """Polls due within half a period of each other share one generation, so one read
+    answers them all; a commit no nudge announced is in the next poll's read."""
+    runtime.runners.stop()
+    tail = LogTail(runtime.ledger)
+    head = runtime.ledger.head_position()
+    first = tail.polled(60.0)
+    assert tail.polled(60.0) == first
+    assert tail.read(head, first).last == head
+    runtime.sessions.start(agent_context(runtime, "alice"))  # no runner is told of it
+    assert tail.read(head, tail.polled(60.0)).positions == []  # the same poll: not seen yet
+    assert tail.read(head, tail.polled(0.0)).last == runtime.ledger.head_position()
+
+
 def test_log_tail_answers_only_from_reads_sent_after_the_reader_looked(runtime: Runtime) -> None:
     """A read sent before a runner cleared its wake-up may predate the commit that woke it:
     the tail must not answer from it, and must answer (the same decoded events) from a later
