@@ -27,6 +27,7 @@ COMPETITORS = (
     "http-floor",
     "crud",
     "agentledger-inproc",
+    "agentledger-inproc-apart",
     "agentledger-sqlite",
     "agentledger-http",
 )
@@ -100,12 +101,19 @@ def build_competitors(args: argparse.Namespace) -> list[core.Competitor]:
         "crud": lambda: Crud(args.database_url),
     }
     try:
-        from bench.agentledger_competitors import POOL, Embedded, Http, InProcess
+        from bench.agentledger_competitors import (
+            POOL,
+            Embedded,
+            Http,
+            InProcess,
+            InProcessRunnersApart,
+        )
         from bench.http_floor import HttpFloor
 
         made["http-floor"] = lambda: HttpFloor(args.database_url, args.http_workers, POOL)
 
         made["agentledger-inproc"] = lambda: InProcess(args.database_url)
+        made["agentledger-inproc-apart"] = lambda: InProcessRunnersApart(args.database_url)
         made["agentledger-sqlite"] = Embedded
         made["agentledger-http"] = lambda: Http(
             args.database_url, args.http_workers, projections_process=not args.runners_in_serve

@@ -2,6 +2,8 @@
 
 - `agentledger-inproc`: the application services called directly, the runners (projections,
   policies) running in the same process, default settings;
+- `agentledger-inproc-apart`: the same with the runners in one `agentledger projections run`
+  process beside it, the layout recommended under load (1 and 16 clients);
 - `agentledger-sqlite`: the same in process on the embedded SQLite store (1 and 16 clients);
 - `agentledger-http`: a real `agentledger serve` on loopback, one HTTP client per load
   generator thread; the server's own time comes from `Server-Timing: app;dur=<ms>`.
@@ -226,6 +228,45 @@ class InProcess:
 
     def discard_store(self) -> None:
         _drop_schema(self.url, self.schema)
+
+
+class InProcessRunnersApart(InProcess):
+    """The application layer called directly, the runners in one `agentledger projections
+    run` process beside it (as for the HTTP competitor): what a command costs its caller when
+    the projections' work is not done in the caller's interpreter. At 1 and 16 clients; lag
+    and rebuild rates are measured with the runners in process."""
+
+    name = "agentledger-inproc-apart"
+    concurrencies = (1, 16)
+    watches_lag = False
+
+    def __init__(self, database_url: str) -> None:
+        super().__init__(database_url)
+        self._stack = ExitStack()
+
+    def open(self) -> None:
+        settings = self.settings()
+        self.rt = build_runtime(settings)
+        env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+        env |= {"DATABASE_URL": self.url, "AGENTLEDGER_POSTGRES_SCHEMA": self.schema}
+        env |= {f"AGENTLEDGER_{k.upper()}": str(v) for k, v in POOL.items()}
+        locks = [runner_lock(settings, runner.name) for runner in self.rt.runners.all()]
+        held = [lock.key for lock in locks if isinstance(lock, AdvisoryLock)]
+        self._stack.enter_context(projections_running(env, held, self.url))
+        self.lag = LagLog("", dict)  # not measured here
+        self.setup = _Setup(self.rt)
+        for project in PROJECTS:
+            self.rt.projects.create(self.setup.boss, project)
+        self.agents = []
+
+    def after_commands(self, args: Any) -> dict[str, Any]:
+        return {}
+
+    def close(self) -> None:
+        try:
+            self._stack.close()
+        finally:
+            super().close()
 
 
 class Embedded(InProcess):
