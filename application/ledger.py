@@ -100,9 +100,26 @@ class Ledger(Application[UUID]):
         # Snapshots are written after the events' transaction has committed. They only speed
         # up loading, so failing to write one must not turn a committed command into an error.
         try:
-            super()._take_snapshots(processing_event)
+            self._snapshot_due(processing_event)
         except Exception:
             log.warning("could not write a snapshot; the log is intact", exc_info=True)
+
+    def _snapshot_due(self, processing_event: ProcessingEvent[UUID]) -> None:
+        """The library's rule (a snapshot at each multiple of the aggregate's interval), taken
+        from the aggregate just saved where its last event is the one due: the library
+        reloads it from the store and copies it first (a switch in twenty did, a sixth of
+        that command's time)."""
+        assert self.snapshots is not None
+        for event in processing_event.events:
+            aggregate: Any = processing_event.aggregates.get(event.originator_id)
+            interval = self.snapshotting_intervals.get(type(aggregate))
+            if aggregate is None or interval is None or event.originator_version % interval:
+                continue
+            if aggregate.version != event.originator_version:  # not its newest state
+                self.take_snapshot(event.originator_id, event.originator_version)
+                continue
+            snapshot_class: Any = getattr(type(aggregate), "Snapshot", self.snapshot_class)
+            self.snapshots.put([snapshot_class.take(aggregate)])
 
     def construct_recorder(self) -> ProcessRecorder:
         """A process recorder: policies record their events together with the position of
@@ -122,7 +139,9 @@ class Ledger(Application[UUID]):
         another batch: collecting pops an aggregate's pending events. `completions` (the
         idempotency keys these commands answer) are written in the same transaction."""
         processing_event: ProcessingEvent[UUID] = ProcessingEvent(tracking=tracking)
-        processing_event.collect_events(*events)
+        # Domain events as they are: `collect_events` checks each against two runtime
+        # protocols, which costs more than the rest of this method.
+        processing_event.events.extend(events)
         if completions:
             processing_event.saved_kwargs["idempotency"] = list(completions)
         processing_event.aggregates.update({a.id: a for a in aggregates})

@@ -27,9 +27,9 @@ COMPETITORS = (
     "http-floor",
     "crud",
     "agentledger-inproc",
-    "agentledger-inproc-apart",
     "agentledger-sqlite",
     "agentledger-http",
+    "agentledger-inproc-apart",  # after the HTTP competitor, beside whose runners it writes
 )
 EXTRA_SECTIONS = ("queries", "generator", "lag", "rebuild", "growth", "profile")
 
@@ -96,6 +96,7 @@ def wants(args: argparse.Namespace, name: str) -> bool:
 def build_competitors(args: argparse.Namespace) -> list[core.Competitor]:
     from bench.sql_competitors import Crud, Floor
 
+    built: dict[str, Any] = {}
     made: dict[str, Any] = {
         "floor": lambda: Floor(args.database_url),
         "crud": lambda: Crud(args.database_url),
@@ -113,14 +114,20 @@ def build_competitors(args: argparse.Namespace) -> list[core.Competitor]:
         made["http-floor"] = lambda: HttpFloor(args.database_url, args.http_workers, POOL)
 
         made["agentledger-inproc"] = lambda: InProcess(args.database_url)
-        made["agentledger-inproc-apart"] = lambda: InProcessRunnersApart(args.database_url)
         made["agentledger-sqlite"] = Embedded
         made["agentledger-http"] = lambda: Http(
             args.database_url, args.http_workers, projections_process=not args.runners_in_serve
         )
+        # Beside the HTTP competitor (built before it), whose projections process it shares.
+        made["agentledger-inproc-apart"] = lambda: InProcessRunnersApart(
+            args.database_url, built.get("agentledger-http")
+        )
     except ImportError:
         pass
-    return [made[name]() for name in args.competitor_names if name in made]
+    for name in args.competitor_names:
+        if name in made:
+            built[name] = made[name]()
+    return list(built.values())
 
 
 def claimable(args: argparse.Namespace, scenario: str) -> Any:
@@ -197,6 +204,10 @@ def main() -> None:
         print("profile:", flush=True)
         began = time.perf_counter()
         results.update(profile.measure(args.database_url, 50 if args.quick else 100))
+        from bench import cpu
+
+        print("cpu per command:", flush=True)
+        results.update(cpu.measure(args.database_url, 1.0 if args.quick else 2.0))
         sections["profile"] = round(time.perf_counter() - began, 1)
     if wants(args, "growth"):
         from bench import growth

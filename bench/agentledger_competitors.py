@@ -43,6 +43,7 @@ from bench.http_work_items import server_seconds
 from bench.sql_competitors import throwaway_schema
 
 PROJECTS = ("bench-a", "bench-b")
+APART_PROJECTS = ("apart-a", "apart-b")
 # Connection pools of each AgentLedger process (event store, and read models: two pools), set
 # below the defaults (5 + 20 overflow) so that two processes, their runners' lock connections
 # and the raw-SQL competitors fit in PostgreSQL's default max_connections of 100 (with
@@ -69,8 +70,9 @@ def _drop_schema(url: str, schema: str) -> None:
 class _Setup:
     """Tokens, projects and ready items written through one runtime's application layer."""
 
-    def __init__(self, rt: Runtime) -> None:
+    def __init__(self, rt: Runtime, prefix: str = "claims") -> None:
         self.rt = rt
+        self._prefix = prefix
         operator = RequestContext(local_operator("bench"), "bench-setup")
         self.operator = operator
         self.boss = self.context("user:bench-coordinator", "coordinator")
@@ -85,7 +87,7 @@ class _Setup:
 
     def claim_project(self, items: int) -> tuple[str, int]:
         """A fresh project of `items` ready items; returns it and the last write's position."""
-        project = f"claims-{next(self._projects)}"
+        project = f"{self._prefix}-{next(self._projects)}"
         last = self.rt.projects.create(self.boss, project).position
         rng = random.Random(len(project) + items)
         for n in range(items):
@@ -98,6 +100,7 @@ class _Setup:
 
 class InProcess:
     name = "agentledger-inproc"
+    projects = PROJECTS
     # The lag watcher polls every ~0.5 ms from a thread of the measured process: only where
     # its figures are reported.
     watches_lag = True
@@ -159,14 +162,18 @@ class InProcess:
                 return rt.sessions.heartbeat(ctx, session)
             if command == "switch":
                 outcome = rt.selections.select(
-                    ctx, agent["name"], _other(agent), session, Precondition.at(agent["version"])
+                    ctx,
+                    agent["name"],
+                    _other(agent, self.projects),
+                    session,
+                    Precondition.at(agent["version"]),
                 )
                 agent["version"], agent["project"] = outcome.value.version, outcome.value.project
                 return outcome
             if command == "append":
                 i = next(counter)
                 entry = NewEntry(message=f"step {i}", session_id=session, metadata={"i": i})
-                return rt.entries.append(ctx, PROJECTS[0], entry)
+                return rt.entries.append(ctx, self.projects[0], entry)
             if command == "claim_next":
                 outcome = rt.work_items.claim_next(ctx, session, project=project)
                 if outcome is None:
@@ -232,41 +239,66 @@ class InProcess:
 
 class InProcessRunnersApart(InProcess):
     """The application layer called directly, the runners in one `agentledger projections
-    run` process beside it (as for the HTTP competitor): what a command costs its caller when
-    the projections' work is not done in the caller's interpreter. At 1 and 16 clients; lag
-    and rebuild rates are measured with the runners in process."""
+    run` process beside it: what a command costs its caller when the projections' work is not
+    done in the caller's interpreter. At 1 and 16 clients; lag and rebuild rates are measured
+    with the runners in process. Beside the HTTP competitor it writes to that competitor's
+    schema, whose projections process then runs its read models too (a second process with
+    fourteen runner locks and its pools would not fit in PostgreSQL's default 100
+    connections beside the others); alone it starts its own."""
 
     name = "agentledger-inproc-apart"
+    projects = APART_PROJECTS
     concurrencies = (1, 16)
     watches_lag = False
 
-    def __init__(self, database_url: str) -> None:
+    def __init__(self, database_url: str, beside: Http | None = None) -> None:
         super().__init__(database_url)
+        self._beside = beside
         self._stack = ExitStack()
+        if beside is not None and beside.projections_process:
+            self.schema = beside.schema
 
     def open(self) -> None:
         settings = self.settings()
         self.rt = build_runtime(settings)
-        env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-        env |= {"DATABASE_URL": self.url, "AGENTLEDGER_POSTGRES_SCHEMA": self.schema}
-        env |= {f"AGENTLEDGER_{k.upper()}": str(v) for k, v in POOL.items()}
-        locks = [runner_lock(settings, runner.name) for runner in self.rt.runners.all()]
-        held = [lock.key for lock in locks if isinstance(lock, AdvisoryLock)]
-        self._stack.enter_context(projections_running(env, held, self.url))
+        if self.schema != getattr(self._beside, "schema", None):
+            env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+            env |= {"DATABASE_URL": self.url, "AGENTLEDGER_POSTGRES_SCHEMA": self.schema}
+            env |= {f"AGENTLEDGER_{k.upper()}": str(v) for k, v in POOL.items()}
+            locks = [runner_lock(settings, runner.name) for runner in self.rt.runners.all()]
+            held = [lock.key for lock in locks if isinstance(lock, AdvisoryLock)]
+            self._stack.enter_context(projections_running(env, held, self.url))
         self.lag = LagLog("", dict)  # not measured here
-        self.setup = _Setup(self.rt)
-        for project in PROJECTS:
+        self.setup = _Setup(self.rt, "apart-claims")
+        for project in self.projects:
             self.rt.projects.create(self.setup.boss, project)
         self.agents = []
+
+    def _agent(self, index: int) -> dict[str, Any]:
+        # Its own agents and projects: the HTTP competitor's share the schema.
+        name = f"apart{index}"
+        ctx = self.setup.context(f"agent:{name}", "agent")
+        session = self.rt.sessions.start(ctx, ttl_seconds=600).value.id
+        first = self.projects[0]
+        selected = self.rt.selections.select(ctx, name, first, session, Precondition.absent())
+        return {
+            "name": name,
+            "ctx": ctx,
+            "session": session,
+            "version": selected.value.version,
+            "project": first,
+        }
 
     def after_commands(self, args: Any) -> dict[str, Any]:
         return {}
 
     def close(self) -> None:
         try:
+            self.rt.close()
             self._stack.close()
         finally:
-            super().close()
+            if self.schema != getattr(self._beside, "schema", None):
+                self.discard_store()
 
 
 class Embedded(InProcess):
@@ -565,9 +597,9 @@ class Http:
             _drop_schema(self.url, self.schema)
 
 
-def _other(agent: dict[str, Any]) -> str:
+def _other(agent: dict[str, Any], projects: tuple[str, str] = PROJECTS) -> str:
     """The project a switch moves the agent to: always a change, so always written."""
-    return PROJECTS[1] if agent["project"] == PROJECTS[0] else PROJECTS[0]
+    return projects[1] if agent["project"] == projects[0] else projects[0]
 
 
 def _ok(response: Reply) -> Any:

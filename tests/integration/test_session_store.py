@@ -6,6 +6,7 @@ from datetime import timedelta
 from uuid import UUID
 
 import pytest
+from eventsourcing.application import project_aggregate
 
 from agentledger.application.clock import ManualClock
 from agentledger.application.context import RequestContext
@@ -218,7 +219,14 @@ def test_long_sessions_load_from_snapshots(runtime: Runtime, clock: ManualClock,
         runtime.sessions.heartbeat(alice, sid)
     runtime.sessions.update_metadata(alice, sid, {"phase": "late"})
     assert runtime.ledger.snapshots is not None
-    assert [s.originator_version for s in runtime.ledger.snapshots.get(sid)] == [20, 40]
+    snapshots = list(runtime.ledger.snapshots.get(sid))
+    assert [s.originator_version for s in snapshots] == [20, 40]
+    # Taken from the session just saved: the state a replay of its events reaches.
+    for snapshot in snapshots:
+        replayed = project_aggregate(
+            None, runtime.ledger.events.get(sid, lte=snapshot.originator_version)
+        )
+        assert vars(snapshot.mutate(None)) == vars(replayed)
     session = runtime.ledger.repository.get(sid)  # snapshot at 40 plus 7 events
     assert (session.version, session.status.value, session.metadata) == (
         47,
