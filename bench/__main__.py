@@ -208,6 +208,9 @@ def main() -> None:
 
         print("cpu per command:", flush=True)
         results.update(cpu.measure(args.database_url, 1.0 if args.quick else 2.0))
+        results.update(
+            cpu.measure_http(args.database_url, 1.0 if args.quick else 2.0, args.http_workers)
+        )
         sections["profile"] = round(time.perf_counter() - began, 1)
     if wants(args, "growth"):
         from bench import growth

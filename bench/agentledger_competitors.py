@@ -50,6 +50,10 @@ APART_PROJECTS = ("apart-a", "apart-b")
 # fourteen runners, each holding a lock connection in the processes that run them, an overflow
 # of 10 no longer did).
 POOL = {"pool_size": 2, "pool_max_overflow": 6}
+# The in-process competitor with its runners apart is one more process on the server, its
+# pooled connections kept between cells: smaller pools keep a full run (64 clients) within
+# the server's 100 connections. At 16 clients its commands share 4 connections per pool.
+APART_POOL = {"pool_size": 1, "pool_max_overflow": 3}
 CONSISTENT_WITH = "AgentLedger-Consistent-With"
 POSITION = "AgentLedger-Position"
 # Which read model shows each command's effect (for the lag measurement).
@@ -101,6 +105,7 @@ class _Setup:
 class InProcess:
     name = "agentledger-inproc"
     projects = PROJECTS
+    pool = POOL
     # The lag watcher polls every ~0.5 ms from a thread of the measured process: only where
     # its figures are reported.
     watches_lag = True
@@ -110,7 +115,7 @@ class InProcess:
         self.schema = throwaway_schema("al")
 
     def settings(self) -> Settings:
-        return Settings(database_url=self.url, postgres_schema=self.schema, **POOL)
+        return Settings(database_url=self.url, postgres_schema=self.schema, **self.pool)
 
     def open(self) -> None:
         self.rt = build_runtime(self.settings())
@@ -253,6 +258,7 @@ class InProcessRunnersApart(InProcess):
 
     def __init__(self, database_url: str, beside: Http | None = None) -> None:
         super().__init__(database_url)
+        self.pool = APART_POOL
         self._beside = beside
         self._stack = ExitStack()
         if beside is not None and beside.projections_process:

@@ -1,11 +1,15 @@
 """Where a command's CPU goes across the machine: `python -m bench.cpu`.
 
-One client runs each command for a few seconds in process, the runners (projections,
+In process: one client runs each command for a few seconds, the runners (projections,
 policies) in one `agentledger projections run` process beside it, as they run under load. The
 CPU time (user + system, from /proc) that the caller's process, the projections process and
 PostgreSQL's server processes spent meanwhile, divided by the commands run, says what each
-command costs the machine; the floor's `INSERT` + `COMMIT` is measured the same way. Where
-every core is busy (over HTTP at 16 clients on this VM), throughput is this cost's inverse.
+command costs the machine; the floor's `INSERT` + `COMMIT` is measured the same way.
+
+Over HTTP: 16 clients of the bench's load generator against `agentledger serve` (its workers,
+a projections process beside it) and against the http-floor competitor, the same accounting
+with the load generator and the server processes apart. Where every core is busy (at 16
+clients on this VM), throughput is the inverse of this cost.
 
 `make bench` runs it with the profile (`--only profile`); docs/performance.md shows its table.
 Linux only (it reads /proc); elsewhere it reports nothing.
@@ -159,12 +163,85 @@ def measure(database_url: str, seconds: float) -> dict[str, Any]:
     return {"cpu": {"seconds": seconds, "rows": rows}}
 
 
+def _descendants(root: int) -> dict[int, str]:
+    """Every process below `root`, with its command line."""
+    children: dict[int, list[int]] = {}
+    commands: dict[int, str] = {}
+    for entry in PROC.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        children.setdefault(parent, []).append(int(entry.name))
+        commands[int(entry.name)] = command
+    found, pending = {}, list(children.get(root, []))
+    while pending:
+        pid = pending.pop()
+        found[pid] = commands.get(pid, "")
+        pending += children.get(pid, [])
+    return found
+
+
+def _by_role() -> dict[str, float]:
+    """CPU so far of the load generator (this process), the HTTP server's processes, the
+    projections process and PostgreSQL."""
+    roles = {"generator": _cpu_seconds(os.getpid()), "server": 0.0, "projections": 0.0}
+    for pid, command in _descendants(os.getpid()).items():
+        role = "projections" if "projections run" in command else "server"
+        roles[role] += _cpu_seconds(pid)
+    roles["postgres"] = sum(_postgres_cpu().values())
+    return roles
+
+
+def _http_row(competitor: Any, command: str, seconds: float) -> dict[str, Any]:
+    from bench.core import run_cell
+
+    operations = competitor.prepare(command, 16, 0)
+    run_cell(operations, command, 0.3)  # warm
+    before = _by_role()
+    cell = run_cell(operations, command, seconds)
+    after = _by_role()
+    per = 1000 / max(cell.ops, 1)
+    spent = {role: (after[role] - before[role]) * per for role in after}
+    return {
+        "competitor": competitor.name,
+        "command": command,
+        "per_second": round(cell.ops / cell.seconds) if cell.seconds else 0,
+        **{f"{role}_ms": round(ms, 3) for role, ms in spent.items()},
+        "total_ms": round(sum(spent.values()), 3),
+    }
+
+
+def measure_http(database_url: str, seconds: float, workers: int) -> dict[str, Any]:
+    """16 HTTP clients per command against `serve` and the http-floor, CPU by process."""
+    if not (PROC / "self" / "stat").exists():
+        return {}
+    from bench.agentledger_competitors import Http
+    from bench.http_floor import HttpFloor
+
+    rows = []
+    for competitor in (HttpFloor(database_url, workers, POOL), Http(database_url, workers)):
+        competitor.open()
+        try:
+            for command in ("append", "switch", "heartbeat"):
+                rows.append(_http_row(competitor, command, seconds))
+                print(f"  {rows[-1]}", flush=True)
+        finally:
+            competitor.close()
+    return {"cpu_http": {"seconds": seconds, "clients": 16, "workers": workers, "rows": rows}}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--database-url", default=DEFAULT_URL)
     parser.add_argument("--seconds", type=float, default=3.0, help="per command")
+    parser.add_argument("--http-workers", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args()
     measure(args.database_url, args.seconds)
+    measure_http(args.database_url, args.seconds, args.http_workers)
 
 
 if __name__ == "__main__":

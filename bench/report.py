@@ -437,6 +437,7 @@ def write_doc(results: dict[str, Any], json_path: Path, path: Path = DOC) -> Non
     parts += findings_section(results)
     parts += profile_table(results)
     parts += cpu_table(results)
+    parts += cpu_http_table(results)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(parts))
 
@@ -649,6 +650,51 @@ def cpu_table(results: dict[str, Any]) -> list[str]:
         "PostgreSQL's server processes spent, per command. `floor` is one `INSERT` of an "
         "event-shaped row and its `COMMIT` from the caller's process. On this 2-core VM, "
         "under load, throughput is the inverse of this cost.",
+        "",
+        _table(header, lines, True),
+        "",
+    ]
+
+
+def cpu_http_table(results: dict[str, Any]) -> list[str]:
+    """What a command over HTTP costs the machine, against the http-floor's request."""
+    cpu = results.get("cpu_http")
+    if not cpu:
+        return []
+    header = [
+        "competitor",
+        "command",
+        "requests/s",
+        "load generator ms",
+        "server processes ms",
+        "projections process ms",
+        "PostgreSQL ms",
+        "CPU ms in all",
+        "x the http-floor's CPU",
+    ]
+    floors = {r["command"]: r for r in cpu["rows"] if r["competitor"] == "http-floor"}
+    lines = []
+    for row in cpu["rows"]:
+        floor = floors.get(row["command"])
+        ratio = row["total_ms"] / floor["total_ms"] if floor and floor["total_ms"] else None
+        lines.append(
+            [
+                row["competitor"],
+                row["command"],
+                f"{row['per_second']:,}",
+                _fmt(row["generator_ms"]),
+                _fmt(row["server_ms"]),
+                _fmt(row["projections_ms"]) if row["projections_ms"] else "-",
+                _fmt(row["postgres_ms"]),
+                _fmt(row["total_ms"]),
+                f"{ratio:.1f}" if ratio is not None else "-",
+            ]
+        )
+    return [
+        f"Over HTTP, the same accounting at {cpu['clients']} clients for "
+        f"{cpu['seconds']:.0f} s per command, `serve --workers {cpu['workers']}` with a "
+        "projections process beside it, and the http-floor competitor on the same stack: "
+        "CPU per request by process.",
         "",
         _table(header, lines, True),
         "",
