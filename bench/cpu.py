@@ -61,18 +61,12 @@ def _postgres_cpu() -> dict[int, float]:
     return found
 
 
-def _child_named(parent: int, words: str) -> int:
-    for entry in PROC.iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        if int(stat[1]) == parent and words in command:
-            return int(entry.name)
-    raise LookupError(f"no child process running {words!r}")
+def _process_running(words: str) -> int:
+    """The process below this one whose command line holds `words`."""
+    found = [pid for pid, command in _descendants(os.getpid()).items() if words in command]
+    if not found:
+        raise LookupError(f"no child process running {words!r}")
+    return found[0]
 
 
 def _run_for(seconds: float, command: Callable[[], object]) -> tuple[int, float]:
@@ -140,7 +134,7 @@ def measure(database_url: str, seconds: float) -> dict[str, Any]:
         locks = [runner_lock(settings, runner.name) for runner in rt.runners.all()]
         held = [lock.key for lock in locks if isinstance(lock, AdvisoryLock)]
         with projections_running(env, held, database_url):
-            projections = _child_named(os.getpid(), "projections run")
+            projections = _process_running("projections run")
             setup = _Setup(rt)
             for project in PROJECTS:
                 rt.projects.create(setup.boss, project)

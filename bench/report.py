@@ -609,6 +609,13 @@ def profile_table(results: dict[str, Any]) -> list[str]:
     ]
 
 
+def _cpu_times(row: dict[str, Any], floor: dict[str, Any] | None) -> str:
+    """A row's CPU per command as a multiple of its floor's."""
+    if not floor or not floor["total_ms"]:
+        return "-"
+    return f"{row['total_ms'] / floor['total_ms']:.1f}"
+
+
 def cpu_table(results: dict[str, Any]) -> list[str]:
     """What a command costs the machine's CPU, as `bench/cpu.py` measured it in this run."""
     cpu = results.get("cpu")
@@ -628,7 +635,6 @@ def cpu_table(results: dict[str, Any]) -> list[str]:
     lines = []
     for row in cpu["rows"]:
         projections = row["projections_ms"]
-        ratio = row["total_ms"] / floor["total_ms"] if floor and floor["total_ms"] else None
         lines.append(
             [
                 row["command"],
@@ -638,7 +644,7 @@ def cpu_table(results: dict[str, Any]) -> list[str]:
                 _fmt(projections) if projections is not None else "-",
                 _fmt(row["postgres_ms"]),
                 _fmt(row["total_ms"]),
-                f"{ratio:.1f}" if ratio is not None else "-",
+                _cpu_times(row, floor),
             ]
         )
     return [
@@ -676,7 +682,6 @@ def cpu_http_table(results: dict[str, Any]) -> list[str]:
     lines = []
     for row in cpu["rows"]:
         floor = floors.get(row["command"])
-        ratio = row["total_ms"] / floor["total_ms"] if floor and floor["total_ms"] else None
         lines.append(
             [
                 row["competitor"],
@@ -687,7 +692,7 @@ def cpu_http_table(results: dict[str, Any]) -> list[str]:
                 _fmt(row["projections_ms"]) if row["projections_ms"] else "-",
                 _fmt(row["postgres_ms"]),
                 _fmt(row["total_ms"]),
-                f"{ratio:.1f}" if ratio is not None else "-",
+                _cpu_times(row, floor),
             ]
         )
     return [

@@ -29,6 +29,7 @@ from agentledger.application.ledger import Ledger
 from agentledger.infrastructure.idempotency import (
     PostgresIdempotentRecorder,
     SQLiteIdempotentRecorder,
+    render_statements,
 )
 from agentledger.infrastructure.readmodels.base import ReadModel
 from agentledger.infrastructure.readmodels.stores import (
@@ -181,6 +182,7 @@ class ReadModelStores:
         recorder = PostgresTrackingRecorder(
             self._postgres, tracking_table_name=f"{read_model.name}_tracking"
         )
+        render_statements(recorder)
         return PostgresReadModelStore(recorder, read_model.name, read_model.tables)
 
     def _on_sqlite(self, read_model: type[ReadModel]) -> ReadModelStore:

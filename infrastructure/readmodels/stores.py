@@ -179,18 +179,11 @@ class ReadModelStore(ABC):
     def begin_snapshot(self, cursor: Any) -> None:
         """Make the caller's (new) transaction read one snapshot throughout."""
 
-    @cached_property
-    def _insert_tracking(self) -> str:
-        # The library's statement, composed once: psycopg composes an `sql.Composed` again at
-        # every execution (a fifth of a live runner's time per batch went there).
-        statement = self._recorder.insert_tracking_statement
-        return statement if isinstance(statement, str) else statement.as_string()
-
     def record_position(self, cursor: Any, position: int) -> None:
         """Record the position in the caller's transaction. The library's single-row tracking
         statement only moves forward: no row back means the store is already past `position`
         (another runner got there), and the batch must roll back."""
-        cursor.execute(self._insert_tracking, self._row(position))
+        cursor.execute(self._recorder.insert_tracking_statement, self._row(position))
         if cursor.fetchone() is None:
             raise IntegrityError(f"Failed to record tracking for {self.name} at {position}")
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 from uuid import uuid4
 
@@ -145,8 +147,12 @@ def test_tracking_advances_over_events_the_projection_ignores(runtime: Runtime) 
     assert runtime.consistency.wait(view, after) >= after
 
 
-def test_postgres_runners_wake_on_other_processes_commits(postgres_url: str, tmp_path: Any) -> None:
-    """On PostgreSQL a commit anywhere wakes the runner (LISTEN), not its next poll."""
+@contextmanager
+def two_slow_polling_runtimes(
+    postgres_url: str, tmp_path: Any
+) -> Iterator[tuple[Runtime, Runtime]]:
+    """Two runtimes on a fresh PostgreSQL schema whose runners poll every 30 s: within a
+    test, only a commit's nudge or NOTIFY wakes them."""
     schema = f"t_wake_{time.time_ns()}"
     slow_poll = Settings(
         database_url=postgres_url,
@@ -154,9 +160,20 @@ def test_postgres_runners_wake_on_other_processes_commits(postgres_url: str, tmp
         projection_poll_seconds=30.0,
         data_dir=tmp_path,
     )
-    runner_side = build_runtime(slow_poll)
-    writer_side = build_runtime(slow_poll)  # never runs projections: it only writes
+    first, second = build_runtime(slow_poll), build_runtime(slow_poll)
     try:
+        yield first, second
+    finally:
+        second.close()
+        first.close()
+        with psycopg.connect(postgres_url, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def test_postgres_runners_wake_on_other_processes_commits(postgres_url: str, tmp_path: Any) -> None:
+    """On PostgreSQL a commit anywhere wakes the runner (LISTEN), not its next poll."""
+    # The writer never runs projections: it only writes.
+    with two_slow_polling_runtimes(postgres_url, tmp_path) as (runner_side, writer_side):
         runner_side.start_runners()
         wait_until(lambda: all(s.state == "running" for s in runner_side.runners.statuses()))
         assert runner_side.listener is not None
@@ -169,11 +186,6 @@ def test_postgres_runners_wake_on_other_processes_commits(postgres_url: str, tmp
         writer_side.consistency.timeout = 5
         assert writer_side.sessions.get(outcome.value.id, consistent_with=outcome.position).value
         assert time.monotonic() - started < 2.0
-    finally:
-        writer_side.close()
-        runner_side.close()
-        with psycopg.connect(postgres_url, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
 def test_a_commit_wakes_every_runner_once_and_they_share_one_read(
@@ -183,16 +195,7 @@ def test_a_commit_wakes_every_runner_once_and_they_share_one_read(
     confirms nothing more is new included (a reader's own tick made each send its own), and
     the commit's NOTIFY, signed by this process, does not wake them again; another process's
     commit still does."""
-    schema = f"t_share_{time.time_ns()}"
-    slow_poll = Settings(
-        database_url=postgres_url,
-        postgres_schema=schema,
-        projection_poll_seconds=30.0,
-        data_dir=tmp_path,
-    )
-    rt = build_runtime(slow_poll)
-    other = build_runtime(slow_poll)
-    try:
+    with two_slow_polling_runtimes(postgres_url, tmp_path) as (rt, other):
         alice, bob = agent_context(rt, "alice"), agent_context(other, "bob")  # tokens: commits
         rt.start_runners()
         assert rt.listener is not None and rt.listener.listening.wait(10)
@@ -216,11 +219,6 @@ def test_a_commit_wakes_every_runner_once_and_they_share_one_read(
         elsewhere = other.sessions.start(bob)
         wait_until(lambda: all(r.progress() == elsewhere.position for r in rt.runners.all()))
         assert len(reads) >= 2
-    finally:
-        other.close()
-        rt.close()
-        with psycopg.connect(postgres_url, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
 def test_runners_polling_together_share_a_read_that_finds_an_unannounced_commit(
