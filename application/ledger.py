@@ -58,8 +58,9 @@ class ReadsSeveralAggregates(Protocol):
     def select_events_after(self, after: Sequence[tuple[UUID, int]]) -> list[StoredEvent]: ...
 
 
-# Told the log position after each commit made through this ledger.
-CommitCallback = Callable[[int], None]
+# Told the log position after each commit made through this ledger, and the stored topics of
+# the events it wrote.
+CommitCallback = Callable[[int, frozenset[str]], None]
 
 
 class Ledger(Application[UUID]):
@@ -76,15 +77,17 @@ class Ledger(Application[UUID]):
         self._commit_callbacks: list[CommitCallback] = []
 
     def on_commit(self, callback: CommitCallback) -> None:
-        """Be told the position after each commit through this ledger, whoever made it (a
-        command, a batch of them, a loader): lets in-process runners wake at once."""
+        """Be told the position and topics of each commit through this ledger, whoever made it
+        (a command, a batch of them, a loader): lets the in-process runners that follow what
+        it wrote wake at once."""
         self._commit_callbacks.append(callback)
 
     def _notify(self, recordings: list[Any]) -> None:
         if recordings:
             position = max(r.notification.id for r in recordings)
+            topics = frozenset(r.notification.topic for r in recordings)
             for callback in self._commit_callbacks:
-                callback(position)
+                callback(position, topics)
 
     def construct_env(self, name: str, env: EnvType | None = None) -> Environment:
         """Configuration comes only from what the caller passes (built from the one settings

@@ -16,9 +16,10 @@ from eventsourcing.postgres import PostgresProcessRecorder
 from eventsourcing.sqlite import SQLiteCursor, SQLiteProcessRecorder
 from psycopg import Cursor
 from psycopg.rows import DictRow
-from psycopg.sql import SQL, Composed, Identifier, Literal
+from psycopg.sql import SQL, Composed, Identifier
 
 from agentledger.application.idempotency import Completion, StoredKey
+from agentledger.infrastructure.wakeups import commit_payload
 
 TABLE = "agentledger_idempotency"
 _COLUMNS = (
@@ -42,6 +43,8 @@ _FOUND = (
     "SELECT fingerprint, state, in_flight_until, outcome, event_id, event_version, position, "
     "response FROM {t} WHERE scope = {p}"
 )
+# NOTIFY with its payload as a parameter: it names the commit's topics.
+_NOTIFY = "SELECT pg_notify(%s, %s)"
 _COMPLETE = (
     "UPDATE {t} SET state = 'done', outcome = {p}, event_id = {p}, event_version = {p}, "
     "position = {p} WHERE scope = {p} AND token = {p} AND state = 'in_flight'"
@@ -107,7 +110,7 @@ class PostgresIdempotentRecorder(PostgresProcessRecorder):
         self._events = SQL("{}.{}").format(
             Identifier(self.datastore.schema), Identifier(self.events_table_name)
         )
-        self._notify: str | None = None  # the library's unsigned NOTIFY until signed
+        self._origin: str | None = None  # the library's unsigned NOTIFY until signed
 
     def _sql(self, template: str) -> Any:
         return SQL(template.replace("{p}", "%s")).format(t=self._table)
@@ -116,29 +119,34 @@ class PostgresIdempotentRecorder(PostgresProcessRecorder):
         super().create_table()
         render_statements(self)
 
-    def sign_notifications(self, payload: str) -> None:
-        """Every commit's NOTIFY carries `payload` from now on (what this process's listener
-        recognises as a commit it was told of already, without the round trip)."""
-        notify = SQL("NOTIFY {0}, {1}").format(Identifier(self.channel_name), Literal(payload))
-        self._notify = notify.as_string()
+    def sign_notifications(self, origin: str) -> None:
+        """Every commit's NOTIFY names `origin` from now on (what this process's listener
+        recognises as a commit it was told of already, without the round trip), and the
+        topics of the events it wrote (`commit_payload`)."""
+        self._origin = origin
 
     def _notify_channel(self, curs: Cursor[DictRow]) -> None:
-        if self._notify is None:
+        if self._origin is None:
             super()._notify_channel(curs)
-        else:
-            curs.execute(self._notify)
+        # Signed, it is sent with the events' topics, which this call is not given.
 
     def _insert_stored_events(
         self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> None:
         super()._insert_stored_events(curs, stored_events, **kwargs)
         completions: list[Completion] = kwargs.get("idempotency") or []
-        if not completions:
+        if self._origin is None and not completions:
             return
         # After the events, on a cursor of its own (the insert's cursor holds the ids the
         # library fetches next). In pipeline mode a row count is not known here, so a lost
         # claim fails the statement itself (division by zero), and with it the transaction.
+        # Never prepared: behind an insert that fails (a conflict), the pipeline skips a
+        # statement's PREPARE too, and psycopg, counting it prepared, would name a prepared
+        # statement the server does not have at its next use.
         with curs.connection.cursor() as own:
+            if self._origin is not None:
+                payload = commit_payload(self._origin, (e.topic for e in stored_events))
+                own.execute(_NOTIFY, (self.channel_name, payload), prepare=False)
             for completion in completions:
                 own.execute(
                     SQL(
@@ -146,6 +154,7 @@ class PostgresIdempotentRecorder(PostgresProcessRecorder):
                         "SELECT 1 / (SELECT count(*) FROM done)"
                     ).format(t=self._table),
                     _completion_params(completion),
+                    prepare=False,
                 )
 
     def select_events_after(self, after: Sequence[tuple[UUID, int]]) -> list[StoredEvent]:

@@ -11,7 +11,7 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,7 +38,7 @@ def covered(after: int, positions: Sequence[int], full: bool, head: int | None) 
 
 
 @dataclass(frozen=True)
-class _Read:
+class Read:
     taken: int  # the tail's generation when the query was sent
     after: int
     last: int  # the newest position it covers: all it holds, and nothing else, up to there
@@ -60,6 +60,11 @@ class _Read:
             return False
         return after < self.last or (self.taken >= fresh_since and not self.full)
 
+    def topics_after(self, position: int) -> frozenset[str]:
+        """The stored topics of the events it holds past `position`."""
+        start = bisect.bisect_right(self.positions, position)
+        return frozenset(stored.topic for stored in self.stored[start:])
+
     def followed(self, start: int, topics: frozenset[str] | None, decode: Any) -> Followed:
         positions, events = [], []
         for index in range(start, len(self.positions)):
@@ -72,6 +77,10 @@ class _Read:
             positions.append(self.positions[index])
             events.append(event)
         return Followed(self.last, positions, events)
+
+
+# Told of each read shared by the runners level at the head of the log.
+ReadCallback = Callable[[Read], None]
 
 
 @dataclass(frozen=True)
@@ -111,12 +120,18 @@ class LogTail:
         self._lock = threading.Lock()
         # The last few reads, newest first: a runner a few batches behind the others (one
         # with more to write per event) still finds its next batch here.
-        self._reads: deque[_Read] = deque(maxlen=KEPT_READS)
+        self._reads: deque[Read] = deque(maxlen=KEPT_READS)
         self._furthest = 0  # the furthest position a shared read reached
+        self._read_callbacks: list[ReadCallback] = []
 
     @property
     def ledger(self) -> Ledger:
         return self._ledger
+
+    def on_read(self, callback: ReadCallback) -> None:
+        """Be told of each read shared by the runners level at the head of the log: everything
+        the log holds between its ends, so what it does not hold concerns no one."""
+        self._read_callbacks.append(callback)
 
     def nudged(self) -> None:
         """A commit was made: the reads sent from now on are of a new generation."""
@@ -158,30 +173,35 @@ class LogTail:
         found = self._read(after, fresh_since, None)
         return found.stored[bisect.bisect_right(found.positions, after) :]
 
-    def _read(self, after: int, fresh_since: int, topics: frozenset[str] | None) -> _Read:
+    def _read(self, after: int, fresh_since: int, topics: frozenset[str] | None) -> Read:
         with self._lock:
             found = next((r for r in self._reads if r.serves(after, fresh_since)), None)
             if found is not None:
                 return found
+            shared = None
             if after >= self._furthest - self._batch_size:  # level with the others
-                found = self._query(after, (), None)
-                self._reads.appendleft(found)
-                self._furthest = max(self._furthest, found.last)
-                return found
-        return self._alone(after, topics)
+                shared = self._query(after, (), None)
+                self._reads.appendleft(shared)
+                self._furthest = max(self._furthest, shared.last)
+        if shared is None:
+            return self._alone(after, topics)
+        if shared.last > after:
+            for callback in self._read_callbacks:
+                callback(shared)
+        return shared
 
-    def _alone(self, after: int, topics: frozenset[str] | None) -> _Read:
+    def _alone(self, after: int, topics: frozenset[str] | None) -> Read:
         """A reader catching up: the events it follows, read for it alone. What the store
         held when the read was sent bounds it, so a short read covers up to there."""
         head = self._ledger.head_position()
         return self._query(after, topics or (), head)
 
-    def _query(self, after: int, topics: Collection[str], head: int | None) -> _Read:
+    def _query(self, after: int, topics: Collection[str], head: int | None) -> Read:
         taken = self._generation
         notifications = self._ledger.read_log(after, self._batch_size, topics, stop=head)
         positions = [n.id for n in notifications]
         full = len(notifications) == self._batch_size
-        return _Read(
+        return Read(
             taken,
             after,
             covered(after, positions, full, head),

@@ -61,3 +61,6 @@ class PolicyWorker:
     def settle(self, position: int) -> None:
         """Nothing to record: the position goes with each reaction and every
         POLICY_CHECKPOINT_EVERY events, and no reader waits on a policy's position."""
+
+    def passed_over(self, position: int) -> None:
+        """Nothing to record either: its runner's position is where it goes on from."""

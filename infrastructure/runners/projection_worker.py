@@ -80,6 +80,9 @@ class ProjectionWorker:
                 position = moved.position
             self._mark_recorded(position)
 
+    def passed_over(self, position: int) -> None:
+        self.read_model.passed(position)  # recorded at its next poll, as `step` would
+
     def reset(self) -> None:
         self.read_model.reset()
         self._recorded = 0

@@ -11,7 +11,7 @@ from agentledger.application.consistency import Consistency
 from agentledger.application.ledger import Ledger
 from agentledger.infrastructure.locks import RunnerLock
 from agentledger.infrastructure.readmodels.base import ProjectionFault
-from agentledger.infrastructure.runners.log_tail import LogTail
+from agentledger.infrastructure.runners.log_tail import LogTail, Read
 from agentledger.infrastructure.runners.registry import (
     RUNNER,
     RunnerRecord,
@@ -63,6 +63,8 @@ class Runner(Supervised, Generic[W]):
         self._registry = registry
         self._wake = threading.Event()
         self._idle = threading.Event()
+        self._passing = threading.Lock()  # between a pass over it and its own moves
+        self._following = False  # its loop runs: `_progress` is where it is
         self._progress: int | None = None
         self.faulted_at: int | None = None
 
@@ -83,6 +85,25 @@ class Runner(Supervised, Generic[W]):
 
     def nudge(self, _position: int | None = None) -> None:
         self._wake.set()
+
+    def follows_any(self, topics: frozenset[str] | None) -> bool:
+        """Whether events of `topics` (None: not known) may concern its worker."""
+        followed = self.worker.topics
+        return topics is None or followed is None or not followed.isdisjoint(topics)
+
+    def passed_over(self, read: Read) -> None:
+        """A read shared by the runners level at the head: if this one is following the log
+        from a position within it and nothing it follows lies beyond that position there, it
+        is at the read's end without waking (readers in this process waiting on its read model
+        see it there at once, not at its next poll)."""
+        with self._passing:
+            at = self._progress
+            if not self._following or at is None or not read.after <= at < read.last:
+                return
+            if self.follows_any(read.topics_after(at)):
+                return
+            self.worker.passed_over(read.last)
+            self._progress = read.last
 
     def waiting(self) -> bool:
         """Running here, with nothing left to do: asleep until a commit wakes it or its next
@@ -181,8 +202,16 @@ class Runner(Supervised, Generic[W]):
             self._set_state("running")
 
     def _loop(self) -> None:
-        position = self.worker.position()
-        self._progress = position
+        with self._passing:
+            position = self._progress = self.worker.position()
+            self._following = True
+        try:
+            self._follow(position)
+        finally:
+            with self._passing:
+                self._following = False
+
+    def _follow(self, position: int) -> None:
         verified = time.monotonic()
         self._wake.clear()
         fresh_since = self._tail.mark()
@@ -203,7 +232,8 @@ class Runner(Supervised, Generic[W]):
                 # A poll has no nudge behind it (another process's commit while the listener
                 # is down): it needs a read sent since the poll came due.
                 fresh_since = self._tail.woken() if woken else self._tail.polled(self._poll_seconds)
-            position = self._progress = new_position
+            with self._passing:  # passed over meanwhile: nothing it follows lies before there
+                position = self._progress = max(new_position, self._progress or 0)
         # Stopping: record the position reached past ignored events, so readers waiting on
         # this read model after the runner stops are not left short of it.
         self.worker.settle(position)

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from agentledger.application.ledger import Ledger
-from agentledger.infrastructure.runners.log_tail import LogTail
+from agentledger.infrastructure.runners.log_tail import LogTail, Read
 from agentledger.infrastructure.runners.policy_worker import PolicyWorker
 from agentledger.infrastructure.runners.projection_runner import ProjectionRunner
 from agentledger.infrastructure.runners.registry import (
@@ -39,6 +39,7 @@ class RunnerSet:
         # Kept apart from the projections: the seal is never rebuilt (see readmodels/seal.py).
         self.seal = seal
         self.registry = registry
+        tail.on_read(self._passed_over)
 
     def all(self) -> list[Runner[Any]]:
         sealing = [self.seal] if self.seal is not None else []
@@ -54,10 +55,19 @@ class RunnerSet:
         if self.registry is not None:
             self.registry.close()  # their last states stored before the store is closed
 
-    def nudge(self, position: int | None = None) -> None:
+    def nudge(self, position: int | None = None, topics: frozenset[str] | None = None) -> None:
+        """A commit was made (at `position`, of events of `topics`; None: not known): wake the
+        runners that follow any of them. The others sleep on; the read the woken ones share
+        passes them over (`_passed_over`). Waking all fourteen for each commit cost the
+        projections process a third of its CPU."""
         self._tail.nudged()  # before any runner wakes: they share this generation's reads
         for runner in self.all():
-            runner.nudge(position)
+            if runner.follows_any(topics):
+                runner.nudge(position)
+
+    def _passed_over(self, read: Read) -> None:
+        for runner in self.all():
+            runner.passed_over(read)
 
     def statuses(self) -> list[RunnerStatus]:
         """Each runner's status: this process's own where it runs the runner, else what the

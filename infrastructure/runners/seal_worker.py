@@ -11,6 +11,7 @@ from agentledger.infrastructure.runners.log_tail import LogTail
 
 class SealWorker:
     kind = "projection"  # of the log into its hash chain
+    topics = None  # it links every event
 
     def __init__(
         self, tail: LogTail, tables: SealTables, clock: Clock, checkpoint_every: int
@@ -47,6 +48,9 @@ class SealWorker:
 
     def settle(self, position: int) -> None:
         """Nothing to record: the seal's position moves only with the links it writes."""
+
+    def passed_over(self, position: int) -> None:
+        """Never: it follows every event."""
 
     def _sealed_head(self) -> tuple[int, str, int]:
         if self._head is None:

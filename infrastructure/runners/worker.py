@@ -9,6 +9,14 @@ class Worker(Protocol):
     name: str  # its runner's and its lock's name
     kind: str  # "projection" or "policy", as /readyz shows it
 
+    @property
+    def topics(self) -> frozenset[str] | None:
+        """The stored topics of the events it follows (None: every event)."""
+
+    def passed_over(self, position: int) -> None:
+        """Asleep, it was passed over up to `position`: nothing it follows lies between where
+        it stood and there (a commit it does not follow did not wake it)."""
+
     def position(self) -> int:
         """The position recorded in the store: where a runner starting here resumes."""
 

@@ -221,6 +221,40 @@ def test_a_commit_wakes_every_runner_once_and_they_share_one_read(
         assert len(reads) >= 2
 
 
+def test_a_commit_wakes_only_the_runners_that_follow_what_it_wrote(
+    postgres_url: str, tmp_path: Any
+) -> None:
+    """A session's start concerns neither approvals nor messages: their runners sleep through
+    it, in this process (the ledger's nudge) and in another (the NOTIFY names the topics),
+    and the read the woken runners share passes them over, so their read models are at the
+    commit at once, not at their next poll (30 s here)."""
+    with two_slow_polling_runtimes(postgres_url, tmp_path) as (rt, other):
+        alice, bob = agent_context(rt, "alice"), agent_context(other, "bob")
+        rt.start_runners()
+        assert rt.listener is not None and rt.listener.listening.wait(10)
+        wait_until(lambda: all(r.waiting() for r in rt.runners.all()))
+        steps: dict[str, int] = {}
+        for runner in rt.runners.all():
+            step = runner.worker.step
+
+            def counted(after: int, fresh: int, name: str = runner.name, step: Any = step) -> int:
+                steps[name] = steps.get(name, 0) + 1
+                return int(step(after, fresh))
+
+            runner.worker.step = counted  # type: ignore[method-assign]
+        asleep = [rt.runners.projections[name] for name in ("approvals_v1", "messages_v1")]
+        for writer, context in ((rt, alice), (other, bob)):
+            at = writer.sessions.start(context).position
+            wait_until(lambda at=at: all(r.progress() == at for r in rt.runners.all()))
+            for runner in asleep:
+                assert runner.worker.read_model.position() == at
+                assert runner.waiting()
+        assert steps.get("sessions_v3", 0) >= 2  # it follows a start: woken by both
+        assert all(runner.name not in steps for runner in asleep)
+        rt.runners.nudge()  # topics not known: every runner wakes
+        wait_until(lambda: all(runner.name in steps for runner in asleep))
+
+
 def test_runners_polling_together_share_a_read_that_finds_an_unannounced_commit(
     runtime: Runtime,
 ) -> None:
