@@ -738,8 +738,9 @@ def _cost_lines(results: dict[str, Any]) -> list[str]:
             f"projections process, {append['postgres_ms']:.2f} in PostgreSQL) against the "
             f"floor's {floor['total_ms']:.2f}; its wall time, {append['wall_ms']:.2f} ms, is "
             "that work on two cores. The projections' share is three read models written per "
-            "append (entries, timeline, seal), each a transaction of its own, and fourteen "
-            "runners woken: the price of exactly-once read models kept within milliseconds."
+            "append (entries, timeline, seal), each a transaction of its own with its tracking "
+            "position, and the runners that follow them woken: the price of exactly-once read "
+            "models kept within milliseconds."
         )
     return lines
 
@@ -783,9 +784,36 @@ def findings_section(results: dict[str, Any]) -> list[str]:
         "is this run's own. Before/after figures are runs minutes apart on this VM, whose "
         "absolute figures move 1.2-1.5x between runs.",
         "",
-        "This stop's levers, each measured by `bench/cpu.py`'s method (one client for 5 s, "
-        "the runners in a `projections run` process beside it, CPU from /proc) in runs minutes "
-        "apart:",
+        "This stop's lever, measured in runs minutes apart on a VM that ran everything 2-3x "
+        "slower than during the previous stop (the floor's CPU per INSERT 0.10 → 0.6 ms), "
+        "so the figures below are ratios and counts more than milliseconds:",
+        "",
+        "- **Every commit woke all fourteen runners, though most follow none of what it "
+        "wrote.** An append concerns three of them (entries, timeline, the seal), a switch "
+        "five; the others woke, found nothing they follow in the shared read, and slept "
+        "again, and a third of the projections process's interpreter time went on that. The "
+        "ledger's nudge now carries the commit's event topics, and so does its `NOTIFY` (the "
+        "payload names them), so a commit wakes only the runners that follow one of them. "
+        "The read the woken runners share moves the others past it while they follow the log "
+        "from a position within it (a test shows two read models at a commit neither was "
+        "woken for, in this process and from another, with their runners polling every "
+        "30 s), so readers waiting on any read model see the commit as before. Runner steps "
+        "per command, one command at a time, runners in the caller's process: 28.4 → 11.1 "
+        "(switch), 9.6 (append), 13.5 (claim-next), the rest being the followers' two steps "
+        "each and the others' polls. py-spy `--gil` on the projections process under one "
+        "appending client: the idle runners' share of its interpreter 36 → 19 %, its "
+        "interpreter time per append 2.33 → 1.96 ms; `bench/cpu.py` (6 s per command, four "
+        "alternating runs) put the projections process's CPU per append at 3.9-4.2 ms before "
+        "and 3.0-3.4 ms after; a switch's moved within this VM's noise (4.0-5.3 → 4.0-4.7 "
+        "ms), as did the commands' wall times and throughputs in and out of HTTP. The same "
+        "change found a latent fault: a statement sent after the insert in its pipeline (the "
+        "`NOTIFY`, an idempotency key's completion) was prepared by psycopg after five uses, "
+        "and when the insert failed (a conflict) the pipeline skipped the `PREPARE` while "
+        "psycopg counted it done, so the next command named a prepared statement the server "
+        "did not have; these statements are no longer prepared (four concurrency tests "
+        "caught it).",
+        "",
+        "Earlier in this issue:",
         "",
         "- **Fourteen runners woken by one commit sent eight reads of the log between them.** "
         "The shared tail answered a runner only from a read sent after the runner's own tick, "
@@ -812,9 +840,6 @@ def findings_section(results: dict[str, Any]) -> list[str]:
         "- **Runners in the caller's process, or beside it.** `agentledger-inproc-apart` is "
         "the application called in process with the runners in their own process, the layout "
         "recommended under load: the in-process targets are reported for both layouts.",
-        "",
-        "Earlier in this issue:",
-        "",
         "- **Round trips.** A switch loaded the selection, the session and the project one by "
         "one: each a query for events newer than the cached copy, and a commit (3.1 reads "
         "per switch, 2 per append, 8 per claim-next, beside one write transaction). A "
