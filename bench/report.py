@@ -333,6 +333,7 @@ def write_doc(results: dict[str, Any], json_path: Path, path: Path = DOC) -> Non
         f"mode `{'--quick' if a['quick'] else 'full'}`; {a['rounds']} rounds; "
         f"{a['duration']} s per cell; clients {', '.join(map(str, a['concurrencies']))}",
         *_sections_line(results),
+        *_yardsticks_line(results),
         f"- machine: {m.get('nproc')} CPUs, {m.get('memory', '?')} RAM, {m.get('uname')}; "
         f"Python {m.get('python')}; eventsourcing {m.get('eventsourcing', '?')}",
         f"- PostgreSQL {m.get('postgres_server_version')} on the same host "
@@ -717,7 +718,7 @@ def _cost_lines(results: dict[str, Any]) -> list[str]:
         if not ours or not floor:
             continue
         lines.append(
-            f"Over HTTP at 16 clients in this run a {command} cost the machine "
+            f"Over HTTP at 16 clients in this run {_article(command)} {command} cost the machine "
             f"{ours['total_ms']:.2f} ms of CPU ({ours['server_ms']:.2f} in the server "
             f"processes, {ours['projections_ms']:.2f} in the projections process, "
             f"{ours['postgres_ms']:.2f} in PostgreSQL, {ours['generator_ms']:.2f} in the load "
@@ -1003,6 +1004,31 @@ def findings_section(results: dict[str, Any]) -> list[str]:
         "",
         *[f"- {line}" for line in this_run],
         "",
+    ]
+
+
+def _article(word: str) -> str:
+    return "an" if word[0] in "aeiou" else "a"
+
+
+# An earlier full run's yardsticks, to say how fast the VM of this one ran: its figures move
+# with the VM, two to four times between sessions on this shared one.
+REFERENCE_RUN = {"file": "20261207T043156Z", "seconds": 450, "generator_16": 6405, "floor_ms": 0.10}
+
+
+def _yardsticks_line(results: dict[str, Any]) -> list[str]:
+    ceiling = {g["clients"]: g["per_second"] for g in results.get("generator", [])}
+    floor = [r for r in (results.get("cpu") or {}).get("rows", []) if r["command"] == "floor"]
+    if 16 not in ceiling or not floor:
+        return []
+    ref = REFERENCE_RUN
+    return [
+        f"- how fast this VM ran: the load generator alone reached {ceiling[16]:,.0f} "
+        f"requests/s against `/healthz` at 16 clients, and the floor's INSERT + COMMIT took "
+        f"{floor[0]['total_ms']:.2f} ms of CPU; in an earlier full run ({ref['file']}, "
+        f"{ref['seconds']} s) they were {ref['generator_16']:,} requests/s and "
+        f"{ref['floor_ms']:.2f} ms. Every figure here slows with the VM (and a full run "
+        "takes longer), so compare ratios within one run"
     ]
 
 
