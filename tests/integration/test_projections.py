@@ -255,6 +255,33 @@ def test_a_commit_wakes_only_the_runners_that_follow_what_it_wrote(
         wait_until(lambda: all(runner.name in steps for runner in asleep))
 
 
+def test_a_read_from_behind_a_sleeping_runner_passes_it_over_from_where_it_stands(
+    postgres_url: str, tmp_path: Any
+) -> None:
+    """The first runner to read after a commit may stand behind the others (it had more to
+    write): its read, shared, still moves a sleeping runner that stands within it past what
+    it does not follow, and leaves a runner that follows what lies beyond asleep where it is."""
+    with two_slow_polling_runtimes(postgres_url, tmp_path) as (rt, other):
+        rt.start_runners()
+        assert rt.listener is not None and rt.listener.listening.wait(10)
+        approvals, sessions = (
+            rt.runners.projections["approvals_v1"],
+            rt.runners.projections["sessions_v3"],
+        )
+        behind = rt.ledger.head_position()
+        first = other.sessions.start(agent_context(other, "bob")).position
+        wait_until(lambda: approvals.progress() == sessions.progress() == first)
+        wait_until(lambda: approvals.waiting() and sessions.waiting())
+        rt.listener.stop()  # no runner of rt hears of the next commit
+        second = other.sessions.start(agent_context(other, "carol")).position
+        tail = LogTail(rt.ledger)
+        tail.on_read(approvals.passed_over)
+        tail.on_read(sessions.passed_over)
+        assert tail.read(behind, tail.mark()).last == second  # from behind both runners
+        assert approvals.progress() == approvals.worker.read_model.position() == second
+        assert sessions.progress() == first  # a start concerns it: left for its own read
+
+
 def test_runners_polling_together_share_a_read_that_finds_an_unannounced_commit(
     runtime: Runtime,
 ) -> None:
