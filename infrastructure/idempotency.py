@@ -111,6 +111,15 @@ class PostgresIdempotentRecorder(PostgresProcessRecorder):
             Identifier(self.datastore.schema), Identifier(self.events_table_name)
         )
         self._origin: str | None = None  # the library's unsigned NOTIFY until signed
+        # A command's completion, in the events' transaction: fails it if the claim was lost.
+        self._complete_or_fail = (
+            SQL(
+                "WITH done AS (" + _COMPLETE.replace("{p}", "%s") + " RETURNING 1) "
+                "SELECT 1 / (SELECT count(*) FROM done)"
+            )
+            .format(t=self._table)
+            .as_string()
+        )
 
     def _sql(self, template: str) -> Any:
         return SQL(template.replace("{p}", "%s")).format(t=self._table)
@@ -148,14 +157,7 @@ class PostgresIdempotentRecorder(PostgresProcessRecorder):
                 payload = commit_payload(self._origin, (e.topic for e in stored_events))
                 own.execute(_NOTIFY, (self.channel_name, payload), prepare=False)
             for completion in completions:
-                own.execute(
-                    SQL(
-                        "WITH done AS (" + _COMPLETE.replace("{p}", "%s") + " RETURNING 1) "
-                        "SELECT 1 / (SELECT count(*) FROM done)"
-                    ).format(t=self._table),
-                    _completion_params(completion),
-                    prepare=False,
-                )
+                own.execute(self._complete_or_fail, _completion_params(completion), prepare=False)
 
     def select_events_after(self, after: Sequence[tuple[UUID, int]]) -> list[StoredEvent]:
         """The events of several aggregates, each after a version, in one query (a command

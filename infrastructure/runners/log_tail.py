@@ -12,7 +12,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from eventsourcing.persistence import Notification
@@ -48,6 +48,8 @@ class Read:
     # Decoded on first demand, once for every reader: most runners follow a few kinds of
     # event, and decoding is most of what reading the log costs.
     decoded: list[Any]
+    # The topics past a position, asked by each runner it passes over (most stand at `after`).
+    _topics_after: dict[int, frozenset[str]] = field(default_factory=dict, compare=False)
 
     def serves(self, after: int, fresh_since: int) -> bool:
         """Whether this read answers a query after `after` sent in generation `fresh_since`
@@ -62,8 +64,12 @@ class Read:
 
     def topics_after(self, position: int) -> frozenset[str]:
         """The stored topics of the events it holds past `position`."""
-        start = bisect.bisect_right(self.positions, position)
-        return frozenset(stored.topic for stored in self.stored[start:])
+        found = self._topics_after.get(position)
+        if found is None:
+            start = bisect.bisect_right(self.positions, position)
+            found = frozenset(stored.topic for stored in self.stored[start:])
+            self._topics_after[position] = found
+        return found
 
     def followed(self, start: int, topics: frozenset[str] | None, decode: Any) -> Followed:
         positions, events = [], []

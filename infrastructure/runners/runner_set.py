@@ -58,8 +58,8 @@ class RunnerSet:
     def nudge(self, position: int | None = None, topics: frozenset[str] | None = None) -> None:
         """A commit was made (at `position`, of events of `topics`; None: not known): wake the
         runners that follow any of them. The others sleep on; the read the woken ones share
-        passes them over (`_passed_over`). Waking all fourteen for each commit cost the
-        projections process a third of its CPU."""
+        passes them over (`_passed_over`). Waking all fourteen for each commit took a
+        third of the projections process's interpreter time."""
         self._tail.nudged()  # before any runner wakes: they share this generation's reads
         for runner in self.all():
             if runner.follows_any(topics):

@@ -14,8 +14,8 @@ class Worker(Protocol):
         """The stored topics of the events it follows (None: every event)."""
 
     def passed_over(self, position: int) -> None:
-        """Asleep, it was passed over up to `position`: nothing it follows lies between where
-        it stood and there (a commit it does not follow did not wake it)."""
+        """It was passed over up to `position`: nothing it follows lies between where it
+        stood and there (a commit it does not follow did not wake it)."""
 
     def position(self) -> int:
         """The position recorded in the store: where a runner starting here resumes."""
